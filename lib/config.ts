@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/**
+ * Parses an environment object against a zod object schema whose keys are variable names.
+ * Returns a frozen result, or throws a ConfigError whose sentence names the first bad variable.
+ * Only a process's `main` passes `process.env`; everything else receives the parsed config.
+ */
+export function parseEnv<S extends z.ZodObject<z.ZodRawShape>>(schema: S, env: Env): Readonly<z.infer<S>> {
+  const present: Record<string, string> = {};
+  for (const key of Object.keys(schema.shape)) {
+    const value = env[key];
+    // An empty variable means "not set", as in most shells and .env files.
+    if (value !== undefined && value.trim() !== '') present[key] = value.trim();
+  }
+  const result = schema.safeParse(present);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const variable = String(issue.path[0] ?? 'environment');
+    const got = present[variable];
+    throw new ConfigError(variable, `${issue.message}${got === undefined ? '' : ` (got "${got}")`}`);
+  }
+  return Object.freeze(result.data);
+}
+
+/** Reusable setting parsers with clear messages. */
+export const setting = {
+  port: (fallback: number) =>
+    z.coerce
+      .number({ message: 'must be a port number' })
+      .int('must be a whole number')
+      .min(0, 'must be between 0 and 65535')
+      .max(65535, 'must be between 0 and 65535')
+      .default(fallback),
+  seconds: (fallback: number, min = 0, max = 31_536_000) =>
+    z.coerce
+      .number({ message: 'must be a number of seconds' })
+      .int('must be a whole number of seconds')
+      .min(min, `must be at least ${min}`)
+      .max(max, `must be at most ${max}`)
+      .default(fallback),
+  integer: (fallback: number, min: number, max: number) =>
+    z.coerce
+      .number({ message: 'must be a number' })
+      .int('must be a whole number')
+      .min(min, `must be at least ${min}`)
+      .max(max, `must be at most ${max}`)
+      .default(fallback),
+  url: (fallback?: string) => {
+    const u = z.string().url('must be an absolute URL such as https://host:port/');
+    return fallback === undefined ? u.optional() : u.default(fallback);
+  },
+  bool: (fallback: boolean) =>
+    z
+      .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
+      .transform((v) => v === 'true' || v === '1' || v === 'yes')
+      .default(fallback),
+  logLevel: () =>
+    z
+      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
+        message: 'must be one of fatal, error, warn, info, debug, trace, silent',
+      })
+      .default('info'),
+  byteSize: (fallback: string) =>
+    z
+      .string()
+      .regex(/^\d+\s*(b|kb|mb)?$/i, 'must be a size such as 100kb or 1mb')
+      .default(fallback),
+};

@@ -1,0 +1,100 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** The repository root, from which scripts are started. */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+
+export interface Started {
+  child: ChildProcess;
+  /** The first JSON log line whose msg is "listening" (carries `port`, maybe `httpsPort`). */
+  listening: Record<string, unknown>;
+  port: number;
+  /** Everything the process wrote so far (stdout and stderr). */
+  output: () => string;
+  /** Sends SIGTERM and resolves with the exit code (SIGKILL after `graceMs`). */
+  stop: (graceMs?: number) => Promise<number | null>;
+}
+
+/**
+ * Starts `tsx <script> ...args` as a real process and waits for its "listening" log line.
+ * Every main of the suite logs `{"msg":"listening","port":N}` once it accepts connections,
+ * so tests can pass PORT=0 and learn the port. Rejects with the output if the process exits
+ * or does not listen within `timeoutMs`.
+ */
+export function startProcess(
+  script: string,
+  options: { args?: string[]; env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
+): Promise<Started> {
+  const child = spawn(TSX, [path.join(ROOT, script), ...(options.args ?? [])], {
+    cwd: options.cwd ?? ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...options.env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let buffered = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return new Promise<Started>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${script} did not start listening within ${options.timeoutMs ?? 20_000} ms:\n${out}`));
+    }, options.timeoutMs ?? 20_000);
+    const onLine = (line: string) => {
+      if (!line.startsWith('{')) return;
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        if (parsed.msg === 'listening' && typeof parsed.port === 'number') {
+          clearTimeout(timer);
+          resolve({
+            child,
+            listening: parsed,
+            port: parsed.port,
+            output: () => out,
+            stop: async (graceMs = 5000) => {
+              if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+              child.kill('SIGTERM');
+              const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+              const code = await exited;
+              clearTimeout(killer);
+              return code;
+            },
+          });
+        }
+      } catch {
+        /* not JSON: ignore */
+      }
+    };
+    child.stdout!.on('data', (chunk: Buffer) => {
+      const text = chunk.toString();
+      out += text;
+      buffered += text;
+      let nl: number;
+      while ((nl = buffered.indexOf('\n')) >= 0) {
+        onLine(buffered.slice(0, nl));
+        buffered = buffered.slice(nl + 1);
+      }
+    });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${script} exited with code ${code} before listening:\n${out}`));
+    });
+  });
+}
+
+/** Asks the OS for a free port on 127.0.0.1 (for peers that must know each other's port up front). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const address = srv.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}

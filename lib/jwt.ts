@@ -1,0 +1,198 @@
+import { errors as joseErrors, jwtVerify, decodeProtectedHeader, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
+
+/**
+ * The verification core shared by the factory and the services. Pure: keys, token, options
+ * and a clock in; claims or a TokenError out. Never knows HTTP.
+ */
+
+/** Tokens travel in headers; 8 KiB is a common header limit, so larger tokens are refused before parsing. */
+export const MAX_TOKEN_BYTES = 8192;
+
+/** Envoy's jwt_authn default clock skew (seconds). */
+export const DEFAULT_CLOCK_TOLERANCE = 60;
+
+/** A verification key pinned to exactly one algorithm. */
+export interface VerificationKey {
+  kid: string;
+  alg: string;
+  key: CryptoKey | KeyObject | Uint8Array;
+}
+
+export interface VerifyOptions {
+  /** Required `iss`; omitted means any issuer is accepted. */
+  issuer?: string | string[];
+  /** Accepted audiences: the token's `aud` (string or array) must intersect them. */
+  audience?: string | string[];
+  /** Required `sub`. */
+  subject?: string;
+  /** Seconds of clock skew allowed on exp / nbf (default 60, as Envoy). */
+  clockTolerance?: number;
+  /** The clock: verification happens "at" this instant. */
+  now: Date;
+  /** Size cap in bytes (default 8 KiB). */
+  maxBytes?: number;
+}
+
+export type TokenErrorName = 'TokenExpiredError' | 'JsonWebTokenError' | 'NotBeforeError';
+
+/**
+ * A refused token, named as jsonwebtoken users know it (the original sample's users parse
+ * `error.name`): TokenExpiredError carries `expiredAt`, NotBeforeError carries `date`.
+ * `code` is a stable machine-readable reason.
+ */
+export class TokenError extends Error {
+  override readonly name: TokenErrorName;
+  readonly code: string;
+  readonly expiredAt?: Date;
+  readonly date?: Date;
+
+  constructor(name: TokenErrorName, code: string, message: string, extra: { expiredAt?: Date; date?: Date } = {}) {
+    super(message);
+    this.name = name;
+    this.code = code;
+    if (extra.expiredAt) this.expiredAt = extra.expiredAt;
+    if (extra.date) this.date = extra.date;
+  }
+
+  /** The public JSON shape: `{ name, message, code, expiredAt?, date? }`. */
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      message: this.message,
+      code: this.code,
+      ...(this.expiredAt ? { expiredAt: this.expiredAt.toISOString() } : {}),
+      ...(this.date ? { date: this.date.toISOString() } : {}),
+    };
+  }
+}
+
+const malformed = (message = 'jwt malformed') => new TokenError('JsonWebTokenError', 'malformed', message);
+
+/** base64url without padding, RFC 7515 §2: jose itself tolerates padding and stray characters. */
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Checks the compact serialization strictly before any parsing (RFC 7515 §7.1): size cap,
+ * exactly three segments, strict base64url, a canonical length for each segment.
+ */
+export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): asserts token is string {
+  if (typeof token !== 'string' || token.length === 0) throw malformed('jwt must be provided');
+  if (Buffer.byteLength(token, 'utf8') > maxBytes) {
+    throw new TokenError('JsonWebTokenError', 'too_large', `jwt is larger than ${maxBytes} bytes`);
+  }
+  const parts = token.split('.');
+  if (parts.length !== 3) throw malformed();
+  for (const part of parts) {
+    // A base64url string of length 4n+1 cannot come from any byte sequence.
+    if (!B64URL.test(part) || part.length % 4 === 1) throw malformed();
+  }
+}
+
+/** Reads the protected header after the strict form check, and refuses what we never accept. */
+export function readHeader(token: string): JWTHeaderParameters {
+  let header: JWTHeaderParameters;
+  try {
+    header = decodeProtectedHeader(token) as JWTHeaderParameters;
+  } catch {
+    throw malformed('jwt header is not valid JSON');
+  }
+  if (typeof header.alg !== 'string') throw malformed('jwt header has no alg');
+  if (header.alg === 'none') throw new TokenError('JsonWebTokenError', 'alg_none', 'jwt signature is required');
+  // RFC 7797: an unencoded payload is never a JWT.
+  if ('b64' in header) throw new TokenError('JsonWebTokenError', 'b64_unsupported', 'jwt with a b64 header is not accepted');
+  // RFC 7515 §4.1.11: we understand no extension, so any crit makes the token invalid.
+  if ('crit' in header) throw new TokenError('JsonWebTokenError', 'crit_unsupported', 'jwt has critical header parameters we do not understand');
+  // jku, x5u, jwk and x5c are ignored on purpose: keys come only from our own store.
+  return header;
+}
+
+/** Picks the candidate keys: by `kid` when the header names one, else every key of that alg. */
+function selectKeys(header: JWTHeaderParameters, keys: readonly VerificationKey[]): VerificationKey[] {
+  const byKid = typeof header.kid === 'string' ? keys.filter((k) => k.kid === header.kid) : keys;
+  if (byKid.length === 0) throw new TokenError('JsonWebTokenError', 'unknown_kid', 'no key matches the jwt kid');
+  const byAlg = byKid.filter((k) => k.alg === header.alg);
+  if (byAlg.length === 0) throw new TokenError('JsonWebTokenError', 'invalid_algorithm', 'invalid algorithm');
+  return byAlg;
+}
+
+const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+
+/** Maps jose's errors onto jsonwebtoken's names and messages. */
+function translate(err: unknown, options: VerifyOptions, payload?: JWTPayload): TokenError {
+  if (err instanceof TokenError) return err;
+  if (err instanceof joseErrors.JWTExpired) {
+    const exp = typeof err.payload.exp === 'number' ? err.payload.exp : undefined;
+    if (err.claim === 'exp' && exp !== undefined) {
+      return new TokenError('TokenExpiredError', 'expired', 'jwt expired', { expiredAt: new Date(exp * 1000) });
+    }
+    return new TokenError('JsonWebTokenError', 'iat_invalid', err.message);
+  }
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    const p = err.payload ?? payload ?? {};
+    switch (err.claim) {
+      case 'nbf':
+        if (err.reason === 'check_failed' && typeof p.nbf === 'number') {
+          return new TokenError('NotBeforeError', 'not_before', 'jwt not active', { date: new Date(p.nbf * 1000) });
+        }
+        return new TokenError('JsonWebTokenError', 'nbf_invalid', 'jwt nbf must be a number');
+      case 'aud':
+        return new TokenError('JsonWebTokenError', 'audience_invalid', `jwt audience invalid. expected: ${list(options.audience).join(' or ')}`);
+      case 'iss':
+        return new TokenError('JsonWebTokenError', 'issuer_invalid', `jwt issuer invalid. expected: ${list(options.issuer).join(',')}`);
+      case 'sub':
+        return new TokenError('JsonWebTokenError', 'subject_invalid', `jwt subject invalid. expected: ${options.subject}`);
+      case 'exp':
+        return new TokenError('JsonWebTokenError', err.reason === 'missing' ? 'exp_missing' : 'exp_invalid', err.reason === 'missing' ? 'jwt has no exp claim' : 'jwt exp must be a number');
+      default:
+        return new TokenError('JsonWebTokenError', 'claim_invalid', err.message);
+    }
+  }
+  if (err instanceof joseErrors.JWSSignatureVerificationFailed) {
+    return new TokenError('JsonWebTokenError', 'invalid_signature', 'invalid signature');
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed) {
+    return new TokenError('JsonWebTokenError', 'invalid_algorithm', 'invalid algorithm');
+  }
+  if (err instanceof joseErrors.JWTInvalid || err instanceof joseErrors.JWSInvalid) {
+    return malformed(err.message.startsWith('JWT Claims Set') ? 'jwt payload is not a JSON object' : 'jwt malformed');
+  }
+  if (err instanceof joseErrors.JOSENotSupported) {
+    return new TokenError('JsonWebTokenError', 'unsupported', 'jwt uses an unsupported feature');
+  }
+  return malformed();
+}
+
+/**
+ * Verifies a compact JWT against pinned keys: strict form, size cap, algorithm per key,
+ * `exp` required, issuer / audience / subject when given, clock tolerance (default 60 s).
+ * Resolves with the payload, header and the kid that verified it; rejects with a TokenError.
+ */
+export async function verifyJwt(
+  token: unknown,
+  keys: readonly VerificationKey[],
+  options: VerifyOptions,
+): Promise<{ payload: JWTPayload; header: JWTHeaderParameters; kid: string }> {
+  assertCompactForm(token, options.maxBytes);
+  const header = readHeader(token);
+  const candidates = selectKeys(header, keys);
+  let lastError: unknown;
+  for (const candidate of candidates) {
+    try {
+      const result = await jwtVerify(token, candidate.key, {
+        algorithms: [candidate.alg],
+        issuer: options.issuer,
+        audience: options.audience,
+        subject: options.subject,
+        clockTolerance: options.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE,
+        currentDate: options.now,
+        requiredClaims: ['exp'],
+      });
+      return { payload: result.payload, header: result.protectedHeader, kid: candidate.kid };
+    } catch (err) {
+      lastError = err;
+      // Only a signature mismatch is worth trying the next key of the same kid/alg.
+      if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) break;
+    }
+  }
+  throw translate(lastError, options);
+}

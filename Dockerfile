@@ -1,0 +1,31 @@
+# One image for the whole suite. It runs the factory by default; the services by command:
+#   docker run jwt-suite:1.0.0                                  # the factory
+#   docker run jwt-suite:1.0.0 node dist/app/main.js servicea    # servicea (or serviceb, servicec)
+# Keys and certificates are never baked in (.dockerignore): mount them (k8s: Secrets).
+
+# --- build: every dependency, compile TypeScript to dist/ ---------------------------------
+FROM node:22-bookworm-slim AS build
+WORKDIR /build
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY lib ./lib
+COPY jwt-factory ./jwt-factory
+COPY app ./app
+COPY mesh ./mesh
+COPY scripts ./scripts
+RUN npm run build
+
+# --- runtime: production dependencies and the compiled code only --------------------------
+FROM node:22-bookworm-slim AS runtime
+ENV NODE_ENV=production
+WORKDIR /srv/jwt-suite
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /build/dist ./dist
+# The services' default settings; the process environment (k8s ConfigMaps) overrides them.
+COPY app/.servicea.env app/.serviceb.env app/.servicec.env ./app/
+# The image's "node" user, by number so that Kubernetes can check runAsNonRoot.
+USER 1000:1000
+EXPOSE 5555 3000 3001 3002 8443 9443
+CMD ["node", "dist/jwt-factory/main.js"]

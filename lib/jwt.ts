@@ -117,6 +117,19 @@ function selectKeys(header: JWTHeaderParameters, keys: readonly VerificationKey[
 
 const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
 
+/** The nbf / exp verdict on a payload at `options.now` (with tolerance), as jsonwebtoken orders it. */
+function checkTimes(p: JWTPayload, options: VerifyOptions): TokenError | undefined {
+  const now = Math.floor(options.now.getTime() / 1000);
+  const tolerance = options.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE;
+  if (typeof p.nbf === 'number' && p.nbf > now + tolerance) {
+    return new TokenError('NotBeforeError', 'not_before', 'jwt not active', { date: new Date(p.nbf * 1000) });
+  }
+  if (typeof p.exp === 'number' && p.exp <= now - tolerance) {
+    return new TokenError('TokenExpiredError', 'expired', 'jwt expired', { expiredAt: new Date(p.exp * 1000) });
+  }
+  return undefined;
+}
+
 /** Maps jose's errors onto jsonwebtoken's names and messages. */
 function translate(err: unknown, options: VerifyOptions, payload?: JWTPayload): TokenError {
   if (err instanceof TokenError) return err;
@@ -129,6 +142,10 @@ function translate(err: unknown, options: VerifyOptions, payload?: JWTPayload): 
   }
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     const p = err.payload ?? payload ?? {};
+    // jose checks iss/sub/aud before the times; jsonwebtoken (whose answers users parse) reports
+    // nbf, then exp first, so an expired token with a wrong audience still answers TokenExpiredError.
+    const timeError = ['aud', 'iss', 'sub'].includes(err.claim) ? checkTimes(p, options) : undefined;
+    if (timeError) return timeError;
     switch (err.claim) {
       case 'nbf':
         if (err.reason === 'check_failed' && typeof p.nbf === 'number') {

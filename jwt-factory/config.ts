@@ -1,0 +1,49 @@
+import { z } from 'zod';
+import { parseEnv, setting, type Env } from '../lib/config.js';
+import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
+
+/** Every signing algorithm a key can be created with (one per keyId, chosen at creation). */
+export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA', 'HS256'] as const;
+export type Algorithm = (typeof ALGORITHMS)[number];
+
+/** The algorithms whose public keys are published (HS256 secrets never leave the factory). */
+export const PUBLIC_ALGORITHMS = ALGORITHMS.filter((a) => a !== 'HS256');
+
+const schema = z
+  .object({
+    PORT: setting.port(5555),
+    HOST: z.string().min(1).default('0.0.0.0'),
+    KEYS_DIR: z.string().min(1).default('keys'),
+    ISSUER: z.string().min(1, 'must not be empty').default('https://jwt-factory/'),
+    PUBLIC_URL: z.string().url('must be an absolute URL such as http://host:port').default('http://localhost:5555'),
+    ALGORITHM: z.enum(ALGORITHMS, { message: `must be one of ${ALGORITHMS.join(', ')}` }).default('RS256'),
+    TOKEN_TTL: setting.seconds(3600, 1),
+    MAX_TOKEN_TTL: setting.seconds(86_400, 1),
+    CLOCK_TOLERANCE: setting.seconds(DEFAULT_CLOCK_TOLERANCE, 0, 3600),
+    BODY_LIMIT: setting.byteSize('100kb'),
+    // 60 s: a client that honours Cache-Control sees a rotated key within one clock-skew window.
+    JWKS_MAX_AGE: setting.seconds(60, 0, 86_400),
+    WORKERS: setting.integer(1, 1, 64),
+    LOG_LEVEL: setting.logLevel(),
+    TOKEN_SIZE_WARN: setting.integer(4096, 256, 1_048_576),
+    TOKEN_SIZE_LIMIT: setting.integer(MAX_TOKEN_BYTES, 256, 1_048_576),
+    TOKEN_SIZE_POLICY: z.enum(['warn', 'refuse'], { message: 'must be warn or refuse' }).default('warn'),
+    SHUTDOWN_GRACE: setting.seconds(10, 0, 600),
+  })
+  .superRefine((c, ctx) => {
+    if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {
+      ctx.addIssue({ code: 'custom', path: ['TOKEN_TTL'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
+    }
+    if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
+      ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });
+    }
+  });
+
+export type FactoryConfig = Readonly<z.infer<typeof schema>>;
+
+/** Parses and validates the factory's settings from an env object; throws a ConfigError naming the variable. */
+export function loadFactoryConfig(env: Env): FactoryConfig {
+  const config = parseEnv(schema, env);
+  // jwks_uri is built by appending a path, so a trailing slash would double it.
+  return Object.freeze({ ...config, PUBLIC_URL: config.PUBLIC_URL.replace(/\/+$/, '') });
+}

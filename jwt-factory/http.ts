@@ -1,0 +1,43 @@
+import express, { type Express, type Router } from 'express';
+import { badRequest } from '../lib/errors.js';
+import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
+import type { FactoryDeps } from './deps.js';
+import { createJwksCache } from './jwks.js';
+import { discoveryRouter } from './routes/discovery.js';
+import { healthRouter } from './routes/health.js';
+import { keysRouter } from './routes/keys.js';
+import { tokensRouter } from './routes/tokens.js';
+
+export type { FactoryDeps } from './deps.js';
+
+/**
+ * The factory's routers, in mounting order. Another feature mounts its own router next to
+ * these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
+ */
+export function factoryRouters(deps: FactoryDeps): Router[] {
+  const jwks = createJwksCache(deps.keystore, deps.clock);
+  return [healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks), tokensRouter(deps)];
+}
+
+/** Builds the factory's express app (only main listens). */
+export function createApp(deps: FactoryDeps): Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('trust proxy', false);
+
+  app.use(requestLogger(deps.logger));
+  // A keyId names a file: refuse dot segments before any route sees them (curl normally folds them).
+  app.use((req, _res, next) => {
+    if (req.path.split('/').some((segment) => segment === '.' || segment === '..' || /^%2e(%2e)?$/i.test(segment))) {
+      throw badRequest('Path segments "." and ".." are not allowed', 'invalid_path');
+    }
+    next();
+  });
+  app.use(express.json({ limit: deps.config.BODY_LIMIT }));
+
+  for (const router of factoryRouters(deps)) app.use(router);
+
+  app.use(notFoundHandler);
+  app.use(errorMiddleware(deps.logger));
+  return app;
+}

@@ -1,0 +1,136 @@
+import cluster from 'node:cluster';
+import { existsSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import path from 'node:path';
+import dotenv from 'dotenv';
+import { ConfigError } from '../lib/errors.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
+import { loadFactoryConfig, type FactoryConfig } from './config.js';
+import { createApp } from './http.js';
+import { createKeyStore } from './keystore.js';
+
+/** Messages between the cluster primary and its workers. */
+type WorkerMessage =
+  | { type: 'listening'; port: number }
+  | { type: 'listen-failed'; message: string }
+  | { type: 'key-changed'; keyId: string };
+
+/** The environment: an optional `.env` in the working directory, overridden by the real environment. */
+function readEnv(): Record<string, string | undefined> {
+  const file = path.resolve('.env');
+  const fromFile = existsSync(file) ? dotenv.parse(readFileSync(file)) : {};
+  return { ...fromFile, ...process.env };
+}
+
+/** Prints one sentence and exits 1 (a bad setting or a taken port). */
+function fail(sentence: string): never {
+  process.stderr.write(`jwt-factory: ${sentence.replace(/\.?$/, '.')}\n`);
+  process.exit(1);
+}
+
+/** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
+async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
+  const clock = () => new Date();
+  const keystore = createKeyStore({
+    dir: path.resolve(config.KEYS_DIR),
+    clock,
+    logger,
+    defaultAlg: config.ALGORITHM,
+    retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
+  });
+  await keystore.load();
+  if (cluster.isWorker) {
+    keystore.onChange((keyId, origin) => {
+      if (origin === 'local') process.send?.({ type: 'key-changed', keyId } satisfies WorkerMessage);
+    });
+    process.on('message', (message: WorkerMessage) => {
+      if (message.type === 'key-changed') void keystore.reload(message.keyId);
+    });
+  }
+  const server = createServer(createApp({ config, keystore, logger, clock }));
+  let port: number;
+  try {
+    port = await listen(server, config.PORT, config.HOST);
+  } catch (err) {
+    const sentence = describeListenError(err as NodeJS.ErrnoException, config.PORT, config.HOST);
+    if (cluster.isWorker) process.send?.({ type: 'listen-failed', message: sentence } satisfies WorkerMessage, () => process.exit(1));
+    else fail(sentence);
+    return;
+  }
+  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000);
+  if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
+  else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1 }, 'listening');
+}
+
+/**
+ * The cluster primary: forks WORKERS processes that share the port, logs "listening" once
+ * they all listen, relays key changes between them and forwards SIGTERM.
+ */
+function supervise(config: FactoryConfig, logger: Logger): void {
+  let listeningCount = 0;
+  let announced = false;
+  let stopping = false;
+  const fork = () => {
+    const worker = cluster.fork();
+    worker.on('message', (message: WorkerMessage) => {
+      if (message.type === 'listening') {
+        listeningCount += 1;
+        if (!announced && listeningCount === config.WORKERS) {
+          announced = true;
+          logger.info({ port: message.port, host: config.HOST, keysDir: config.KEYS_DIR, workers: config.WORKERS }, 'listening');
+        }
+      } else if (message.type === 'listen-failed') {
+        stopping = true;
+        for (const w of Object.values(cluster.workers ?? {})) w?.kill('SIGKILL');
+        fail(message.message);
+      } else if (message.type === 'key-changed') {
+        for (const other of Object.values(cluster.workers ?? {})) {
+          if (other && other !== worker) other.send(message);
+        }
+      }
+    });
+  };
+  for (let i = 0; i < config.WORKERS; i += 1) fork();
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        logger.info('stopped');
+        process.exit(0);
+      }
+      return;
+    }
+    logger.error({ workerPid: worker.process.pid, code, signal }, 'worker exited; starting a new one');
+    listeningCount -= 1;
+    fork();
+  });
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info({ signal }, 'draining workers');
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+function main(): void {
+  let config: FactoryConfig;
+  try {
+    config = loadFactoryConfig(readEnv());
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message);
+    throw err;
+  }
+  const logger = createLogger({ level: config.LOG_LEVEL, name: 'jwt-factory' });
+  if (cluster.isPrimary && config.WORKERS > 1) {
+    supervise(config, logger);
+    return;
+  }
+  serve(config, logger).catch((err: Error) => {
+    logger.fatal({ err: { name: err.name, message: err.message } }, 'start-up failed');
+    process.exit(1);
+  });
+}
+
+main();

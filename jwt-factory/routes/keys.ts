@@ -1,0 +1,96 @@
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { badRequest, conflict, notFound } from '../../lib/errors.js';
+import { assertKeyId } from '../../lib/keyid.js';
+import { ALGORITHMS } from '../config.js';
+import type { FactoryDeps } from '../deps.js';
+import type { JwksDocument } from '../jwks.js';
+import { activeVersions, type KeyEntry } from '../keystore.js';
+
+const algQuery = z.enum(ALGORITHMS, { message: `alg must be one of ${ALGORITHMS.join(', ')}` }).optional();
+
+/** The original sample's answer: base64 of the public PEM; plus kid and alg. HS256 answers no key material. */
+export function describeKey(entry: KeyEntry) {
+  const { current } = entry;
+  return {
+    keyId: entry.keyId,
+    kid: current.kid,
+    alg: entry.alg,
+    ...(current.publicPem ? { publicKey: Buffer.from(current.publicPem).toString('base64') } : {}),
+  };
+}
+
+/** Looks a keyId up (404 `key_not_found` when unknown) and records it for the request log. */
+export async function requireKey(deps: FactoryDeps, rawKeyId: unknown, res: Response): Promise<KeyEntry> {
+  const keyId = assertKeyId(rawKeyId);
+  res.locals.log = { ...res.locals.log, keyId };
+  const entry = await deps.keystore.get(keyId);
+  if (!entry) throw notFound(`No key with keyId "${keyId}"`, 'key_not_found');
+  return entry;
+}
+
+/** Sends a cached JWKS with its ETag and max-age, or 304 when the client already has it. */
+export function sendJwks(deps: FactoryDeps, doc: JwksDocument, req: Request, res: Response): void {
+  res.set('ETag', doc.etag);
+  res.set('Cache-Control', `public, max-age=${deps.config.JWKS_MAX_AGE}`);
+  const ifNoneMatch = req.get('if-none-match');
+  if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === doc.etag)) {
+    res.status(304).end();
+    return;
+  }
+  res.type('application/json').send(doc.body);
+}
+
+/** Key management: create, rotate, per-key JWKS and the original sample's /utils routes. */
+export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry): JwksDocument }): Router {
+  const router = Router();
+
+  const createKey = async (req: Request, res: Response) => {
+    const keyId = assertKeyId(req.params.keyId);
+    const parsed = algQuery.safeParse(typeof req.query.alg === 'string' && req.query.alg !== '' ? req.query.alg : undefined);
+    if (!parsed.success) throw badRequest(parsed.error.issues[0]!.message, 'invalid_alg');
+    const { entry, created } = await deps.keystore.getOrCreate(keyId, parsed.data);
+    if (parsed.data !== undefined && parsed.data !== entry.alg) {
+      throw conflict(`Key "${keyId}" exists with alg ${entry.alg}; rotate keeps the algorithm, a new keyId can use ${parsed.data}`, 'alg_mismatch');
+    }
+    res.locals.log = { keyId, kid: entry.current.kid };
+    res.json({ ...describeKey(entry), created });
+  };
+  router.get('/keys/:keyId', createKey);
+  router.post('/keys/:keyId', createKey);
+
+  router.post('/keys/:keyId/rotate', async (req, res) => {
+    const keyId = assertKeyId(req.params.keyId);
+    const entry = await deps.keystore.rotate(keyId);
+    if (!entry) throw notFound(`No key with keyId "${keyId}"`, 'key_not_found');
+    res.locals.log = { keyId, kid: entry.current.kid };
+    const previous = activeVersions(entry, deps.clock())
+      .slice(1)
+      .map((v) => ({ kid: v.kid, retireAt: v.retireAt?.toISOString() }));
+    res.json({ ...describeKey(entry), previous });
+  });
+
+  router.get('/keys/:keyId/jwks.json', async (req, res) => {
+    const entry = await requireKey(deps, req.params.keyId, res);
+    sendJwks(deps, jwks.forEntry(entry), req, res);
+  });
+
+  router.get('/utils/publicKey/:keyId', async (req, res) => {
+    const entry = await requireKey(deps, req.params.keyId, res);
+    if (!entry.current.publicPem) throw notFound(`Key "${entry.keyId}" is symmetric (HS256): it has no public key`, 'no_public_key');
+    res.json({ publicKey: Buffer.from(entry.current.publicPem).toString('base64'), kid: entry.current.kid, alg: entry.alg });
+  });
+
+  router.get('/utils/keys', (_req, res) => {
+    res.json(deps.keystore.list());
+  });
+
+  const dump = async (_req: Request, res: Response) => {
+    const keyIds = await deps.keystore.dump();
+    res.json({ dumped: keyIds });
+  };
+  router.post('/utils/dump', dump);
+  router.post('/dump', dump);
+
+  return router;
+}

@@ -1,0 +1,111 @@
+import { Router, type Request, type Response } from 'express';
+import { z } from 'zod';
+import { AppError, badRequest } from '../../lib/errors.js';
+import { TokenError } from '../../lib/jwt.js';
+import type { FactoryDeps } from '../deps.js';
+import { issueToken, parseClaims, verifyToken, type IssuedToken } from '../tokens.js';
+import { requireKey } from './keys.js';
+import { assertKeyId } from '../../lib/keyid.js';
+
+/** `?ttl=N`: whole seconds, 1..MAX_TOKEN_TTL. */
+function parseTtl(raw: unknown, deps: FactoryDeps): number {
+  if (raw === undefined || raw === '') return deps.config.TOKEN_TTL;
+  const ttl = typeof raw === 'string' && /^\d+$/.test(raw) ? Number(raw) : NaN;
+  if (!Number.isSafeInteger(ttl) || ttl < 1 || ttl > deps.config.MAX_TOKEN_TTL) {
+    throw badRequest(`ttl must be a whole number of seconds between 1 and ${deps.config.MAX_TOKEN_TTL}`, 'invalid_ttl');
+  }
+  return ttl;
+}
+
+const truthy = (raw: unknown) => raw === '1' || raw === 'true' || raw === 'yes';
+
+/** JSON when asked with `?format=json` or when the Accept header prefers JSON over text. */
+function wantsJson(req: Request): boolean {
+  if (req.query.format === 'json') return true;
+  if (req.query.format === 'text') return false;
+  return req.accepts(['text/plain', 'application/json']) === 'application/json';
+}
+
+/**
+ * The size guard: a token travels in a header; Envoy caches tokens under 4 KiB and 8 KiB is a
+ * common header limit. Over TOKEN_SIZE_WARN: a Warning header and a log line. Over
+ * TOKEN_SIZE_LIMIT with TOKEN_SIZE_POLICY=refuse: 422 (unless the oversize token was asked for).
+ */
+export function sizeWarnings(deps: FactoryDeps, issued: IssuedToken, requestedOversize: boolean): string[] {
+  const { TOKEN_SIZE_WARN, TOKEN_SIZE_LIMIT, TOKEN_SIZE_POLICY } = deps.config;
+  if (issued.bytes > TOKEN_SIZE_LIMIT && TOKEN_SIZE_POLICY === 'refuse' && !requestedOversize) {
+    throw new AppError('token_too_large', 422, `The token would be ${issued.bytes} bytes, over TOKEN_SIZE_LIMIT (${TOKEN_SIZE_LIMIT}); send fewer or smaller claims`, {
+      details: { bytes: issued.bytes, limit: TOKEN_SIZE_LIMIT },
+    });
+  }
+  if (issued.bytes <= TOKEN_SIZE_WARN) return [];
+  const over = issued.bytes > TOKEN_SIZE_LIMIT ? `TOKEN_SIZE_LIMIT (${TOKEN_SIZE_LIMIT})` : `TOKEN_SIZE_WARN (${TOKEN_SIZE_WARN})`;
+  deps.logger.warn({ kid: issued.kid, jti: issued.jti, bytes: issued.bytes }, 'issued token is large');
+  return [`token is ${issued.bytes} bytes, over ${over}: headers this large may be refused or not cached by proxies`];
+}
+
+/** Sends an issued token as text (the original sample's answer) or as JSON. */
+export function sendIssued(req: Request, res: Response, issued: IssuedToken, warnings: string[], extra: Record<string, unknown> = {}): void {
+  res.locals.log = { ...res.locals.log, kid: issued.kid, jti: issued.jti };
+  // RFC 7234 §5.5: warn-code 299 "Miscellaneous persistent warning".
+  if (warnings.length > 0) res.set('Warning', warnings.map((w) => `299 - "${w.replace(/"/g, "'")}"`).join(', '));
+  if (wantsJson(req)) {
+    res.json({ ...issued, ...extra, ...(warnings.length > 0 ? { warnings } : {}) });
+  } else {
+    res.type('text/plain').send(issued.token);
+  }
+}
+
+const verifyBody = z.object({
+  token: z.string({ message: 'token is required' }).min(1, 'token is required'),
+  aud: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], { message: 'aud is required (a string or a list of strings)' }),
+  sub: z.string({ message: 'sub is required' }).min(1, 'sub is required'),
+  iss: z.string().min(1).optional(),
+});
+
+/** Issuance and verification: `/issueToken/:keyId` and `/verify/:keyId`. */
+export function tokensRouter(deps: FactoryDeps): Router {
+  const router = Router();
+
+  router.post('/issueToken/:keyId', async (req, res) => {
+    const keyId = assertKeyId(req.params.keyId);
+    const claims = parseClaims(req.body);
+    const ttl = parseTtl(req.query.ttl, deps);
+    // Like the original sample, issuing for an unknown keyId creates its key (as GET /keys does).
+    const { entry } = await deps.keystore.getOrCreate(keyId);
+    res.locals.log = { keyId };
+    const issued = await issueToken(entry, claims, { issuer: deps.config.ISSUER, ttl, expired: truthy(req.query.expired), now: deps.clock() });
+    sendIssued(req, res, issued, sizeWarnings(deps, issued, false));
+  });
+
+  router.post('/verify/:keyId', async (req, res) => {
+    assertKeyId(req.params.keyId);
+    const parsed = verifyBody.safeParse(req.body ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw badRequest(issue.message, 'missing_field', { field: issue.path.join('.') });
+    }
+    const { token, aud, sub, iss } = parsed.data;
+    let entry = await requireKey(deps, req.params.keyId, res);
+    const options = { issuer: iss ?? deps.config.ISSUER, audience: aud, subject: sub, clockTolerance: deps.config.CLOCK_TOLERANCE, now: deps.clock(), maxBytes: deps.config.TOKEN_SIZE_LIMIT };
+    try {
+      let result;
+      try {
+        result = await verifyToken(entry, token, options);
+      } catch (err) {
+        // A kid we do not know may come from a rotation by another worker: re-read the disk once.
+        if (!(err instanceof TokenError && err.code === 'unknown_kid')) throw err;
+        entry = (await deps.keystore.reload(entry.keyId)) ?? entry;
+        result = await verifyToken(entry, token, options);
+      }
+      res.locals.log = { ...res.locals.log, kid: result.kid, jti: result.payload.jti };
+      res.json({ valid: true, claims: result.payload });
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      res.locals.log = { ...res.locals.log, reason: err.code };
+      res.status(403).json({ valid: false, error: err.toJSON(), claims: {} });
+    }
+  });
+
+  return router;
+}

@@ -1,0 +1,104 @@
+import express, { type Express, type Request, type Response } from 'express';
+import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
+import type { Logger } from '../lib/logger.js';
+import type { HttpClient } from '../lib/httpclient.js';
+import type { ServiceConfig } from './config.js';
+import type { SelfKeyStore } from './selfkeys.js';
+import type { PeerKeys } from './peerkeys.js';
+import { runScenario } from './scenarios.js';
+import { verifySelfSigned, verifyWithFactory, type Verdict } from './verify.js';
+
+/** Everything a service needs, built by main (or a test) and passed in. */
+export interface AppDeps {
+  config: ServiceConfig;
+  logger: Logger;
+  client: HttpClient;
+  /** servicea's own key pair; only servicea has one (and serves the scenario routes). */
+  selfKeys?: SelfKeyStore;
+  peerKeys: PeerKeys;
+  now: () => Date;
+}
+
+/** RFC 6750 §2.1: `Authorization: Bearer <token>`; the scheme is case-insensitive. */
+function bearerToken(req: Request): string | undefined {
+  const match = /^Bearer[ ]+([^ ]+)[ ]*$/i.exec(req.get('authorization') ?? '');
+  return match?.[1];
+}
+
+/** Token ids for the request log: kid and jti, read without trusting them, never the token. */
+function tokenIds(token: string): Record<string, unknown> {
+  const ids: Record<string, unknown> = {};
+  try {
+    ids.kid = decodeProtectedHeader(token).kid;
+    ids.jti = decodeJwt(token).jti;
+  } catch {
+    /* unreadable token: nothing to log */
+  }
+  return ids;
+}
+
+const isExpiredFlag = (value: unknown) => value === '1' || value === 'true';
+
+/** Builds the express app of one service; only main listens. */
+export function createApp(deps: AppDeps): Express {
+  const { config } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(requestLogger(deps.logger));
+
+  app.get('/hello', (_req, res) => {
+    res.json({ service: config.serviceName, message: `Hello from ${config.serviceName}` });
+  });
+  app.get('/healthz', (_req, res) => {
+    res.json({ status: 'ok' });
+  });
+
+  // Receivers: every service answers the -server routes with its own name as the audience.
+  const receive = (verify: (token: string) => Promise<Verdict>) => async (req: Request, res: Response) => {
+    const token = bearerToken(req);
+    if (token === undefined) {
+      res.set('WWW-Authenticate', `Bearer realm="${config.serviceName}"`);
+      res.status(401).json({ error: { code: 'token_missing', message: 'A Bearer token is required in the Authorization header' } });
+      return;
+    }
+    const verdict = await verify(token);
+    res.locals.log = { ...tokenIds(token), valid: verdict.valid, ...(verdict.valid ? {} : { reason: verdict.error.code ?? verdict.error.name }) };
+    res.status(verdict.valid ? 200 : 403).json(verdict);
+  };
+  const viaFactory = receive((token) => verifyWithFactory(deps.client, config.factoryUrl, token, config.serviceName, config.issuer));
+  const selfSigned = receive((token) =>
+    verifySelfSigned(deps.peerKeys, token, { issuer: config.selfIssuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }),
+  );
+  app.get('/scenario1-server', viaFactory);
+  app.get('/scenario2-server', viaFactory);
+  app.get('/scenario3-server', selfSigned);
+  app.get('/scenario4-server', selfSigned);
+
+  const selfKeys = deps.selfKeys;
+  if (selfKeys) {
+    app.get('/.well-known/jwks.json', (_req, res) => {
+      res.set('Cache-Control', 'public, max-age=60');
+      res.json(selfKeys.jwks());
+    });
+    // Creates the key pair once; later calls return the same public key (no silent rotation).
+    app.post('/gen-keys', async (_req, res) => {
+      const { key, created } = await selfKeys.ensure();
+      res.locals.log = { kid: key.kid, created };
+      res.status(created ? 201 : 200).json({ created, kid: key.kid, alg: key.alg, publicJwk: key.publicJwk });
+    });
+    for (const n of [1, 2, 3, 4] as const) {
+      app.get(`/scenario${n}`, async (req, res) => {
+        const expired = isExpiredFlag(req.query.expired);
+        const run = await runScenario({ config, client: deps.client, selfKeys, now: deps.now }, n, expired);
+        res.locals.log = { scenario: n, expired, sent: run.sent };
+        res.json(run.result);
+      });
+    }
+  }
+
+  app.use(notFoundHandler);
+  app.use(errorMiddleware(deps.logger));
+  return app;
+}

@@ -1,0 +1,100 @@
+import { z } from 'zod';
+import { parseEnv, setting, type Env } from '../lib/config.js';
+import { ConfigError } from '../lib/errors.js';
+
+/** The three roles one service process can play. */
+export const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+/**
+ * Default HTTP ports, as in DESIGN.md. The HTTPS ports (8443 on B, 9443 on C) come from
+ * `app/.serviceb.env` / `.servicec.env`: an empty or absent HTTPS_PORT means no HTTPS listener.
+ */
+const DEFAULT_PORTS: Record<ServiceName, number> = { servicea: 3000, serviceb: 3001, servicec: 3002 };
+
+/** setting.url with a fallback always yields a string; its declared type also allows undefined. */
+const url = (fallback: string) => setting.url(fallback) as z.ZodDefault<z.ZodString>;
+
+const schema = (name: ServiceName) =>
+  z.object({
+    PORT: setting.port(DEFAULT_PORTS[name]),
+    // Empty or absent: no HTTPS listener. parseEnv treats an empty value as absent.
+    HTTPS_PORT: setting.port(0).unwrap().optional(),
+    HOST: z.string().default('0.0.0.0'),
+    FACTORY_URL: url('http://localhost:5555'),
+    ISSUER: z.string().min(1).default('https://jwt-factory/'),
+    SERVICEA_URL: url('http://localhost:3000'),
+    SERVICEB_URL: url('http://localhost:3001'),
+    SERVICEC_URL: url('http://localhost:3002'),
+    SERVICEB_HTTPS_URL: url('https://localhost:8443'),
+    SERVICEC_HTTPS_URL: url('https://localhost:9443'),
+    SELF_ISSUER: z.string().min(1).default('https://servicea/'),
+    SELF_TOKEN_TTL: setting.seconds(300, 1, 86_400),
+    SERVICE_KEYS_DIR: z.string().min(1).default('keys/servicea-self'),
+    PEER_KEYS_SOURCE: z.enum(['jwks', 'dir'], { message: 'must be jwks or dir' }).default('jwks'),
+    PEER_KEYS_DIR: z.string().min(1).default('keys/servicea-self'),
+    CERTS_DIR: z.string().min(1).default('certs'),
+    UPSTREAM_TIMEOUT_MS: setting.integer(3000, 50, 120_000),
+    CLOCK_TOLERANCE: setting.seconds(60, 0, 600),
+    LOG_LEVEL: setting.logLevel(),
+  });
+
+/** The frozen settings of one service process. */
+export interface ServiceConfig {
+  serviceName: ServiceName;
+  port: number;
+  /** undefined: no HTTPS listener. */
+  httpsPort: number | undefined;
+  host: string;
+  factoryUrl: string;
+  issuer: string;
+  /** Plain-HTTP base URLs of the three services (servicea's also serves its JWKS). */
+  urls: Record<ServiceName, string>;
+  /** HTTPS base URLs of the receivers of scenarios 3 and 4. */
+  httpsUrls: { serviceb: string; servicec: string };
+  selfIssuer: string;
+  selfTokenTtl: number;
+  serviceKeysDir: string;
+  peerKeysSource: 'jwks' | 'dir';
+  peerKeysDir: string;
+  certsDir: string;
+  upstreamTimeoutMs: number;
+  clockTolerance: number;
+  logLevel: string;
+}
+
+/** Narrows a command-line word to a service name, or throws a ConfigError listing the choices. */
+export function assertServiceName(name: string | undefined): ServiceName {
+  if (name && (SERVICE_NAMES as readonly string[]).includes(name)) return name as ServiceName;
+  throw new ConfigError('service name', `must be one of ${SERVICE_NAMES.join(', ')} (got "${name ?? ''}")`);
+}
+
+/** Trailing slashes would double up when paths are appended. */
+const base = (url: string) => url.replace(/\/+$/, '');
+
+/**
+ * Parses the settings of one service from an environment object (pure: main merges the
+ * process environment over `app/.<service>.env` and passes the result).
+ */
+export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<ServiceConfig> {
+  const e = parseEnv(schema(serviceName), env);
+  return Object.freeze({
+    serviceName,
+    port: e.PORT,
+    httpsPort: e.HTTPS_PORT,
+    host: e.HOST,
+    factoryUrl: base(e.FACTORY_URL),
+    issuer: e.ISSUER,
+    urls: Object.freeze({ servicea: base(e.SERVICEA_URL), serviceb: base(e.SERVICEB_URL), servicec: base(e.SERVICEC_URL) }),
+    httpsUrls: Object.freeze({ serviceb: base(e.SERVICEB_HTTPS_URL), servicec: base(e.SERVICEC_HTTPS_URL) }),
+    selfIssuer: e.SELF_ISSUER,
+    selfTokenTtl: e.SELF_TOKEN_TTL,
+    serviceKeysDir: e.SERVICE_KEYS_DIR,
+    peerKeysSource: e.PEER_KEYS_SOURCE,
+    peerKeysDir: e.PEER_KEYS_DIR,
+    certsDir: e.CERTS_DIR,
+    upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    clockTolerance: e.CLOCK_TOLERANCE,
+    logLevel: e.LOG_LEVEL,
+  });
+}

@@ -1,0 +1,89 @@
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { createLogger } from '../lib/logger.js';
+import { listen, describeListenError, drainOnSignal } from '../lib/server.js';
+import { createHttpClient } from '../lib/httpclient.js';
+import { certificatePaths, loadServerTls } from '../lib/certs.js';
+import { assertServiceName, loadServiceConfig } from './config.js';
+import { createSelfKeyStore } from './selfkeys.js';
+import { createPeerKeys } from './peerkeys.js';
+import { createApp } from './app.js';
+
+/**
+ * `tsx app/main.ts <servicea|serviceb|servicec>`: settings from `app/.<service>.env` with the
+ * process environment winning, then keys, TLS and clients, then HTTP (and HTTPS when
+ * HTTPS_PORT is set). Logs `{"msg":"listening","port":N,"httpsPort":M|null}` once both listen.
+ */
+
+const APP_DIR = path.dirname(fileURLToPath(import.meta.url));
+
+/** The service's .env file as an object (dotenv's parse: process.env is not touched). */
+function readEnvFile(service: string): Record<string, string> {
+  try {
+    return parseDotenv(readFileSync(path.join(APP_DIR, `.${service}.env`)));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw err;
+  }
+}
+
+function readCa(certsDir: string): string {
+  const { caPath } = certificatePaths(certsDir, 'ca');
+  try {
+    return readFileSync(caPath, 'utf8');
+  } catch {
+    throw new Error(`${caPath} is missing: run npm run certs (or set CERTS_DIR)`);
+  }
+}
+
+async function main(): Promise<void> {
+  const serviceName = assertServiceName(process.argv[2]);
+  const config = loadServiceConfig(serviceName, { ...readEnvFile(serviceName), ...process.env });
+  const logger = createLogger({ level: config.logLevel, name: serviceName });
+
+  const client = createHttpClient({ ca: readCa(config.certsDir), timeoutMs: config.upstreamTimeoutMs });
+  const now = () => new Date();
+  let selfKeys;
+  if (serviceName === 'servicea') {
+    selfKeys = createSelfKeyStore(config.serviceKeysDir);
+    const key = await selfKeys.load();
+    logger.info({ kid: key?.kid ?? null, dir: config.serviceKeysDir }, key ? 'self-signing key loaded' : 'no self-signing key yet (POST /gen-keys)');
+  }
+  const peerKeys = createPeerKeys({ source: config.peerKeysSource, jwksBaseUrl: config.urls.servicea, dir: config.peerKeysDir, client, now });
+  const app = createApp({ config, logger, client, selfKeys, peerKeys, now });
+
+  const servers: http.Server[] = [http.createServer(app)];
+  if (config.httpsPort !== undefined) {
+    const tls = await loadServerTls(config.certsDir, serviceName);
+    servers.push(https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, app) as unknown as http.Server);
+  }
+  // Longer than the peers' keep-alive idle time, so a reused socket is not closed under a request.
+  for (const s of servers) s.keepAliveTimeout = 65_000;
+
+  const wanted = [config.port, config.httpsPort];
+  const bound: number[] = [];
+  for (const [i, server] of servers.entries()) {
+    try {
+      bound.push(await listen(server, wanted[i]!, config.host));
+    } catch (err) {
+      logger.fatal({ port: wanted[i] }, describeListenError(err as NodeJS.ErrnoException, wanted[i]!, config.host));
+      process.exit(1);
+    }
+  }
+  drainOnSignal(servers, logger, 10_000, () => client.close());
+  logger.info({ port: bound[0], httpsPort: bound[1] ?? null, host: config.host }, 'listening');
+}
+
+main().catch((err: Error) => {
+  // Start-up failures (bad setting, missing certificate) end in one readable sentence.
+  process.stderr.write(`${serviceName()}: ${err.message}\n`);
+  process.exit(1);
+});
+
+function serviceName(): string {
+  return process.argv[2] ?? 'app';
+}

@@ -1,0 +1,98 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+import { importJWK, type JWK } from 'jose';
+import type { VerificationKey } from '../lib/jwt.js';
+import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
+
+/**
+ * Where a receiver (serviceb, servicec) finds servicea's public keys for scenarios 3 and 4:
+ * servicea's published JWKS (`<SERVICEA_URL>/.well-known/jwks.json`) or `jwks.json` in a shared
+ * folder. Keys are cached; a token whose kid is unknown triggers one reload, at most once per
+ * `minReloadMs`, so random kids cannot make us hammer servicea.
+ */
+
+/** Algorithms a peer key may be pinned to; anything else in the JWKS is skipped. */
+const ALLOWED_ALGS = new Set(['ES256', 'ES384', 'ES512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'EdDSA']);
+
+const jwksSchema = z.object({
+  keys: z.array(z.object({ kty: z.string(), kid: z.string().min(1), alg: z.string().optional(), use: z.string().optional() }).passthrough()),
+});
+
+export interface PeerKeys {
+  /** The cached keys; with `reload`, fetch again first unless a reload happened very recently. */
+  keys(options?: { reload?: boolean }): Promise<VerificationKey[]>;
+}
+
+export interface PeerKeysOptions {
+  source: 'jwks' | 'dir';
+  /** For `jwks`: servicea's base URL. */
+  jwksBaseUrl: string;
+  /** For `dir`: the shared folder holding `jwks.json`. */
+  dir: string;
+  client: HttpClient;
+  now: () => Date;
+  minReloadMs?: number;
+}
+
+/** Imports the signing keys of a JWKS, each pinned to its declared alg; private members are refused. */
+async function importJwks(jwks: z.infer<typeof jwksSchema>): Promise<VerificationKey[]> {
+  const out: VerificationKey[] = [];
+  for (const jwk of jwks.keys) {
+    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
+    if (jwk.alg === undefined || !ALLOWED_ALGS.has(jwk.alg)) continue;
+    // A published key with a private or symmetric member is a leak, not a key to trust.
+    if ('d' in jwk || 'k' in jwk) continue;
+    out.push({ kid: jwk.kid, alg: jwk.alg, key: (await importJWK(jwk as JWK, jwk.alg)) as VerificationKey['key'] });
+  }
+  return out;
+}
+
+/** Creates the peer key source for one receiver (state lives in the returned object only). */
+export function createPeerKeys(options: PeerKeysOptions): PeerKeys {
+  const minReloadMs = options.minReloadMs ?? 5000;
+  let cached: { keys: VerificationKey[]; at: number } | undefined;
+  let pending: Promise<VerificationKey[]> | undefined;
+
+  const fetchJwks = async (): Promise<z.infer<typeof jwksSchema>> => {
+    if (options.source === 'jwks') {
+      const url = `${options.jwksBaseUrl}/.well-known/jwks.json`;
+      const answer = await options.client.request({ dependency: 'servicea', method: 'GET', url });
+      if (answer.status !== 200) throw dependencyError('servicea', 'bad_answer', `servicea answered ${answer.status} for its JWKS`);
+      return parseAnswer('servicea', answer, jwksSchema);
+    }
+    const file = path.join(options.dir, 'jwks.json');
+    let text: string;
+    try {
+      text = await fs.readFile(file, 'utf8');
+    } catch (err) {
+      // No file yet: servicea has not created its key, so no token of it can be valid.
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { keys: [] };
+      throw err;
+    }
+    return parseAnswer('peer-keys-dir', { status: 200, contentType: 'application/json', text }, jwksSchema);
+  };
+
+  const reload = (): Promise<VerificationKey[]> => {
+    pending ??= fetchJwks()
+      .then(importJwks)
+      .then((keys) => {
+        cached = { keys, at: options.now().getTime() };
+        return keys;
+      })
+      .finally(() => {
+        pending = undefined;
+      });
+    return pending;
+  };
+
+  return {
+    async keys(opts = {}) {
+      if (!cached) return reload();
+      // An empty set means servicea had no key yet: a new kid is then expected, not an attack.
+      const stale = cached.keys.length === 0 || options.now().getTime() - cached.at >= minReloadMs;
+      if (opts.reload && stale) return reload();
+      return cached.keys;
+    },
+  };
+}

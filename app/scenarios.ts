@@ -1,0 +1,127 @@
+import { z } from 'zod';
+import { assertCompactForm } from '../lib/jwt.js';
+import { AppError } from '../lib/errors.js';
+import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
+import type { ServiceConfig } from './config.js';
+import { signSelfToken, type SelfKeyStore } from './selfkeys.js';
+import { CALLER, type Verdict } from './verify.js';
+
+/**
+ * servicea's side of the four scenarios. Each obtains one token per receiver, presents it as
+ * a Bearer token to the receiver's `/scenarioN-server` route, and answers with each
+ * receiver's verdict keyed by receiver name: `{ serviceb: { status, valid, ... }, servicec: ... }`.
+ * With `expired`, the token of the last receiver is expired and the others stay valid
+ * (scenarios 1 and 3 have one receiver, so its token is the expired one).
+ */
+
+export type Receiver = 'serviceb' | 'servicec';
+export type ReceiverResult = Verdict & { status: number };
+export type ScenarioResult = Partial<Record<Receiver, ReceiverResult>>;
+
+export interface ScenarioDeps {
+  config: ServiceConfig;
+  client: HttpClient;
+  selfKeys: SelfKeyStore;
+  now: () => Date;
+}
+
+/** One token handed to one receiver, with the ids we may log. */
+interface Minted {
+  receiver: Receiver;
+  token: string;
+  jti?: string;
+  kid?: string;
+}
+
+const RECEIVERS: Record<1 | 2 | 3 | 4, Receiver[]> = { 1: ['serviceb'], 2: ['serviceb', 'servicec'], 3: ['serviceb'], 4: ['serviceb', 'servicec'] };
+
+/** Asks the factory for a token signed with servicea's factory key for one audience. */
+async function factoryToken(deps: ScenarioDeps, audience: Receiver, expired: boolean): Promise<string> {
+  const answer = await deps.client.request({
+    dependency: 'jwt-factory',
+    method: 'POST',
+    url: `${deps.config.factoryUrl}/issueToken/${CALLER}${expired ? '?expired=1' : ''}`,
+    body: { sub: CALLER, aud: audience },
+  });
+  if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /issueToken/${CALLER}`);
+  const token = answer.text.trim();
+  try {
+    assertCompactForm(token);
+  } catch {
+    throw dependencyError('jwt-factory', 'bad_answer', 'jwt-factory answered /issueToken with something that is not a compact JWT');
+  }
+  return token;
+}
+
+const verdictSchema = z.union([
+  z.object({ valid: z.literal(true), claims: z.record(z.string(), z.unknown()) }),
+  z.object({ valid: z.literal(false), error: z.object({ name: z.string(), message: z.string() }).passthrough(), claims: z.object({}).passthrough() }),
+]);
+const errorBodySchema = z.object({ error: z.object({ code: z.string(), dependency: z.string().optional() }).passthrough() });
+
+/**
+ * Presents a token to a receiver. 200 and 403 carry a verdict; any other answer (including
+ * the receiver's own dependency failure) is a bad answer from that receiver, and says why.
+ */
+async function present(deps: ScenarioDeps, minted: Minted, url: string): Promise<ReceiverResult> {
+  const answer = await deps.client.request({ dependency: minted.receiver, method: 'GET', url, headers: { authorization: `Bearer ${minted.token}` } });
+  if (answer.status === 200 || answer.status === 403) {
+    return { status: answer.status, ...(parseAnswer(minted.receiver, answer, verdictSchema) as Verdict) };
+  }
+  const inner = errorBodySchema.safeParse(safeJson(answer.text));
+  const upstream = inner.success ? { code: inner.data.error.code, ...(inner.data.error.dependency ? { dependency: inner.data.error.dependency } : {}) } : undefined;
+  throw new AppError('dependency_bad_answer', 502, `${minted.receiver} answered ${answer.status}${upstream ? ` (${upstream.code}${upstream.dependency ? ` from ${upstream.dependency}` : ''})` : ''}`, {
+    expose: true,
+    details: { dependency: minted.receiver, upstream: { status: answer.status, ...upstream } },
+  });
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/** The ids of the tokens a scenario sent, for the request log line (never the tokens). */
+export interface ScenarioRun {
+  result: ScenarioResult;
+  sent: { receiver: Receiver; jti?: string; kid?: string }[];
+}
+
+/** Runs scenario `n` (1–4) as servicea; `expired` makes the last receiver's token expired. */
+export async function runScenario(deps: ScenarioDeps, n: 1 | 2 | 3 | 4, expired: boolean): Promise<ScenarioRun> {
+  const receivers = RECEIVERS[n];
+  const last = receivers[receivers.length - 1];
+  const selfSigned = n >= 3;
+  let minted: Minted[];
+  if (selfSigned) {
+    const key = deps.selfKeys.current();
+    if (!key) throw new AppError('self_key_missing', 409, 'servicea has no key pair yet: call POST /gen-keys first');
+    minted = await Promise.all(
+      receivers.map(async (receiver) => {
+        const { token, jti } = await signSelfToken(key, {
+          issuer: deps.config.selfIssuer,
+          audience: receiver,
+          subject: CALLER,
+          ttlSeconds: deps.config.selfTokenTtl,
+          now: deps.now(),
+          expired: expired && receiver === last,
+        });
+        return { receiver, token, jti, kid: key.kid };
+      }),
+    );
+  } else {
+    minted = await Promise.all(receivers.map(async (receiver) => ({ receiver, token: await factoryToken(deps, receiver, expired && receiver === last) })));
+  }
+  // Scenarios 1–2 travel over plain HTTP as in the original sample; 3–4 over HTTPS with the suite's CA.
+  const results = await Promise.all(
+    minted.map((m) => present(deps, m, `${selfSigned ? deps.config.httpsUrls[m.receiver] : deps.config.urls[m.receiver]}/scenario${n}-server`)),
+  );
+  const result: ScenarioResult = {};
+  receivers.forEach((receiver, i) => {
+    result[receiver] = results[i]!;
+  });
+  return { result, sent: minted.map(({ receiver, jti, kid }) => ({ receiver, jti, kid })) };
+}

@@ -1,0 +1,77 @@
+import { z } from 'zod';
+import { verifyJwt, TokenError, type VerifyOptions } from '../lib/jwt.js';
+import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
+import type { PeerKeys } from './peerkeys.js';
+
+/**
+ * How a receiver decides about a token. Scenarios 1–2 ask the factory (`POST /verify/servicea`),
+ * scenarios 3–4 verify locally against servicea's public key. Both produce the factory's
+ * answer shape, so a caller reads one format:
+ *   { valid: true, claims }  or  { valid: false, error: { name, message, code?, expiredAt? }, claims: {} }
+ */
+
+/** The key id at the factory that signs the tokens servicea presents (sub of those tokens too). */
+export const CALLER = 'servicea';
+
+export type Verdict =
+  | { valid: true; claims: Record<string, unknown> }
+  | { valid: false; error: { name: string; message: string; code?: string; [k: string]: unknown }; claims: Record<string, never> };
+
+const tokenErrorSchema = z.object({ name: z.string(), message: z.string() }).passthrough();
+const validSchema = z.object({ valid: z.literal(true), claims: z.record(z.string(), z.unknown()) });
+const invalidSchema = z.object({ valid: z.literal(false), error: tokenErrorSchema });
+
+/** A refusal in the shared shape. */
+export function refusal(error: TokenError | { name: string; message: string; code?: string }): Verdict {
+  const body = error instanceof TokenError ? (error.toJSON() as { name: string; message: string }) : { ...error };
+  return { valid: false, error: body, claims: {} };
+}
+
+/**
+ * Asks the factory whether `token` was signed by servicea's factory key for `audience`, then
+ * requires the factory's issuer too (the factory's /verify checks aud and sub, not iss).
+ */
+export async function verifyWithFactory(client: HttpClient, factoryUrl: string, token: string, audience: string, issuer: string): Promise<Verdict> {
+  const answer = await client.request({
+    dependency: 'jwt-factory',
+    method: 'POST',
+    url: `${factoryUrl}/verify/${CALLER}`,
+    body: { token, aud: audience, sub: CALLER },
+  });
+  if (answer.status === 200) {
+    const { claims } = parseAnswer('jwt-factory', answer, validSchema);
+    if (claims.iss !== issuer) {
+      return refusal({ name: 'JsonWebTokenError', code: 'issuer_invalid', message: `jwt issuer invalid. expected: ${issuer}` });
+    }
+    return { valid: true, claims };
+  }
+  if (answer.status === 403) return refusal(parseAnswer('jwt-factory', answer, invalidSchema).error);
+  // The factory has no key for servicea: no token can be valid, which is a verdict, not an outage.
+  if (answer.status === 404) {
+    return refusal({ name: 'JsonWebTokenError', code: 'unknown_key', message: `the factory has no key ${CALLER}` });
+  }
+  throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /verify/${CALLER}`);
+}
+
+/**
+ * Verifies a token self-signed by servicea: pinned alg per key, issuer, audience = this
+ * receiver, subject servicea, required exp. An unknown kid reloads servicea's keys once.
+ */
+export async function verifySelfSigned(peerKeys: PeerKeys, token: string, options: Omit<VerifyOptions, 'subject'>): Promise<Verdict> {
+  const attempt = async (reload: boolean) => {
+    const { payload } = await verifyJwt(token, await peerKeys.keys({ reload }), { ...options, subject: CALLER });
+    return { valid: true as const, claims: payload as Record<string, unknown> };
+  };
+  try {
+    return await attempt(false);
+  } catch (err) {
+    if (!(err instanceof TokenError)) throw err;
+    if (err.code !== 'unknown_kid') return refusal(err);
+  }
+  try {
+    return await attempt(true);
+  } catch (err) {
+    if (err instanceof TokenError) return refusal(err);
+    throw err;
+  }
+}

@@ -1,0 +1,66 @@
+import autocannon from 'autocannon';
+import { round } from './stats.js';
+
+/** One HTTP request shape the load generator repeats (or a sequence it cycles through). */
+export interface LoadTarget {
+  url: string;
+  method?: 'GET' | 'POST';
+  body?: string;
+  headers?: Record<string, string>;
+  /** A sequence each connection cycles through, instead of one request. */
+  requests?: autocannon.Request[];
+}
+
+export interface LoadSettings {
+  connections: number;
+  durationS: number;
+  warmupS: number;
+}
+
+export interface LoadResult {
+  /** Mean requests per second over the measured seconds. */
+  rps: number;
+  p50Ms: number;
+  p99Ms: number;
+  requests: number;
+  /** Requests answered during the warm-up (not in the figures). */
+  warmupRequests: number;
+  /** Non-2xx answers, socket errors and timeouts together: every one fails "no errors". */
+  errors: number;
+  errorDetail: { non2xx: number; socketErrors: number; timeouts: number };
+  durationS: number;
+}
+
+function fire(target: LoadTarget, connections: number, durationS: number): Promise<autocannon.Result> {
+  return autocannon({
+    url: target.url,
+    method: target.method ?? 'GET',
+    body: target.body,
+    headers: { ...(target.body ? { 'content-type': 'application/json' } : {}), ...target.headers },
+    requests: target.requests,
+    connections,
+    duration: durationS,
+    // A slow answer is a finding, not a reason to hang: 10 s marks it as a timeout.
+    timeout: 10,
+  });
+}
+
+/**
+ * Loads `target` with autocannon from this process: a warm-up whose figures are thrown away
+ * (JIT, connection set-up, caches), then the measured run.
+ */
+export async function runLoad(target: LoadTarget, settings: LoadSettings): Promise<LoadResult> {
+  const warmup = settings.warmupS > 0 ? await fire(target, settings.connections, settings.warmupS) : undefined;
+  const result = await fire(target, settings.connections, settings.durationS);
+  const detail = { non2xx: result.non2xx, socketErrors: result.errors, timeouts: result.timeouts };
+  return {
+    rps: round(result.requests.average, 0),
+    p50Ms: round(result.latency.p50, 2),
+    p99Ms: round(result.latency.p99, 2),
+    requests: result.requests.total,
+    warmupRequests: warmup?.requests.total ?? 0,
+    errors: detail.non2xx + detail.socketErrors + detail.timeouts,
+    errorDetail: detail,
+    durationS: result.duration,
+  };
+}

@@ -41,6 +41,8 @@ async function factoryToken(deps: ScenarioDeps, audience: Receiver, expired: boo
     dependency: 'jwt-factory',
     method: 'POST',
     url: `${deps.config.factoryUrl}/issueToken/${CALLER}${expired ? '?expired=1' : ''}`,
+    // The factory answers JSON to clients that prefer it; the contract's answer is the token as text.
+    headers: { accept: 'text/plain' },
     body: { sub: CALLER, aud: audience },
   });
   if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /issueToken/${CALLER}`);

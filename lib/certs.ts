@@ -233,20 +233,23 @@ export async function ensureCertificates(dir: string, options: CertificateOption
     entries.push({ name: 'ca', ...caFiles, action: caReason === 'missing' ? 'created' : 'renewed', reason: caReason, notAfter: new Date(ca.x509.validTo).toISOString() });
   }
 
-  for (const service of services) {
-    const { certPath, keyPath } = certificatePaths(dir, service);
-    const reason = whyReplace(await readIfExists(certPath), await readIfExists(keyPath), now, ca.x509, subjectAltNames(service, namespace));
-    if (reason === undefined) {
-      const notAfter = new X509Certificate(await fs.readFile(certPath)).validTo;
-      entries.push({ name: service, certPath, keyPath, action: 'kept', notAfter: new Date(notAfter).toISOString() });
-      continue;
-    }
-    const leaf = await createLeaf(ca, service, namespace, now);
-    await writeFileAtomic(keyPath, leaf.keyPem, { mode: 0o600 });
-    await writeFileAtomic(certPath, leaf.certPem);
-    const notAfter = new X509Certificate(leaf.certPem).validTo;
-    entries.push({ name: service, certPath, keyPath, action: reason === 'missing' ? 'created' : 'renewed', reason, notAfter: new Date(notAfter).toISOString() });
-  }
+  // Key generation runs on libuv's thread pool: issue the certificates in parallel.
+  const leaves = await Promise.all(
+    services.map(async (service): Promise<CertificateStatus> => {
+      const { certPath, keyPath } = certificatePaths(dir, service);
+      const reason = whyReplace(await readIfExists(certPath), await readIfExists(keyPath), now, ca.x509, subjectAltNames(service, namespace));
+      if (reason === undefined) {
+        const notAfter = new X509Certificate(await fs.readFile(certPath)).validTo;
+        return { name: service, certPath, keyPath, action: 'kept', notAfter: new Date(notAfter).toISOString() };
+      }
+      const leaf = await createLeaf(ca, service, namespace, now);
+      await writeFileAtomic(keyPath, leaf.keyPem, { mode: 0o600 });
+      await writeFileAtomic(certPath, leaf.certPem);
+      const notAfter = new X509Certificate(leaf.certPem).validTo;
+      return { name: service, certPath, keyPath, action: reason === 'missing' ? 'created' : 'renewed', reason, notAfter: new Date(notAfter).toISOString() };
+    }),
+  );
+  entries.push(...leaves);
   return { dir, caPath: caFiles.certPath, entries };
 }
 

@@ -108,7 +108,7 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
         const res = await instance.request<string>({
           method: spec.method,
           url: spec.url,
-          headers: { accept: 'application/json, text/plain', ...spec.headers },
+          headers: { accept: 'application/json', ...spec.headers },
           data: spec.body,
           // A total bound (connect + headers + body); axios' own `timeout` only covers idleness.
           signal: AbortSignal.timeout(options.timeoutMs),

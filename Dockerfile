@@ -23,8 +23,9 @@ WORKDIR /srv/jwt-suite
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /build/dist ./dist
-# The services' default settings; the process environment (k8s ConfigMaps) overrides them.
-COPY app/.servicea.env app/.serviceb.env app/.servicec.env ./app/
+# The services' default settings, beside the compiled app/main.js that reads them from its own
+# directory; the process environment (k8s ConfigMaps) overrides every line.
+COPY app/.servicea.env app/.serviceb.env app/.servicec.env ./dist/app/
 # The image's "node" user, by number so that Kubernetes can check runAsNonRoot.
 USER 1000:1000
 EXPOSE 5555 3000 3001 3002 8443 9443

@@ -1,0 +1,179 @@
+import { stringify } from 'yaml';
+import { KEY_ID_PATTERN } from './keyid.js';
+
+/**
+ * The pure core of `npm run mesh-rules`: Istio RequestAuthentication + AuthorizationPolicy objects
+ * that let one caller (a factory keyId, which is also its `sub` and its service account) reach
+ * one or more workloads with a factory token. No I/O here: the command fetches or reads the JWKS.
+ */
+
+/** The factory's default ISSUER (jwt-factory/config.ts). */
+export const DEFAULT_ISSUER = 'https://jwt-factory/';
+export const DEFAULT_NAMESPACE = 'jwt-suite';
+/** Istio's default trust domain: peer principals read cluster.local/ns/<ns>/sa/<service account>. */
+export const TRUST_DOMAIN = 'cluster.local';
+
+/** A public JWK as the factory publishes it. */
+export type PublicJwk = Record<string, string>;
+
+export interface MeshRulesOptions {
+  /** The factory keyId that signs the caller's tokens; also the tokens' `sub` and the caller's service account. */
+  key: string;
+  /** Accepted `aud` values. Without `workload`, each audience is also a workload: one rule pair each. */
+  audiences: string[];
+  issuer?: string;
+  namespace?: string;
+  /** One receiving workload (pods labelled app=<workload>) that accepts any of the audiences. */
+  workload?: string;
+  /** The factory's base URL as the mesh reaches it (default: its cluster DNS name in `namespace`). */
+  factoryUrl?: string;
+  /** Only this container port (the HTTP one: Istio cannot read a token inside the app's own TLS). */
+  port?: number;
+  /** Public keys to inline as `jwks` instead of `jwksUri`: no fetch by istiod or Envoy. */
+  jwks?: { keys: PublicJwk[] };
+}
+
+/** A usage error: the sentence names the flag and what is wrong with it. */
+export class MeshRulesError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MeshRulesError';
+  }
+}
+
+/** RFC 1123 label: what Kubernetes accepts for namespaces, and what we accept for app labels. */
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+/** The public members we publish per key type (RFC 7517/7518/8037): never d, p, q, dp, dq, qi, k. */
+const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
+  RSA: ['kty', 'n', 'e'],
+  EC: ['kty', 'crv', 'x', 'y'],
+  OKP: ['kty', 'crv', 'x'],
+};
+const METADATA_MEMBERS = ['kid', 'alg', 'use'] as const;
+
+/** Istio's request principal for a token: `<iss>/<sub>` (Envoy jwt_authn, Istio RequestAuthentication docs). */
+export const requestPrincipal = (issuer: string, subject: string) => `${issuer}/${subject}`;
+
+/** The mTLS peer principal of a service account. */
+export const peerPrincipal = (namespace: string, serviceAccount: string) => `${TRUST_DOMAIN}/ns/${namespace}/sa/${serviceAccount}`;
+
+/** The factory's cluster address in a namespace. */
+export const factoryClusterUrl = (namespace: string) => `http://jwt-factory.${namespace}.svc.cluster.local:5555`;
+
+/**
+ * Keeps only the allow-listed public members of each key. Refuses symmetric keys (a JWKS must
+ * never carry a secret), unknown key types, and a set left with no key.
+ */
+export function publicJwks(input: unknown): { keys: PublicJwk[] } {
+  const keys = (input as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys)) throw new MeshRulesError('the JWKS has no "keys" array');
+  const out = keys.map((raw, i) => {
+    const jwk = raw as Record<string, unknown>;
+    if (jwk.kty === 'oct') throw new MeshRulesError(`key ${i} is symmetric (kty "oct"): a secret never goes into a mesh rule`);
+    const members = PUBLIC_MEMBERS[String(jwk.kty)];
+    if (!members) throw new MeshRulesError(`key ${i} has an unsupported kty "${String(jwk.kty)}"`);
+    const picked: PublicJwk = {};
+    for (const m of [...members, ...METADATA_MEMBERS]) {
+      const value = jwk[m];
+      if (typeof value === 'string') picked[m] = value;
+      else if (members.includes(m)) throw new MeshRulesError(`key ${i} misses its public member "${m}"`);
+    }
+    // Envoy picks the key by kid; a key without one matches any token, which we never publish.
+    if (!picked.kid) throw new MeshRulesError(`key ${i} has no kid`);
+    return picked;
+  });
+  if (out.length === 0) throw new MeshRulesError('the JWKS holds no key');
+  return { keys: out };
+}
+
+function check(options: MeshRulesOptions): Required<Pick<MeshRulesOptions, 'issuer' | 'namespace' | 'factoryUrl'>> {
+  if (!KEY_ID_PATTERN.test(options.key)) throw new MeshRulesError(`--key "${options.key}" is not a keyId (^[A-Za-z0-9._-]{1,64}$)`);
+  // The caller's service account is named after the key, so the key must also be a valid name there.
+  if (!DNS_LABEL.test(options.key)) throw new MeshRulesError(`--key "${options.key}" must also be a Kubernetes service account name (lower case, digits, "-")`);
+  if (options.audiences.length === 0) throw new MeshRulesError('at least one --audience is required');
+  for (const aud of options.audiences) {
+    if (aud.trim() === '') throw new MeshRulesError('--audience must not be empty');
+    if (options.workload === undefined && !DNS_LABEL.test(aud)) {
+      throw new MeshRulesError(`--audience "${aud}" also names the receiving workload, so it must be a Kubernetes name (or pass --workload)`);
+    }
+  }
+  if (options.workload !== undefined && !DNS_LABEL.test(options.workload)) throw new MeshRulesError(`--workload "${options.workload}" is not a Kubernetes name`);
+  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  if (!DNS_LABEL.test(namespace)) throw new MeshRulesError(`--namespace "${namespace}" is not a Kubernetes namespace name`);
+  const issuer = options.issuer ?? DEFAULT_ISSUER;
+  if (issuer.trim() === '' || /\s/.test(issuer)) throw new MeshRulesError('--issuer must be a non-empty string without spaces');
+  const factoryUrl = (options.factoryUrl ?? factoryClusterUrl(namespace)).replace(/\/+$/, '');
+  let parsed: URL;
+  try {
+    parsed = new URL(factoryUrl);
+  } catch {
+    throw new MeshRulesError(`--factory-url "${factoryUrl}" is not an absolute URL`);
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new MeshRulesError('--factory-url must be http:// or https://');
+  if (options.port !== undefined && (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535)) {
+    throw new MeshRulesError(`--port ${options.port} is not a port number`);
+  }
+  return { issuer, namespace, factoryUrl };
+}
+
+/** An Istio object as plain data (validated by the tests against @kubernetes-models/istio). */
+export interface IstioObject {
+  apiVersion: 'security.istio.io/v1beta1';
+  kind: 'RequestAuthentication' | 'AuthorizationPolicy';
+  metadata: { name: string; namespace: string; labels: Record<string, string> };
+  spec: Record<string, unknown>;
+}
+
+/**
+ * Builds, per receiving workload, a RequestAuthentication (issuer, per-key JWKS or inline keys,
+ * audiences, token forwarded to the app) and an ALLOW AuthorizationPolicy that demands both the
+ * caller's mTLS identity and its token's request principal in one source (they AND).
+ */
+export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
+  const { issuer, namespace, factoryUrl } = check(options);
+  const jwks = options.jwks === undefined ? undefined : publicJwks(options.jwks);
+  const groups = options.workload !== undefined ? [{ workload: options.workload, audiences: options.audiences }] : options.audiences.map((a) => ({ workload: a, audiences: [a] }));
+  const labels = { 'app.kubernetes.io/part-of': 'jwt-suite', 'app.kubernetes.io/managed-by': 'mesh-rules' };
+  return groups.flatMap(({ workload, audiences }) => [
+    {
+      apiVersion: 'security.istio.io/v1beta1' as const,
+      kind: 'RequestAuthentication' as const,
+      metadata: { name: `${workload}-jwt`, namespace, labels },
+      spec: {
+        selector: { matchLabels: { app: workload } },
+        jwtRules: [
+          {
+            issuer,
+            // The per-key JWKS: only keys of options.key verify, so another key's token with a forged sub fails.
+            ...(jwks ? { jwks: JSON.stringify(jwks) } : { jwksUri: `${factoryUrl}/keys/${options.key}/jwks.json` }),
+            audiences,
+            // The app verifies the token too; without this Envoy removes it after checking.
+            forwardOriginalToken: true,
+          },
+        ],
+      },
+    },
+    {
+      apiVersion: 'security.istio.io/v1beta1' as const,
+      kind: 'AuthorizationPolicy' as const,
+      metadata: { name: `${workload}-allow-${options.key}`, namespace, labels },
+      spec: {
+        selector: { matchLabels: { app: workload } },
+        action: 'ALLOW',
+        rules: [
+          {
+            from: [{ source: { principals: [peerPrincipal(namespace, options.key)], requestPrincipals: [requestPrincipal(issuer, options.key)] } }],
+            ...(options.port !== undefined ? { to: [{ operation: { ports: [String(options.port)] } }] } : {}),
+          },
+        ],
+      },
+    },
+  ]);
+}
+
+/** Renders objects as a multi-document YAML stream, one object per document. */
+export function renderYaml(objects: readonly object[], header?: string): string {
+  const docs = objects.map((o) => stringify(o, { lineWidth: 0 }));
+  return `${header ? `${header.split('\n').map((l) => `# ${l}`.trimEnd()).join('\n')}\n` : ''}${docs.join('---\n')}`;
+}

@@ -1,0 +1,258 @@
+import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { loadFactoryConfig } from '../../jwt-factory/config.js';
+import { loadServiceConfig, type ServiceName } from '../../app/config.js';
+import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../lib/meshrules.js';
+import { ROOT } from '../helpers/process.js';
+import { BASE, OVERLAY, named, ofKind } from './manifests.js';
+import { kustomizeBuild } from './kustomize.js';
+import { mountFor, resolvePort, selects, settingsOf, type ConfigMap, type Deployment, type IstioPolicy, type Service } from './workloads.js';
+
+const base = kustomizeBuild(BASE);
+const overlay = kustomizeBuild(OVERLAY);
+const deployments = ofKind<Deployment>(base, 'Deployment');
+const services = ofKind<Service>(base, 'Service');
+const configMaps = ofKind<ConfigMap>(base, 'ConfigMap');
+const NAMESPACE = 'jwt-suite';
+const SERVICES: ServiceName[] = ['servicea', 'serviceb', 'servicec'];
+
+/** The settings a service process really sees: its committed .env file, overridden by the ConfigMap. */
+const effectiveEnv = (name: ServiceName) => ({ ...parseDotenv(readFileSync(path.join(ROOT, 'app', `.${name}.env`))), ...settingsOf(named(base, 'Deployment', name), configMaps) });
+
+/**
+ * The keys a loader ignores: a known key changes the loaded config for at least one other valid
+ * value; the loaders skip unknown keys silently, so those change nothing whatever their value.
+ */
+function ignoredKeys(load: (env: Record<string, string>) => unknown, data: Record<string, string>): string[] {
+  const before = JSON.stringify(load(data));
+  return Object.keys(data).filter((key) => {
+    const v = data[key]!;
+    const candidates = [`${v}1`, `${v}/x`, '1', 'debug', 'dir', 'RS384', 'warn', '127.0.0.2', ''];
+    return !candidates.some((c) => {
+      try {
+        return JSON.stringify(load({ ...data, [key]: c })) !== before;
+      } catch {
+        return false;
+      }
+    });
+  });
+}
+
+describe('k8s cross-references: workloads, Services, ports, probes', () => {
+  it('ships one Deployment, Service and ServiceAccount per workload', () => {
+    const names = ['jwt-factory', ...SERVICES];
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(names);
+    expect(services.map((s) => s.metadata.name).sort()).toEqual(names);
+    expect(ofKind(base, 'ServiceAccount').map((s) => s.metadata.name).sort()).toEqual(names);
+  });
+
+  it.each(deployments.map((d) => [d.metadata.name, d] as const))('%s: its selector matches its pod labels and it runs as its own service account', (name, d) => {
+    expect(selects(d.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
+    expect(d.spec.template.spec.serviceAccountName).toBe(name);
+    named(base, 'ServiceAccount', name);
+  });
+
+  it.each(services.map((s) => [s.metadata.name, s] as const))('%s: selects exactly its Deployment, and every targetPort is a containerPort', (name, s) => {
+    const selected = deployments.filter((d) => selects(s.spec.selector, d.spec.template.metadata.labels));
+    expect(selected.map((d) => d.metadata.name)).toEqual([name]);
+    const container = selected[0]!.spec.template.spec.containers[0]!;
+    for (const port of s.spec.ports) {
+      const target = resolvePort(container, port.targetPort ?? port.port);
+      expect(target, `${name} port ${port.name}`).toBeDefined();
+      // The Service port is the container port, so URLs in the ConfigMaps work in and out of the pod.
+      expect(target).toBe(port.port);
+    }
+  });
+
+  it('a Service whose targetPort names no container port is caught', () => {
+    const d = named<Deployment>(base, 'Deployment', 'serviceb');
+    expect(resolvePort(d.spec.template.spec.containers[0]!, 'htps')).toBeUndefined();
+  });
+
+  it.each(deployments.map((d) => [d.metadata.name, d] as const))('%s: probes aim at a container port and the route the process serves', (name, d) => {
+    const c = d.spec.template.spec.containers[0]!;
+    const expected = name === 'jwt-factory' ? { readiness: '/readyz', liveness: '/healthz' } : { readiness: '/hello', liveness: '/hello' };
+    expect(c.readinessProbe?.httpGet?.path).toBe(expected.readiness);
+    expect(c.livenessProbe?.httpGet?.path).toBe(expected.liveness);
+    expect(resolvePort(c, c.readinessProbe!.httpGet!.port)).toBe(Number(settingsOf(d, configMaps).PORT));
+    expect(resolvePort(c, c.livenessProbe!.httpGet!.port)).toBe(Number(settingsOf(d, configMaps).PORT));
+  });
+
+  it.each(deployments.map((d) => [d.metadata.name, d] as const))('%s: restricted pod security, requests and limits, no API token', (_name, d) => {
+    const pod = d.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.securityContext?.runAsUser).toBeGreaterThan(0);
+    expect(pod.automountServiceAccountToken).toBe(false);
+    for (const c of pod.containers) {
+      expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+      for (const kind of ['requests', 'limits'] as const) expect(Object.keys(c.resources?.[kind] ?? {}).sort()).toEqual(['cpu', 'memory']);
+      expect(c.image).toBe('jwt-suite:1.0.0');
+    }
+    for (const v of pod.volumes ?? []) {
+      // Secrets: readable by owner and group (fsGroup) only, never by others.
+      if (v.secret) expect((v.secret.defaultMode ?? 0o644) & 0o007, v.name).toBe(0);
+    }
+  });
+
+  it('every replica of the factory reads the same keys from one Secret, mounted read-only at KEYS_DIR', () => {
+    const d = named<Deployment>(base, 'Deployment', 'jwt-factory');
+    expect(d.spec.replicas).toBeGreaterThan(1);
+    const c = d.spec.template.spec.containers[0]!;
+    const keysDir = settingsOf(d, configMaps).KEYS_DIR!;
+    const mount = mountFor(c, keysDir);
+    expect(mount).toMatchObject({ mountPath: keysDir, readOnly: true });
+    expect(d.spec.template.spec.volumes?.find((v) => v.name === mount!.name)?.secret?.secretName).toBe('jwt-factory-keys');
+  });
+
+  it.each(SERVICES)('%s: TLS material from the Secret at CERTS_DIR, and its own keys on a writable emptyDir', (name) => {
+    const d = named<Deployment>(base, 'Deployment', name);
+    const c = d.spec.template.spec.containers[0]!;
+    const config = loadServiceConfig(name, effectiveEnv(name));
+    const certs = mountFor(c, config.certsDir);
+    expect(certs?.readOnly).toBe(true);
+    expect(d.spec.template.spec.volumes?.find((v) => v.name === certs!.name)?.secret?.secretName).toBe('jwt-suite-tls');
+    // The root filesystem is read-only: whatever the service writes needs a writable volume.
+    const keys = mountFor(c, config.serviceKeysDir);
+    expect(keys?.readOnly).not.toBe(true);
+    expect(d.spec.template.spec.volumes?.find((v) => v.name === keys!.name)?.emptyDir).toBeDefined();
+  });
+});
+
+describe('k8s cross-references: settings', () => {
+  it("the factory's ConfigMap loads through loadFactoryConfig, and it knows every key", () => {
+    const data = settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps);
+    const config = loadFactoryConfig(data);
+    expect(Object.keys(data).filter((k) => !(k in config))).toEqual([]);
+    expect(config.PORT).toBe(5555);
+    expect(new URL(config.PUBLIC_URL).hostname).toBe(`jwt-factory.${NAMESPACE}.svc.cluster.local`);
+  });
+
+  it.each(SERVICES)("%s's ConfigMap loads through loadServiceConfig, and it uses every key", (name) => {
+    const data = settingsOf(named(base, 'Deployment', name), configMaps);
+    expect(() => loadServiceConfig(name, data)).not.toThrow();
+    expect(ignoredKeys((env) => loadServiceConfig(name, env), data)).toEqual([]);
+  });
+
+  it('a ConfigMap key the service does not know is caught', () => {
+    const data = { ...settingsOf(named(base, 'Deployment', 'serviceb'), configMaps), FACTORY_ULR: 'http://x:1' };
+    expect(ignoredKeys((env) => loadServiceConfig('serviceb', env), data)).toEqual(['FACTORY_ULR']);
+  });
+
+  it.each(SERVICES)('%s, with its .env file under the ConfigMap, points at no localhost address', (name) => {
+    const config = loadServiceConfig(name, effectiveEnv(name));
+    const urls = [config.factoryUrl, ...Object.values(config.urls), ...Object.values(config.httpsUrls)];
+    for (const url of urls) expect(new URL(url).hostname, url).toMatch(new RegExp(`^[a-z-]+\\.${NAMESPACE}\\.svc\\.cluster\\.local$`));
+    expect(config.host).toBe('0.0.0.0');
+  });
+
+  it.each(SERVICES)("%s's endpoints name Services that exist, on ports they expose with the right protocol", (name) => {
+    const config = loadServiceConfig(name, effectiveEnv(name));
+    const endpoints = [
+      { url: config.factoryUrl, scheme: 'http:' },
+      ...Object.values(config.urls).map((url) => ({ url, scheme: 'http:' })),
+      ...Object.values(config.httpsUrls).map((url) => ({ url, scheme: 'https:' })),
+    ];
+    for (const { url, scheme } of endpoints) {
+      const u = new URL(url);
+      expect(u.protocol, url).toBe(scheme);
+      const [svc, ns] = u.hostname.split('.');
+      expect(ns).toBe(NAMESPACE);
+      const service = named<Service>(base, 'Service', svc!);
+      const port = service.spec.ports.find((p) => p.port === Number(u.port));
+      expect(port, url).toBeDefined();
+      expect(port!.appProtocol).toBe(scheme.replace(':', ''));
+    }
+  });
+
+  it.each(SERVICES)("%s listens on the ports its Deployment and Service declare", (name) => {
+    const config = loadServiceConfig(name, effectiveEnv(name));
+    const c = named<Deployment>(base, 'Deployment', name).spec.template.spec.containers[0]!;
+    expect(resolvePort(c, 'http')).toBe(config.port);
+    expect(resolvePort(c, 'https')).toBe(config.httpsPort);
+  });
+});
+
+describe('k8s cross-references: Istio rules', () => {
+  const factory = loadFactoryConfig(settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps));
+  const ras = ofKind<IstioPolicy>(overlay, 'RequestAuthentication');
+  const aps = ofKind<IstioPolicy>(overlay, 'AuthorizationPolicy');
+  const overlayDeployments = ofKind<Deployment>(overlay, 'Deployment');
+  const serviceAccounts = new Set(ofKind(overlay, 'ServiceAccount').map((s) => peerPrincipal(NAMESPACE, s.metadata.name)));
+
+  it('mTLS is STRICT for the whole namespace', () => {
+    const pas = ofKind<IstioPolicy>(overlay, 'PeerAuthentication');
+    expect(pas).toHaveLength(1);
+    expect(pas[0]!.metadata.namespace).toBe(NAMESPACE);
+    expect(pas[0]!.spec).toEqual({ mtls: { mode: 'STRICT' } });
+  });
+
+  it('serviceb and servicec each have a RequestAuthentication whose issuer is the factory ISSUER and whose JWKS is the factory', () => {
+    expect(ras.map((r) => r.spec.selector.matchLabels.app).sort()).toEqual(['serviceb', 'servicec']);
+    for (const ra of ras) {
+      const [rule, ...more] = ra.spec.jwtRules;
+      expect(more).toEqual([]);
+      expect(rule.issuer).toBe(factory.ISSUER);
+      const uri = new URL(rule.jwksUri);
+      expect(`${uri.protocol}//${uri.host}`).toBe(factory.PUBLIC_URL);
+      const service = named<Service>(overlay, 'Service', uri.hostname.split('.')[0]!);
+      expect(service.spec.ports.map((p) => p.port)).toContain(Number(uri.port));
+      expect(uri.pathname).toBe('/keys/servicea/jwks.json');
+      // The app verifies the token again: Envoy must forward it.
+      expect(rule.forwardOriginalToken).toBe(true);
+      // servicea asks the factory for aud = the receiver's name (app/scenarios.ts).
+      expect(rule.audiences).toEqual([ra.spec.selector.matchLabels.app]);
+    }
+  });
+
+  it('there is an allow-nothing policy for the namespace', () => {
+    const allowNothing = aps.filter((a) => Object.keys(a.spec).length === 0);
+    expect(allowNothing.map((a) => a.metadata.namespace)).toEqual([NAMESPACE]);
+  });
+
+  it('every policy selects a workload that exists, names identities that exist, and ports that workload has', () => {
+    for (const ap of [...aps, ...ras]) {
+      expect(ap.metadata.namespace).toBe(NAMESPACE);
+      const selector = ap.spec.selector?.matchLabels as Record<string, string> | undefined;
+      if (!selector) continue;
+      const selected = overlayDeployments.filter((d) => selects(selector, d.spec.template.metadata.labels));
+      expect(selected, ap.metadata.name).toHaveLength(1);
+      for (const rule of ap.spec.rules ?? []) {
+        for (const from of rule.from ?? []) for (const p of from.source.principals ?? []) expect(serviceAccounts.has(p), `${ap.metadata.name}: ${p}`).toBe(true);
+        for (const to of rule.to ?? []) {
+          for (const port of to.operation.ports ?? []) expect(resolvePort(selected[0]!.spec.template.spec.containers[0]!, Number(port)), `${ap.metadata.name}: ${port}`).toBe(Number(port));
+        }
+      }
+    }
+  });
+
+  it.each(['serviceb', 'servicec'])('%s admits servicea only with its mTLS identity AND its token on the HTTP port', (svc) => {
+    const ap = named<IstioPolicy>(overlay, 'AuthorizationPolicy', `${svc}-allow-servicea`);
+    expect(ap.spec.action).toBe('ALLOW');
+    expect(ap.spec.rules).toHaveLength(1);
+    // One source with both fields: Istio ANDs fields of one source and ORs separate sources.
+    expect(ap.spec.rules[0].from).toEqual([{ source: { principals: [peerPrincipal(NAMESPACE, 'servicea')], requestPrincipals: [requestPrincipal(factory.ISSUER, 'servicea')] } }]);
+    expect(requestPrincipal(factory.ISSUER, 'servicea')).toBe('https://jwt-factory//servicea');
+  });
+
+  it.each(['serviceb', 'servicec'])('the committed rules for %s are what npm run mesh-rules generates', (svc) => {
+    const port = Number(settingsOf(named(base, 'Deployment', svc), configMaps).PORT);
+    const generated = buildMeshRules({ key: 'servicea', audiences: [svc], issuer: factory.ISSUER, namespace: NAMESPACE, factoryUrl: factory.PUBLIC_URL, port });
+    for (const g of generated) expect(named<IstioPolicy>(overlay, g.kind, g.metadata.name).spec, g.metadata.name).toEqual(g.spec);
+  });
+
+  it('the factory issues tokens only to the service whose identity matches the keyId', () => {
+    const ap = named<IstioPolicy>(overlay, 'AuthorizationPolicy', 'jwt-factory-issue-own-key');
+    const pairs = ap.spec.rules.map((r: any) => [r.from[0].source.principals, r.to[0].operation.paths, r.to[0].operation.methods]);
+    expect(pairs).toEqual(SERVICES.map((s) => [[peerPrincipal(NAMESPACE, s)], [`/issueToken/${s}`], ['POST']]));
+  });
+
+  it('no policy lets anyone create, rotate or dump keys at the factory', () => {
+    const factoryPaths = aps
+      .filter((a) => a.spec.selector?.matchLabels?.app === 'jwt-factory')
+      .flatMap((a) => a.spec.rules.flatMap((r: any) => r.to.flatMap((t: any) => t.operation.paths as string[])));
+    expect(factoryPaths.length).toBeGreaterThan(0);
+    for (const p of factoryPaths) expect(p).not.toMatch(/^\/keys\/[^/]+$|rotate|dump|\*/);
+  });
+});

@@ -89,7 +89,7 @@ export async function issueToken(entry: KeyEntry, claims: Claims, options: Issue
 }
 
 /** The public facts about an issued token (never the key). */
-export function describeToken(token: string, version: Pick<KeyVersion, 'kid' | 'alg'>, payload: JWTPayload): IssuedToken {
+export function describeToken(token: string, version: { kid: string; alg: string }, payload: JWTPayload): IssuedToken {
   return {
     token,
     kid: version.kid,

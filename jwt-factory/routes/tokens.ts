@@ -5,6 +5,7 @@ import { TokenError } from '../../lib/jwt.js';
 import type { FactoryDeps } from '../deps.js';
 import { issueToken, parseClaims, verifyToken, type IssuedToken } from '../tokens.js';
 import { requireKey } from './keys.js';
+import { issueVariant, VARIANTS, type Variant } from '../variants.js';
 import { assertKeyId } from '../../lib/keyid.js';
 
 /** `?ttl=N`: whole seconds, 1..MAX_TOKEN_TTL. */
@@ -15,6 +16,13 @@ function parseTtl(raw: unknown, deps: FactoryDeps): number {
     throw badRequest(`ttl must be a whole number of seconds between 1 and ${deps.config.MAX_TOKEN_TTL}`, 'invalid_ttl');
   }
   return ttl;
+}
+
+/** `?variant=name`: one of VARIANTS, or absent. */
+function parseVariant(raw: unknown): Variant | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  if (typeof raw === 'string' && (VARIANTS as readonly string[]).includes(raw)) return raw as Variant;
+  throw badRequest(`variant must be one of ${VARIANTS.join(', ')}`, 'invalid_variant');
 }
 
 const truthy = (raw: unknown) => raw === '1' || raw === 'true' || raw === 'yes';
@@ -71,10 +79,18 @@ export function tokensRouter(deps: FactoryDeps): Router {
     const keyId = assertKeyId(req.params.keyId);
     const claims = parseClaims(req.body);
     const ttl = parseTtl(req.query.ttl, deps);
+    const variant = parseVariant(req.query.variant);
     // Like the original sample, issuing for an unknown keyId creates its key (as GET /keys does).
     const { entry } = await deps.keystore.getOrCreate(keyId);
     res.locals.log = { keyId };
-    const issued = await issueToken(entry, claims, { issuer: deps.config.ISSUER, ttl, expired: truthy(req.query.expired), now: deps.clock() });
+    const options = { issuer: deps.config.ISSUER, ttl, expired: truthy(req.query.expired), now: deps.clock() };
+    if (variant) {
+      const { verdict, ...issued } = await issueVariant(variant, entry, claims, { ...options, sizeLimit: deps.config.TOKEN_SIZE_LIMIT });
+      res.set('X-Token-Variant', variant);
+      sendIssued(req, res, issued, sizeWarnings(deps, issued, variant === 'oversize'), { verdict });
+      return;
+    }
+    const issued = await issueToken(entry, claims, options);
     sendIssued(req, res, issued, sizeWarnings(deps, issued, false));
   });
 

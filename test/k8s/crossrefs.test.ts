@@ -112,7 +112,7 @@ describe('k8s cross-references: workloads, Services, ports, probes', () => {
     const config = loadServiceConfig(name, effectiveEnv(name));
     const certs = mountFor(c, config.certsDir);
     expect(certs?.readOnly).toBe(true);
-    expect(d.spec.template.spec.volumes?.find((v) => v.name === certs!.name)?.secret?.secretName).toBe('jwt-suite-tls');
+    expect(d.spec.template.spec.volumes?.find((v) => v.name === certs!.name)?.secret?.secretName).toBe(`${name}-tls`);
     // The root filesystem is read-only: whatever the service writes needs a writable volume.
     const keys = mountFor(c, config.serviceKeysDir);
     expect(keys?.readOnly).not.toBe(true);

@@ -1,0 +1,217 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parse as parseDotenv } from 'dotenv';
+import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
+import { parseAllDocuments } from 'yaml';
+import { ensureCertificates, certificatePaths } from '../../lib/certs.js';
+import { ROOT, startProcess, type Started } from '../helpers/process.js';
+import { parseMeshRulesArgs, renderMeshRules } from '../../scripts/mesh-rules.js';
+import { buildSecrets } from '../../scripts/k8s-secrets.js';
+import { BASE, OVERLAY, named, ofKind, validateObject } from './manifests.js';
+import { kustomizeBuild, type K8sObject } from './kustomize.js';
+import { settingsOf, type ConfigMap, type Deployment, type IstioPolicy } from './workloads.js';
+
+/**
+ * The manifests against the real processes: the factory and the services start with their
+ * ConfigMap settings (only listen address, ports and local directories changed), then the tests
+ * call the routes the probes and the Istio rules name, and check the rules against real tokens.
+ */
+
+const base = kustomizeBuild(BASE);
+const overlay = kustomizeBuild(OVERLAY);
+const configMaps = ofKind<ConfigMap>(base, 'ConfigMap');
+const factorySettings = settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps);
+const raOf = (svc: string) => named<IstioPolicy>(overlay, 'RequestAuthentication', `${svc}-jwt`).spec.jwtRules[0];
+
+let tmp: string;
+let keysDir: string;
+let certsDir: string;
+let factory: Started;
+let factoryUrl: string;
+const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
+const services: Partial<Record<(typeof SERVICE_NAMES)[number], Started>> = {};
+
+/** Starts a service with its ConfigMap over its .env file; only addresses and local folders change. */
+async function startService(name: (typeof SERVICE_NAMES)[number]): Promise<Started> {
+  const settings = settingsOf(named(base, 'Deployment', name), configMaps);
+  const env = {
+    ...parseDotenv(readFileSync(path.join(ROOT, 'app', `.${name}.env`))),
+    ...settings,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    ...(settings.HTTPS_PORT ? { HTTPS_PORT: '0' } : {}),
+    FACTORY_URL: factoryUrl,
+    CERTS_DIR: certsDir,
+    SERVICE_KEYS_DIR: path.join(tmp, `${name}-self`),
+  };
+  return startProcess('app/main.ts', { args: [name], env });
+}
+
+async function call(url: string, init: RequestInit = {}): Promise<Response> {
+  return fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+}
+
+async function issue(keyId: string, claims: Record<string, unknown>): Promise<string> {
+  const res = await call(`${factoryUrl}/issueToken/${keyId}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(claims) });
+  expect(res.status).toBe(200);
+  return (await res.text()).trim();
+}
+
+beforeAll(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'k8s-live-'));
+  keysDir = path.join(tmp, 'keys');
+  certsDir = path.join(tmp, 'certs');
+  await ensureCertificates(certsDir);
+  factory = await startProcess('jwt-factory/main.ts', { env: { ...factorySettings, HOST: '127.0.0.1', PORT: '0', KEYS_DIR: keysDir } });
+  factoryUrl = `http://127.0.0.1:${factory.port}`;
+  // The keys the cluster needs, made locally as the docs say (the cluster's key dir is read-only).
+  for (const keyId of SERVICE_NAMES) expect((await call(`${factoryUrl}/keys/${keyId}`, { method: 'POST' })).status).toBe(200);
+  const started = await Promise.all(SERVICE_NAMES.map(startService));
+  SERVICE_NAMES.forEach((name, i) => (services[name] = started[i]));
+});
+
+afterAll(async () => {
+  await Promise.all([factory, ...Object.values(services)].filter(Boolean).map((p) => p!.stop()));
+  if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+describe('probes against the real processes', () => {
+  it('the factory answers 200 on the paths of its readiness and liveness probes', async () => {
+    const c = named<Deployment>(base, 'Deployment', 'jwt-factory').spec.template.spec.containers[0]!;
+    for (const probe of [c.readinessProbe, c.livenessProbe]) {
+      const res = await call(`${factoryUrl}${probe!.httpGet!.path}`);
+      expect(res.status, probe!.httpGet!.path).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(/application\/json/);
+    }
+  });
+
+  it.each(SERVICE_NAMES)('%s, started with its ConfigMap, answers 200 on its probe paths', async (name) => {
+    const c = named<Deployment>(base, 'Deployment', name).spec.template.spec.containers[0]!;
+    for (const probe of [c.readinessProbe, c.livenessProbe]) {
+      const res = await call(`http://127.0.0.1:${services[name]!.port}${probe!.httpGet!.path}`);
+      expect(res.status, probe!.httpGet!.path).toBe(200);
+    }
+  });
+});
+
+describe('Istio rules against tokens the real factory issues', () => {
+  it('requestPrincipals equal <iss>/<sub> of a token the factory issues for servicea', async () => {
+    // The claims servicea asks for in the scenarios (app/scenarios.ts).
+    const token = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    const { iss, sub } = decodeJwt(token);
+    for (const svc of ['serviceb', 'servicec']) {
+      const ap = named<IstioPolicy>(overlay, 'AuthorizationPolicy', `${svc}-allow-servicea`);
+      expect(ap.spec.rules[0].from[0].source.requestPrincipals).toEqual([`${iss}/${sub}`]);
+      expect(raOf(svc).issuer).toBe(iss);
+    }
+  });
+
+  it.each(['serviceb', 'servicec'])("the %s RequestAuthentication's jwksUri path on the factory verifies servicea's token for its audience", async (svc) => {
+    const rule = raOf(svc);
+    const res = await call(`${factoryUrl}${new URL(rule.jwksUri).pathname}`);
+    expect(res.status).toBe(200);
+    const jwks = (await res.json()) as JSONWebKeySet;
+    const token = await issue('servicea', { sub: 'servicea', aud: svc });
+    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer: rule.issuer, audience: rule.audiences });
+    expect(payload.sub).toBe('servicea');
+  });
+
+  it("a token signed with another key, its sub forged to servicea, fails the per-key jwksUri (Envoy: 401)", async () => {
+    const rule = raOf('serviceb');
+    const jwks = (await (await call(`${factoryUrl}${new URL(rule.jwksUri).pathname}`)).json()) as JSONWebKeySet;
+    const forged = await issue('serviceb', { sub: 'servicea', aud: 'serviceb' });
+    await expect(jwtVerify(forged, createLocalJWKSet(jwks), { issuer: rule.issuer, audience: rule.audiences })).rejects.toThrow(/no applicable key/i);
+  });
+});
+
+/** Parses mesh-rules output and validates every object against the Istio schemas. */
+function parseRules(yaml: string): IstioPolicy[] {
+  const objects = parseAllDocuments(yaml).map((d) => d.toJS() as K8sObject);
+  for (const o of objects) validateObject(o);
+  return objects as IstioPolicy[];
+}
+
+async function inlineJwks(args: string[]): Promise<{ rules: IstioPolicy[]; jwks: JSONWebKeySet }> {
+  const request = parseMeshRulesArgs(['--key', 'servicea', '--audience', 'serviceb', ...args]);
+  if (request === 'help') throw new Error('unexpected help');
+  const rules = parseRules(await renderMeshRules(request));
+  const rule = rules.find((r) => r.kind === 'RequestAuthentication')!.spec.jwtRules[0];
+  expect(rule.jwksUri).toBeUndefined();
+  return { rules, jwks: JSON.parse(rule.jwks) as JSONWebKeySet };
+}
+
+describe('mesh-rules with inline keys, against the real factory', () => {
+  it('--inline-jwks --factory-url: the inlined jwks verifies a token the factory issued, and holds public members only', async () => {
+    const { rules, jwks } = await inlineJwks(['--inline-jwks', '--factory-url', factoryUrl]);
+    const token = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    const rule = rules.find((r) => r.kind === 'RequestAuthentication')!.spec.jwtRules[0];
+    const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer: rule.issuer, audience: rule.audiences });
+    expect(`${payload.iss}/${payload.sub}`).toBe(rules.find((r) => r.kind === 'AuthorizationPolicy')!.spec.rules[0].from[0].source.requestPrincipals[0]);
+    for (const key of jwks.keys) for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) expect(key).not.toHaveProperty(member);
+  });
+
+  it("--inline-jwks --keys-dir: reads the factory's key files with its loader and inlines the same keys it serves", async () => {
+    const fetched = await inlineJwks(['--inline-jwks', '--factory-url', factoryUrl]);
+    const fromDir = await inlineJwks(['--inline-jwks', '--keys-dir', keysDir]);
+    expect(fromDir.jwks).toEqual(fetched.jwks);
+  });
+
+  it('--jwks-file: a JWKS carrying private members is inlined with its public members only, and still verifies', async () => {
+    const jwks = (await (await call(`${factoryUrl}/keys/servicea/jwks.json`)).json()) as { keys: Array<Record<string, unknown>> };
+    const file = path.join(tmp, 'leaky-jwks.json');
+    await writeFile(file, JSON.stringify({ keys: jwks.keys.map((k) => ({ ...k, d: 'bm90LWEta2V5', p: 'eA' })) }));
+    const { jwks: inlined } = await inlineJwks(['--jwks-file', file]);
+    expect(inlined).toEqual(jwks);
+    const token = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    await expect(jwtVerify(token, createLocalJWKSet(inlined), { audience: 'serviceb' })).resolves.toBeDefined();
+  });
+});
+
+describe('k8s-secrets against the local key store and certificates', () => {
+  it('builds valid Secrets named as the Deployments mount them, per service, without the CA key', async () => {
+    const { objects } = await buildSecrets({ keysDir, certsDir, namespace: 'jwt-suite' });
+    for (const o of objects) validateObject(o as unknown as K8sObject);
+    const mounted = ofKind<Deployment>(base, 'Deployment').flatMap((d) => (d.spec.template.spec.volumes ?? []).flatMap((v) => (v.secret ? [v.secret.secretName] : [])));
+    expect(objects.map((o) => o.metadata.name).sort()).toEqual([...mounted].sort());
+    expect(Object.keys(objects.find((o) => o.metadata.name === 'jwt-factory-keys')!.data).sort()).toEqual(['servicea.json', 'serviceb.json', 'servicec.json']);
+    for (const svc of ['servicea', 'serviceb', 'servicec']) {
+      const files = Object.keys(objects.find((o) => o.metadata.name === `${svc}-tls`)!.data).sort();
+      const wanted = certificatePaths('', svc);
+      expect(files).toEqual([wanted.caPath, wanted.certPath, wanted.keyPath].sort());
+    }
+    expect(JSON.stringify(objects)).not.toMatch(/ca-key/);
+  });
+
+  it('a second factory replica on the Secret signs tokens the first one verifies, and publishes the same JWKS', async () => {
+    const { objects } = await buildSecrets({ keysDir, certsDir, namespace: 'jwt-suite' });
+    const replicaDir = path.join(tmp, 'replica-keys');
+    await mkdir(replicaDir);
+    // What the kubelet does with the Secret volume: one file per data key.
+    for (const [name, b64] of Object.entries(objects.find((o) => o.metadata.name === 'jwt-factory-keys')!.data)) {
+      await writeFile(path.join(replicaDir, name), Buffer.from(b64, 'base64'), { mode: 0o440 });
+    }
+    const replica = await startProcess('jwt-factory/main.ts', { env: { ...factorySettings, HOST: '127.0.0.1', PORT: '0', KEYS_DIR: replicaDir } });
+    try {
+      const replicaJwks = await (await call(`http://127.0.0.1:${replica.port}/.well-known/jwks.json`)).json();
+      expect(replicaJwks).toEqual(await (await call(`${factoryUrl}/.well-known/jwks.json`)).json());
+      const res = await call(`http://127.0.0.1:${replica.port}/issueToken/servicea`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ aud: 'serviceb' }) });
+      const token = (await res.text()).trim();
+      const verified = await call(`${factoryUrl}/verify/servicea`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, aud: 'serviceb', sub: 'servicea' }) });
+      expect(verified.status).toBe(200);
+      expect(((await verified.json()) as { valid: boolean }).valid).toBe(true);
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it('refuses a key directory holding a file the factory cannot read', async () => {
+    const broken = path.join(tmp, 'broken-keys');
+    await mkdir(broken);
+    await writeFile(path.join(broken, 'servicea.json'), await readFile(path.join(keysDir, 'servicea.json')));
+    await writeFile(path.join(broken, 'serviceb.json'), '{"format":"something else"}');
+    await expect(buildSecrets({ keysDir: broken, certsDir, namespace: 'jwt-suite' })).rejects.toThrow(/cannot read serviceb\.json/);
+  });
+});

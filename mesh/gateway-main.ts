@@ -1,0 +1,120 @@
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../lib/logger.js';
+import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
+import { UsageError, parseNow, parseWorkload, readJwksFile } from './args.js';
+import { createGateway, type GatewayRules } from './gateway.js';
+import { PolicyError, type MeshPolicy } from './policies.js';
+import { loadPolicyPath, resolveJwks } from './sources.js';
+
+const HELP = `Usage: npm run mesh-gateway -- --policies <dir|file> --upstream <url> [options]
+
+A local reverse proxy that enforces RequestAuthentication and AuthorizationPolicy YAML the way the
+workload's Istio sidecar would: 401/403 with Envoy's body and www-authenticate, or the request
+forwarded with the headers Envoy computes. SIGHUP reloads the policies and JWKS.
+
+  --policies <dir|file>     YAML/JSON with the policies (other kinds are ignored)      (required)
+  --upstream <url>          where allowed requests go, e.g. http://127.0.0.1:3001      (required)
+  --port <n>                port to listen on (0 picks a free one)                     (default 15001)
+  --host <addr>             address to listen on                                       (default 127.0.0.1)
+  --workload <k=v>          a label of the protected workload, repeatable             (default: all policies apply)
+  --namespace <ns>          the workload's namespace                                   (default "default")
+  --root-namespace <ns>     Istio's root namespace                                     (default istio-system)
+  --source-principal <id>   mTLS identity assumed for every caller, e.g. cluster.local/ns/jwt-suite/sa/servicea
+  --jwks-file <file>        a JWKS, or a map of JWKS keyed by jwksUri or issuer (else jwksUri is fetched)
+  --fetch-timeout <ms>      bound of one JWKS fetch                                    (default 5000)
+  --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
+  --now <ISO>               decide as if at this instant (replay a refusal); default the real clock
+  --help                    this text
+`;
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      policies: { type: 'string' },
+      upstream: { type: 'string' },
+      port: { type: 'string', default: '15001' },
+      host: { type: 'string', default: '127.0.0.1' },
+      workload: { type: 'string', multiple: true },
+      namespace: { type: 'string' },
+      'root-namespace': { type: 'string' },
+      'source-principal': { type: 'string' },
+      'jwks-file': { type: 'string' },
+      'fetch-timeout': { type: 'string', default: '5000' },
+      ca: { type: 'string' },
+      now: { type: 'string' },
+      help: { type: 'boolean' },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(HELP);
+    return;
+  }
+  if (!values.policies) throw new UsageError('--policies is required');
+  if (!values.upstream) throw new UsageError('--upstream is required');
+  let upstream: URL;
+  try {
+    upstream = new URL(values.upstream);
+  } catch {
+    throw new UsageError(`--upstream must be an absolute http(s) URL, got "${values.upstream}"`);
+  }
+  if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new UsageError('--upstream must use http or https');
+  const port = Number(values.port);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got "${values.port}"`);
+  const fetchTimeout = Number(values['fetch-timeout']);
+  if (!Number.isFinite(fetchTimeout) || fetchTimeout <= 0) throw new UsageError('--fetch-timeout must be a positive number of ms');
+  const workload = parseWorkload(values.workload, values.namespace);
+  const fixedNow = parseNow(values.now);
+  const ca = values.ca ? await readFile(values.ca) : undefined;
+  // Only main reads the environment.
+  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'mesh-gateway' });
+
+  const load = async (): Promise<GatewayRules> => {
+    const policies: MeshPolicy[] = await loadPolicyPath(values.policies!);
+    const keys = policies.flatMap((p) => (p.kind === 'RequestAuthentication' ? p.jwtRules.flatMap((r) => [r.jwksUri, r.issuer]) : [])).filter((k): k is string => !!k);
+    const supplied = await readJwksFile(values['jwks-file'], keys);
+    const resolved = await resolveJwks(policies, supplied, { timeoutMs: fetchTimeout });
+    for (const note of resolved.notes) logger.info({ note }, 'jwks');
+    return { policies, jwks: resolved.jwks };
+  };
+  let rules = await load();
+  let version = 1;
+  logger.info({ policies: rules.policies.length, version }, 'policies loaded');
+
+  const server = createGateway({
+    rules: () => rules,
+    upstream,
+    ca,
+    workload,
+    rootNamespace: values['root-namespace'],
+    sourcePrincipal: values['source-principal'],
+    now: fixedNow ? () => fixedNow : undefined,
+    logger,
+  });
+  // SIGHUP: re-read the policies and JWKS, as istiod pushes new config; a bad file keeps the old rules.
+  process.on('SIGHUP', () => {
+    load()
+      .then((next) => {
+        rules = next;
+        version += 1;
+        logger.info({ policies: next.policies.length, version }, 'policies loaded');
+      })
+      .catch((err: unknown) => logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'reload failed, keeping the previous policies'));
+  });
+  try {
+    const bound = await listen(server, port, values.host!);
+    logger.info({ port: bound, upstream: upstream.origin, workload }, 'listening');
+  } catch (err) {
+    logger.error({ err: { message: describeListenError(err as NodeJS.ErrnoException, port, values.host!) } }, 'cannot listen');
+    process.exit(1);
+  }
+  drainOnSignal([server], logger);
+}
+
+main().catch((err: unknown) => {
+  const code = (err as { code?: string }).code;
+  const usage = err instanceof UsageError || code?.startsWith('ERR_PARSE_ARGS');
+  process.stderr.write(`mesh-gateway: ${err instanceof Error ? err.message : String(err)}\n${usage ? `\n${HELP}` : ''}`);
+  process.exit(usage || err instanceof PolicyError || code === 'ENOENT' ? 2 : 1);
+});

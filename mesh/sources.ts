@@ -1,0 +1,94 @@
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parsePolicyText, type MeshPolicy } from './policies.js';
+
+/**
+ * The impure edges of the engine, shared by the command, the HTTP router and the gateway:
+ * reading policy files and fetching JWKS over the network (as istiod does for `jwksUri`, with a
+ * timeout). The engine itself never touches the disk or the network.
+ */
+
+const POLICY_EXT = new Set(['.yaml', '.yml', '.json']);
+
+/** Reads one policy file, or every .yaml/.yml/.json file of a directory (sorted by name). */
+export async function loadPolicyPath(target: string): Promise<MeshPolicy[]> {
+  const info = await stat(target);
+  const files = info.isDirectory()
+    ? (await readdir(target)).filter((f) => POLICY_EXT.has(path.extname(f))).sort().map((f) => path.join(target, f))
+    : [target];
+  const out: MeshPolicy[] = [];
+  for (const file of files) out.push(...parsePolicyText(await readFile(file, 'utf8'), file));
+  return out;
+}
+
+/** istiod's per-rule timeout is 5 s unless the jwtRule sets `timeout` (policy_applier.go). */
+const DEFAULT_FETCH_TIMEOUT_MS = 5000;
+
+function parseDuration(value: string | undefined): number | undefined {
+  const m = value ? /^(\d+(?:\.\d+)?)(ms|s|m)$/.exec(value) : null;
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  return m[2] === 'ms' ? n : m[2] === 's' ? n * 1000 : n * 60_000;
+}
+
+export type Fetcher = (url: string, init: { signal: AbortSignal; headers: Record<string, string> }) => Promise<{ ok: boolean; status: number; json(): Promise<unknown> }>;
+
+export interface ResolveOptions {
+  /** Upper bound for one fetch, in ms (the rule's own timeout applies when smaller). */
+  timeoutMs?: number;
+  fetch?: Fetcher;
+}
+
+export interface ResolvedJwks {
+  /** JWKS keyed by jwksUri (or by issuer when found by discovery), ready for evaluate({ jwks }). */
+  jwks: Record<string, unknown>;
+  /** One sentence per fetch, successful or not. */
+  notes: string[];
+}
+
+async function getJson(url: string, timeoutMs: number, fetcher: Fetcher): Promise<unknown> {
+  const res = await fetcher(url, { signal: AbortSignal.timeout(timeoutMs), headers: { accept: 'application/json' } });
+  if (!res.ok) throw new Error(`HTTP ${res.status}`);
+  return res.json();
+}
+
+/**
+ * Fetches the JWKS of every jwtRule that has neither inline `jwks` nor a supplied document:
+ * its `jwksUri`, else OpenID discovery on the issuer. A failed fetch is reported, not thrown:
+ * the engine then does what the sidecar does when istiod cannot fetch (a fake JWKS).
+ */
+export async function resolveJwks(policies: readonly MeshPolicy[], supplied: Record<string, unknown> = {}, options: ResolveOptions = {}): Promise<ResolvedJwks> {
+  const fetcher = options.fetch ?? (fetch as unknown as Fetcher);
+  const jwks: Record<string, unknown> = { ...supplied };
+  const notes: string[] = [];
+  const attempted = new Set<string>();
+  for (const p of policies) {
+    if (p.kind !== 'RequestAuthentication') continue;
+    for (const rule of p.jwtRules) {
+      if (rule.jwks !== undefined) continue;
+      if (rule.jwksUri !== undefined && jwks[rule.jwksUri] !== undefined) continue;
+      if (rule.jwksUri === undefined && rule.issuer !== undefined && jwks[rule.issuer] !== undefined) continue;
+      const target = rule.jwksUri ?? `issuer:${rule.issuer ?? ''}`;
+      if (attempted.has(target)) continue;
+      attempted.add(target);
+      const timeoutMs = Math.min(parseDuration(rule.timeout) ?? DEFAULT_FETCH_TIMEOUT_MS, options.timeoutMs ?? DEFAULT_FETCH_TIMEOUT_MS);
+      let uri = rule.jwksUri;
+      try {
+        if (!uri) {
+          const discovery = `${(rule.issuer ?? '').replace(/\/$/, '')}/.well-known/openid-configuration`;
+          const doc = (await getJson(discovery, timeoutMs, fetcher)) as { jwks_uri?: unknown };
+          if (typeof doc?.jwks_uri !== 'string') throw new Error(`${discovery} has no jwks_uri`);
+          uri = doc.jwks_uri;
+        }
+        const key = rule.jwksUri ?? rule.issuer!;
+        jwks[key] = await getJson(uri, timeoutMs, fetcher);
+        notes.push(`fetched the JWKS for issuer ${rule.issuer ?? '(any)'} from ${uri}`);
+      } catch (err) {
+        const cause = (err as { cause?: { code?: string } }).cause?.code;
+        const reason = err instanceof Error && err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : err instanceof Error ? `${err.message}${cause ? `: ${cause}` : ''}` : String(err);
+        notes.push(`could not fetch the JWKS for issuer ${rule.issuer ?? '(any)'} from ${uri ?? 'OpenID discovery'} (${reason})`);
+      }
+    }
+  }
+  return { jwks, notes };
+}

@@ -1,0 +1,261 @@
+import { createServer } from 'node:net';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import os from 'node:os';
+import path from 'node:path';
+import { ensureCertificates } from '../lib/certs.js';
+import { launch, type Launched } from './bench/launch.js';
+
+/**
+ * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
+ * starts the factory and servicea/serviceb/servicec as real processes, plays the four
+ * scenarios (each valid and with expired=1), prints what was expected and what happened,
+ * stops everything it started and exits 0 only when every outcome is the expected one.
+ */
+
+const HELP = `Usage: npm run demo [-- --ports auto]
+
+Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
+eight scenario calls (1-4, each valid and with expired=1), prints a table and a verdict, stops
+every process it started. Exit code 0 only when every outcome is the expected one.
+
+  --ports default   the documented ports: factory 5555, servicea 3000, serviceb 3001/8443,
+                    servicec 3002/9443 (default); a taken port stops the demo with its name
+  --ports auto      free ports chosen by the system, for a machine where those are taken
+  -h, --help        this text
+
+Certificates go to certs/ (npm run certs), the factory's keys to keys/, servicea's own key
+pair to keys/servicea-self/: all git-ignored, reused on the next run.`;
+
+type Role = 'jwt-factory' | 'servicea' | 'serviceb' | 'servicec';
+interface PortPlan {
+  'jwt-factory': number;
+  servicea: number;
+  serviceb: number;
+  servicec: number;
+  serviceb_https: number;
+  servicec_https: number;
+}
+
+const DEFAULT_PORTS: PortPlan = { 'jwt-factory': 5555, servicea: 3000, serviceb: 3001, servicec: 3002, serviceb_https: 8443, servicec_https: 9443 };
+const HOST = '127.0.0.1';
+
+/** Resolves true when `port` can be bound on the demo's host right now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.once('error', () => resolve(false));
+    srv.listen(port, HOST, () => srv.close(() => resolve(true)));
+  });
+}
+
+async function systemPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, HOST, () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const describePort = (key: keyof PortPlan) => (key.endsWith('_https') ? `${key.replace('_https', '')} (HTTPS)` : key);
+
+async function planPorts(mode: string): Promise<PortPlan> {
+  if (mode === 'auto') {
+    const plan = { ...DEFAULT_PORTS };
+    for (const key of Object.keys(plan) as (keyof PortPlan)[]) plan[key] = await systemPort();
+    return plan;
+  }
+  for (const [key, port] of Object.entries(DEFAULT_PORTS) as [keyof PortPlan, number][]) {
+    if (!(await isFree(port))) {
+      throw new DemoError(`Port ${port} is already in use, and ${describePort(key)} needs it: stop what listens there, or run npm run demo -- --ports auto.`);
+    }
+  }
+  return DEFAULT_PORTS;
+}
+
+class DemoError extends Error {}
+
+/** The environment of each process: explicit, so a stray variable in the shell changes nothing. */
+function environments(p: PortPlan): Record<Role, Record<string, string>> {
+  const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' };
+  const service = {
+    ...base,
+    HOST,
+    FACTORY_URL: `http://${HOST}:${p['jwt-factory']}`,
+    SERVICEA_URL: `http://${HOST}:${p.servicea}`,
+    SERVICEB_URL: `http://${HOST}:${p.serviceb}`,
+    SERVICEC_URL: `http://${HOST}:${p.servicec}`,
+    SERVICEB_HTTPS_URL: `https://${HOST}:${p.serviceb_https}`,
+    SERVICEC_HTTPS_URL: `https://${HOST}:${p.servicec_https}`,
+  };
+  return {
+    'jwt-factory': { ...base, HOST, PORT: String(p['jwt-factory']), PUBLIC_URL: `http://localhost:${p['jwt-factory']}` },
+    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '' },
+    serviceb: { ...service, PORT: String(p.serviceb), HTTPS_PORT: String(p.serviceb_https) },
+    servicec: { ...service, PORT: String(p.servicec), HTTPS_PORT: String(p.servicec_https) },
+  };
+}
+
+interface Call {
+  scenario: string;
+  path: string;
+  /** Receiver -> expected verdict name ('valid' or an error name). */
+  expected: Record<string, string>;
+}
+
+const CALLS: Call[] = [
+  { scenario: '1 factory token, B', path: '/scenario1', expected: { serviceb: 'valid' } },
+  { scenario: '1 factory token, B, expired', path: '/scenario1?expired=1', expected: { serviceb: 'TokenExpiredError' } },
+  { scenario: '2 factory tokens, B + C', path: '/scenario2', expected: { serviceb: 'valid', servicec: 'valid' } },
+  { scenario: '2 factory tokens, B + C, C expired', path: '/scenario2?expired=1', expected: { serviceb: 'valid', servicec: 'TokenExpiredError' } },
+  { scenario: '3 self-signed, B over HTTPS', path: '/scenario3', expected: { serviceb: 'valid' } },
+  { scenario: '3 self-signed, B over HTTPS, expired', path: '/scenario3?expired=1', expected: { serviceb: 'TokenExpiredError' } },
+  { scenario: '4 self-signed, B + C over HTTPS', path: '/scenario4', expected: { serviceb: 'valid', servicec: 'valid' } },
+  { scenario: '4 self-signed, B + C, C expired', path: '/scenario4?expired=1', expected: { serviceb: 'valid', servicec: 'TokenExpiredError' } },
+];
+
+const short = (receiver: string) => (receiver === 'serviceb' ? 'B' : receiver === 'servicec' ? 'C' : receiver);
+const describeVerdicts = (v: Record<string, string>) => Object.entries(v).map(([r, name]) => `${short(r)} ${name}`).join(', ');
+
+/** Runs one call and says what happened in the same words as the expectation. */
+async function play(base: string, call: Call): Promise<{ outcome: string; ok: boolean; ms: number }> {
+  const started = performance.now();
+  let outcome: string;
+  let ok = false;
+  try {
+    const res = await fetch(`${base}${call.path}`, { signal: AbortSignal.timeout(15_000) });
+    const body = (await res.json()) as Record<string, { valid?: boolean; error?: { name?: string; code?: string; dependency?: string } }>;
+    if (res.status === 200) {
+      const seen: Record<string, string> = {};
+      for (const receiver of Object.keys(call.expected)) {
+        const r = body[receiver];
+        seen[receiver] = r?.valid === true ? 'valid' : (r?.error?.name ?? 'no answer');
+      }
+      outcome = describeVerdicts(seen);
+      ok = Object.entries(call.expected).every(([r, name]) => seen[r] === name);
+    } else {
+      const e = (body as { error?: { code?: string; dependency?: string } }).error;
+      outcome = `${res.status} ${e?.code ?? ''}${e?.dependency ? ` (${e.dependency})` : ''}`.trim();
+    }
+  } catch (err) {
+    outcome = `no answer: ${(err as Error).message}`;
+  }
+  return { outcome, ok, ms: Math.round(performance.now() - started) };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  const line = (r: string[]) => `| ${r.map((cell, i) => (i === 3 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join(' | ')} |`;
+  const rule = `|${widths.map((w, i) => (i === 3 ? `${'-'.repeat(w + 1)}:` : '-'.repeat(w + 2))).join('|')}|`;
+  return [line(rows[0]!), rule, ...rows.slice(1).map(line)].join('\n');
+}
+
+async function main(): Promise<number> {
+  let values;
+  try {
+    ({ values } = parseArgs({ options: { ports: { type: 'string', default: 'default' }, help: { type: 'boolean', short: 'h', default: false } }, strict: true }));
+  } catch (err) {
+    process.stderr.write(`demo: ${(err as Error).message}\n\n${HELP}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  if (values.ports !== 'default' && values.ports !== 'auto') {
+    process.stderr.write(`demo: --ports must be default or auto (got "${values.ports}")\n`);
+    return 2;
+  }
+
+  const ports = await planPorts(values.ports);
+  const certs = await ensureCertificates('certs');
+  const made = certs.entries.filter((e) => e.action !== 'kept').length;
+  process.stdout.write(`certificates: ${made === 0 ? 'kept' : `${made} created or renewed`} in certs/ (clients trust certs/ca.pem)\n`);
+
+  const logDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-suite-demo-'));
+  const env = environments(ports);
+  const started: Launched[] = [];
+  let launching: Promise<unknown> = Promise.resolve();
+  let interrupted = false;
+  const stopAll = async () => {
+    await Promise.all(started.splice(0).map((p) => p.stop(5000)));
+  };
+  // Ctrl-C or a kill: wait for processes still starting (they are not ours to stop until
+  // they listen and we know them), then stop everything we started before leaving.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stdout.write(`\n${signal}: stopping the processes the demo started\n`);
+      interrupted = true;
+      void launching.then(stopAll);
+    });
+  }
+
+  try {
+    const roles: [Role, string, string[]][] = [
+      ['jwt-factory', 'jwt-factory/main.ts', []],
+      ['servicea', 'app/main.ts', ['servicea']],
+      ['serviceb', 'app/main.ts', ['serviceb']],
+      ['servicec', 'app/main.ts', ['servicec']],
+    ];
+    const t0 = performance.now();
+    // allSettled: when one fails to start, the others are still recorded, so all are stopped.
+    const pending = Promise.allSettled(
+      roles.map(async ([role, script, args]) => {
+        const p = await launch(script, { env: env[role], args, logFile: path.join(logDir, `${role}.log`), timeoutMs: 60_000 });
+        started.push(p);
+        const https = typeof p.listening.httpsPort === 'number' ? `, HTTPS ${p.listening.httpsPort}` : '';
+        process.stdout.write(`started ${role.padEnd(11)} pid ${p.pid}, port ${p.port}${https}\n`);
+      }),
+    );
+    launching = pending;
+    const launched = await pending;
+    const failed = launched.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (interrupted) return 130;
+    if (failed) throw failed.reason;
+    process.stdout.write(`all four listening after ${Math.round(performance.now() - t0)} ms\n`);
+
+    const a = `http://${HOST}:${ports.servicea}`;
+    const gen = await fetch(`${a}/gen-keys`, { method: 'POST' });
+    const genBody = (await gen.json()) as { kid?: string; created?: boolean };
+    if (!gen.ok) throw new DemoError(`POST /gen-keys on servicea answered ${gen.status}`);
+    process.stdout.write(`servicea key pair: ${genBody.created ? 'created' : 'reused'} (kid ${genBody.kid})\n\n`);
+
+    const rows = [['scenario', 'expected', 'outcome', 'ms', '']];
+    let good = 0;
+    for (const call of CALLS) {
+      if (interrupted) return 130;
+      const r = await play(a, call);
+      if (r.ok) good += 1;
+      rows.push([`${call.scenario}`, describeVerdicts(call.expected), r.outcome, String(r.ms), r.ok ? 'ok' : 'UNEXPECTED']);
+    }
+    if (interrupted) return 130;
+    process.stdout.write(`${table(rows)}\n\n`);
+    const verdict =
+      good === CALLS.length
+        ? `Verdict: all ${CALLS.length} outcomes as expected.`
+        : `Verdict: ${CALLS.length - good} of ${CALLS.length} outcomes were not the expected ones (logs in ${logDir}).`;
+    process.stdout.write(`${verdict}\n`);
+    if (good === CALLS.length) {
+      await stopAll();
+      await rm(logDir, { recursive: true, force: true });
+      return 0;
+    }
+    return 1;
+  } catch (err) {
+    process.stderr.write(`demo: the processes' logs are in ${logDir}\n`);
+    throw err;
+  } finally {
+    await stopAll();
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: Error) => {
+    process.stderr.write(`demo: ${err.message}\n`);
+    process.exit(1);
+  },
+);

@@ -27,11 +27,16 @@ function parseVariant(raw: unknown): Variant | undefined {
 
 const truthy = (raw: unknown) => raw === '1' || raw === 'true' || raw === 'yes';
 
-/** JSON when asked with `?format=json` or when the Accept header prefers JSON over text. */
-function wantsJson(req: Request): boolean {
+/**
+ * JSON when asked with `?format=json` or when the Accept header names application/json and not
+ * text/plain. A client that lists both (axios by default sends application/json, text/plain and the
+ * wildcard) gets the text the original sample always answered, so existing callers keep reading a bare token.
+ */
+export function wantsJson(req: Request): boolean {
   if (req.query.format === 'json') return true;
   if (req.query.format === 'text') return false;
-  return req.accepts(['text/plain', 'application/json']) === 'application/json';
+  const accept = req.get('accept') ?? '';
+  return /\bapplication\/json\b/i.test(accept) && !/\btext\/plain\b/i.test(accept) && req.accepts('application/json') !== false;
 }
 
 /**

@@ -98,6 +98,11 @@ describe('POST /issueToken/:keyId', () => {
     }
   });
 
+  it('answers text to a client that accepts both JSON and text (axios default), as the original sample did', async () => {
+    const res = await issue('svc').set('Accept', 'application/json, text/plain, */*').expect(200);
+    expect(res.headers['content-type']).toMatch(/^text\/plain/);
+  });
+
   it('issues an already expired token with ?expired=1 and a shorter one with ?ttl=', async () => {
     const expired = decodeJwt((await issue('svc', {}, '?expired=1')).text);
     const now = Math.floor(f.time.clock().getTime() / 1000);

@@ -1,0 +1,188 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { decodeJwt } from 'jose';
+import { pino } from 'pino';
+import { Writable } from 'node:stream';
+import { createKeyStore, verificationKeys } from '../../jwt-factory/keystore.js';
+import { issueToken, verifyToken } from '../../jwt-factory/tokens.js';
+import { buildJwks } from '../../jwt-factory/jwks.js';
+import { manualClock } from './harness.js';
+
+const MAX_TTL = 86_400;
+const TOLERANCE = 60;
+const RETIRE = MAX_TTL + TOLERANCE;
+
+let dir: string;
+let lines: string[];
+const time = manualClock(new Date('2026-03-01T12:00:00.000Z'));
+
+/** A store over `dir` whose log lines the test can read. */
+function store() {
+  lines = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  return createKeyStore({ dir, clock: time.clock, logger: pino({ level: 'info' }, sink), retireAfterSeconds: RETIRE });
+}
+
+beforeEach(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'keystore-test-'));
+  time.set(new Date('2026-03-01T12:00:00.000Z'));
+});
+afterEach(() => rm(dir, { recursive: true, force: true }));
+
+describe('persistence', () => {
+  it('writes <keyId>.json with mode 0600 and no temp file left behind', async () => {
+    const s = store();
+    await s.load();
+    await s.getOrCreate('svc');
+    expect(await readdir(dir)).toEqual(['svc.json']);
+    expect((await stat(path.join(dir, 'svc.json'))).mode & 0o777).toBe(0o600);
+    await s.rotate('svc');
+    expect(await readdir(dir)).toEqual(['svc.json']);
+    expect((await stat(path.join(dir, 'svc.json'))).mode & 0o777).toBe(0o600);
+  });
+
+  it('loads every key again in a new store, same kid and alg', async () => {
+    const a = store();
+    await a.load();
+    const { entry } = await a.getOrCreate('es', 'ES384');
+    const b = store();
+    expect(await b.load()).toEqual({ loaded: 1, skipped: [] });
+    const again = await b.get('es');
+    expect(again).toMatchObject({ alg: 'ES384', current: { kid: entry.current.kid } });
+  });
+
+  it("loads the original sample's <keyId>-private.pem / -public.pem (PKCS#1) as RS256", async () => {
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    await writeFile(path.join(dir, 'legacy-private.pem'), privateKey.export({ format: 'pem', type: 'pkcs1' }));
+    await writeFile(path.join(dir, 'legacy-public.pem'), publicKey.export({ format: 'pem', type: 'pkcs1' }));
+    expect((await readFile(path.join(dir, 'legacy-private.pem'), 'utf8')).startsWith('-----BEGIN RSA PRIVATE KEY-----')).toBe(true);
+    const s = store();
+    expect((await s.load()).loaded).toBe(1);
+    const entry = (await s.get('legacy'))!;
+    expect(entry.alg).toBe('RS256');
+    const issued = await issueToken(entry, { aud: 'x' }, { issuer: 'i', ttl: 60, now: time.clock() });
+    await expect(verifyToken(entry, issued.token, { issuer: 'i', audience: 'x', now: time.clock() })).resolves.toMatchObject({ kid: entry.current.kid });
+  });
+
+  it('logs a corrupt or unreadable key file by name and skips it without stopping the load', async () => {
+    const good = store();
+    await good.load();
+    await good.getOrCreate('good');
+    await writeFile(path.join(dir, 'broken.json'), '{ not json');
+    await writeFile(path.join(dir, 'wrongkid.json'), (await readFile(path.join(dir, 'good.json'), 'utf8')).replace('"keyId": "good"', '"keyId": "wrongkid"').replace(/"kid": "[^"]+"/, '"kid": "forged"'));
+    await writeFile(path.join(dir, 'badpem-private.pem'), '-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n');
+    const s = store();
+    const result = await s.load();
+    expect(result.loaded).toBe(1);
+    expect(result.skipped.sort()).toEqual(['badpem-private.pem', 'broken.json', 'wrongkid.json']);
+    for (const file of result.skipped) expect(lines.join('')).toContain(file);
+    expect(lines.join('')).not.toMatch(/PRIVATE KEY|"d":/);
+  });
+});
+
+describe('creation', () => {
+  it('returns an existing key and never replaces it', async () => {
+    const s = store();
+    await s.load();
+    const first = await s.getOrCreate('svc');
+    const before = await readFile(path.join(dir, 'svc.json'), 'utf8');
+    const second = await s.getOrCreate('svc', 'RS256');
+    expect(second).toMatchObject({ created: false, entry: { current: { kid: first.entry.current.kid } } });
+    expect(await readFile(path.join(dir, 'svc.json'), 'utf8')).toBe(before);
+  });
+
+  it('ends with one key when two stores (two workers) create the same keyId at once', async () => {
+    const a = store();
+    const b = store();
+    await Promise.all([a.load(), b.load()]);
+    const [ra, rb] = await Promise.all([a.getOrCreate('shared'), b.getOrCreate('shared')]);
+    expect(ra.entry.current.kid).toBe(rb.entry.current.kid);
+    expect([ra.created, rb.created].filter(Boolean)).toHaveLength(1);
+  });
+
+  it('finds on disk a key another store created after load', async () => {
+    const a = store();
+    const b = store();
+    await Promise.all([a.load(), b.load()]);
+    const { entry } = await a.getOrCreate('late');
+    expect((await b.get('late'))?.current.kid).toBe(entry.current.kid);
+    expect(await b.get('never')).toBeUndefined();
+  });
+
+  it('gives HS256 keys a random kid that is not derived from the secret and survives a reload', async () => {
+    const s = store();
+    await s.load();
+    const { entry } = await s.getOrCreate('h', 'HS256');
+    expect(entry.current.kid).toMatch(/^[\w-]{22}$/);
+    expect(entry.current.publicJwk).toBeUndefined();
+    const reloaded = store();
+    await reloaded.load();
+    expect((await reloaded.get('h'))?.current.kid).toBe(entry.current.kid);
+  });
+});
+
+describe('rotation at exact clock boundaries', () => {
+  it('signs with the new key; the old key verifies and stays in the JWKS until retireAt, then disappears', async () => {
+    const s = store();
+    await s.load();
+    const { entry: before } = await s.getOrCreate('rot');
+    // The longest token the old key may have signed: MAX_TOKEN_TTL, issued just before rotating.
+    const old = await issueToken(before, { aud: 'a' }, { issuer: 'i', ttl: MAX_TTL, now: time.clock() });
+    const rotatedAt = time.clock().getTime();
+    const after = (await s.rotate('rot'))!;
+    expect(after.current.kid).not.toBe(before.current.kid);
+    const retireAt = rotatedAt + RETIRE * 1000;
+    expect(after.previous[0]!.retireAt!.getTime()).toBe(retireAt);
+
+    const fresh = await issueToken(after, { aud: 'a' }, { issuer: 'i', ttl: 60, now: time.clock() });
+    expect(fresh.kid).toBe(after.current.kid);
+    const opts = (now: Date) => ({ issuer: 'i', audience: 'a', now, clockTolerance: TOLERANCE });
+
+    // One millisecond before retirement: both kids published, the old token still verifies (within skew).
+    const justBefore = new Date(retireAt - 1);
+    expect(JSON.parse(buildJwks([after], justBefore).body).keys.map((k: { kid: string }) => k.kid)).toEqual([after.current.kid, before.current.kid]);
+    expect(verificationKeys(after, justBefore)).toHaveLength(2);
+    await expect(verifyToken(after, old.token, opts(justBefore))).resolves.toMatchObject({ kid: before.current.kid });
+
+    // At retireAt: the old key is gone from JWKS and verification.
+    const atRetire = new Date(retireAt);
+    expect(JSON.parse(buildJwks([after], atRetire).body).keys.map((k: { kid: string }) => k.kid)).toEqual([after.current.kid]);
+    await expect(verifyToken(after, old.token, opts(atRetire))).rejects.toMatchObject({ code: 'unknown_kid' });
+    expect(decodeJwt(old.token).exp! * 1000 + TOLERANCE * 1000).toBe(retireAt);
+  });
+
+  it('persists retireAt: a new store keeps verifying the old key until then', async () => {
+    const s = store();
+    await s.load();
+    const { entry } = await s.getOrCreate('rot2');
+    const token = (await issueToken(entry, {}, { issuer: 'i', ttl: 600, now: time.clock() })).token;
+    await s.rotate('rot2');
+    time.advance(60_000);
+    const reloaded = store();
+    await reloaded.load();
+    const again = (await reloaded.get('rot2'))!;
+    await expect(verifyToken(again, token, { issuer: 'i', now: time.clock() })).resolves.toMatchObject({ kid: entry.current.kid });
+    const file = JSON.parse(await readFile(path.join(dir, 'rot2.json'), 'utf8'));
+    expect(file.versions).toHaveLength(2);
+    expect(file.versions[1].retireAt).toBe(new Date(Date.parse('2026-03-01T12:00:00.000Z') + RETIRE * 1000).toISOString());
+  });
+
+  it('drops retired versions from the file at the next rotation and answers undefined for an unknown keyId', async () => {
+    const s = store();
+    await s.load();
+    await s.getOrCreate('rot3');
+    await s.rotate('rot3');
+    time.advance(RETIRE * 1000);
+    const entry = (await s.rotate('rot3'))!;
+    expect(entry.previous).toHaveLength(1);
+    expect(await s.rotate('missing')).toBeUndefined();
+  });
+});

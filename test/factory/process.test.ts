@@ -1,0 +1,83 @@
+import http from 'node:http';
+import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import axios from 'axios';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startProcess, type Started } from '../helpers/process.js';
+
+/** No keep-alive: every request opens a new connection, so the cluster spreads them over workers. */
+const client = axios.create({ httpAgent: new http.Agent({ keepAlive: false }), validateStatus: () => true });
+const base = (p: Started) => `http://127.0.0.1:${p.port}`;
+
+let dir: string;
+const env = () => ({ PORT: '0', HOST: '127.0.0.1', KEYS_DIR: dir, LOG_LEVEL: 'info' });
+
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'factory-e2e-'));
+});
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+describe('jwt-factory as a real process', () => {
+  let tokenFromFirst: string;
+
+  it('persists keys across a restart: a token from the first process verifies in the second, which runs WORKERS=2', async () => {
+    const first = await startProcess('jwt-factory/main.ts', { env: env() });
+    try {
+      const issued = await client.post(`${base(first)}/issueToken/persist`, { aud: 'b' });
+      expect(issued.status).toBe(200);
+      tokenFromFirst = issued.data as string;
+      expect(((await stat(path.join(dir, 'persist.json'))).mode & 0o777)).toBe(0o600);
+    } finally {
+      expect(await first.stop()).toBe(0);
+    }
+    expect(first.output()).not.toContain(tokenFromFirst);
+
+    const second = await startProcess('jwt-factory/main.ts', { env: { ...env(), WORKERS: '2' } });
+    try {
+      expect(second.output().match(/"msg":"listening"/g)).toHaveLength(1);
+      const answer = await client.post(`${base(second)}/verify/persist`, { token: tokenFromFirst, aud: 'b', sub: 'persist' });
+      expect(answer.data).toMatchObject({ valid: true });
+
+      // A key created and then rotated through one worker is used by all of them.
+      const created = await client.post(`${base(second)}/keys/cluster`);
+      expect(created.status).toBe(200);
+      const rotated = await client.post(`${base(second)}/keys/cluster/rotate`);
+      expect(rotated.data.previous[0].kid).toBe(created.data.kid);
+      for (let i = 0; i < 8; i += 1) {
+        const token = (await client.post(`${base(second)}/issueToken/cluster`, { aud: 'x' })).data as string;
+        const verdict = await client.post(`${base(second)}/verify/cluster`, { token, aud: 'x', sub: 'cluster' });
+        expect(verdict.status).toBe(200);
+        const jwks = await client.get(`${base(second)}/keys/cluster/jwks.json`);
+        expect(jwks.data.keys.map((k: { kid: string }) => k.kid)).toEqual([rotated.data.kid, created.data.kid]);
+      }
+      const pids = new Set([...second.output().matchAll(/"pid":(\d+),[^\n]*"path":"\/keys\/cluster\/jwks.json"/g)].map((m) => m[1]));
+      expect(pids.size).toBe(2);
+    } finally {
+      expect(await second.stop()).toBe(0);
+    }
+  });
+
+  it('stops start-up with one sentence naming a bad setting, exit 1', async () => {
+    const failure = await startProcess('jwt-factory/main.ts', { env: { ...env(), TOKEN_TTL: 'soon' } }).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    expect(failure).toMatch(/exited with code 1/);
+    expect(failure).toMatch(/Invalid setting TOKEN_TTL: must be a number of seconds \(got "soon"\)/);
+  });
+
+  it('reports a taken port in one sentence, exit 1', async () => {
+    const holder = await startProcess('jwt-factory/main.ts', { env: env() });
+    try {
+      const failure = await startProcess('jwt-factory/main.ts', { env: { ...env(), PORT: String(holder.port) } }).then(
+        () => undefined,
+        (err: Error) => err.message,
+      );
+      expect(failure).toMatch(/exited with code 1/);
+      expect(failure).toContain(`port ${holder.port} on 127.0.0.1 is already in use`);
+    } finally {
+      expect(await holder.stop()).toBe(0);
+    }
+  });
+});

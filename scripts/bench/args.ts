@@ -25,8 +25,8 @@ export const ROW_LABELS: Record<RowName, string> = {
   'es256-verify': 'ES256 verification',
   'eddsa-issue': 'EdDSA issuance',
   'eddsa-verify': 'EdDSA verification',
-  scenario1: 'scenario 1 end-to-end (TLS)',
-  scenario3: 'scenario 3 end-to-end (TLS)',
+  scenario1: 'scenario 1 end-to-end (A -> factory, A -> B)',
+  scenario3: 'scenario 3 end-to-end (A -> B over TLS)',
 };
 
 /** Shorthands accepted by `--rows` besides the row names themselves. */

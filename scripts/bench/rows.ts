@@ -93,13 +93,15 @@ export async function runRows(options: BenchOptions, tmpDir: string, progress: (
       rows.push({ row, label: ROW_LABELS[row], kind, alg, load });
     }
     if (requests > 0) logBytesPerRequest = Math.round((statSync(paths.factoryLog).size - logBefore) / requests);
+
+    // The scenario rows use the same factory process: servicea asks it for tokens in scenario 1.
+    const scenarioRows = options.rows.filter((r) => r.startsWith('scenario'));
+    if (scenarioRows.length > 0) {
+      const measured = await runScenarioRows(scenarioRows, settings, { factoryUrl: baseUrl, tmpDir }, progress);
+      rows.push(...measured.map((r) => ({ ...r, label: ROW_LABELS[r.row] })));
+    }
   } finally {
     await factory.stop();
-  }
-
-  const scenarioRows = options.rows.filter((r) => r.startsWith('scenario'));
-  if (scenarioRows.length > 0) {
-    rows.push(...(await runScenarioRows(scenarioRows, settings, tmpDir, progress)).map((r) => ({ ...r, label: ROW_LABELS[r.row] })));
   }
 
   const measured = withRatios(rows, ceilings);

@@ -1,14 +1,94 @@
+import path from 'node:path';
+import { ensureCertificates } from '../../lib/certs.js';
 import type { RowName } from './args.js';
-import type { LoadSettings } from './load.js';
+import { freePort, launch, type Launched } from './launch.js';
+import { runLoad, type LoadSettings } from './load.js';
 import type { RowResult } from './report.js';
 
-/** Scenario rows: measured once the services and the demo's start-up code are in the checkout. */
+const HOST = '127.0.0.1';
+
+/** What each scenario row calls on servicea, and what servicea does for it. */
+const SCENARIOS: Partial<Record<RowName, { path: string; what: string }>> = {
+  // Scenario 1: A asks the factory for a token, presents it to B (plain HTTP hop, as the sample).
+  scenario1: { path: '/scenario1', what: 'factory-issued token, A -> B' },
+  // Scenario 3: A signs its own token, presents it to B over HTTPS with the suite's CA.
+  scenario3: { path: '/scenario3', what: 'self-signed token, A -> B over HTTPS' },
+};
+
+/**
+ * Starts servicea and serviceb (the receivers scenarios 1 and 3 need) against the running
+ * factory, with certificates and servicea's own key pair in the bench's temporary folder, on
+ * free ports. The environment is explicit: the services' committed .env files name the
+ * documented ports, which a benchmark must never take.
+ */
+async function startServices(factoryUrl: string, tmpDir: string): Promise<{ servicea: Launched; serviceb: Launched }> {
+  const certsDir = path.join(tmpDir, 'certs');
+  await ensureCertificates(certsDir, { services: ['servicea', 'serviceb'] });
+  const [a, b, bHttps] = [await freePort(), await freePort(), await freePort()];
+  const common = {
+    HOST,
+    LOG_LEVEL: 'info',
+    CERTS_DIR: certsDir,
+    FACTORY_URL: factoryUrl,
+    SERVICEA_URL: `http://${HOST}:${a}`,
+    SERVICEB_URL: `http://${HOST}:${b}`,
+    SERVICEB_HTTPS_URL: `https://${HOST}:${bHttps}`,
+    SERVICE_KEYS_DIR: path.join(tmpDir, 'servicea-self'),
+    PEER_KEYS_DIR: path.join(tmpDir, 'servicea-self'),
+  };
+  const [servicea, serviceb] = await Promise.all([
+    launch('app/main.ts', { args: ['servicea'], env: { ...common, PORT: String(a), HTTPS_PORT: '' }, logFile: path.join(tmpDir, 'servicea.log') }),
+    launch('app/main.ts', { args: ['serviceb'], env: { ...common, PORT: String(b), HTTPS_PORT: String(bHttps) }, logFile: path.join(tmpDir, 'serviceb.log') }),
+  ]);
+  return { servicea, serviceb };
+}
+
+/** One call must come back with B's verdict `valid`, or the row would measure failures. */
+async function checkScenario(url: string): Promise<void> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(15_000) });
+  const body = (await res.json()) as { serviceb?: { valid?: boolean; error?: { name?: string } }; error?: { code?: string } };
+  if (res.status !== 200 || body.serviceb?.valid !== true) {
+    throw new Error(`answered ${res.status} ${body.error?.code ?? body.serviceb?.error?.name ?? JSON.stringify(body).slice(0, 200)}`);
+  }
+}
+
+/**
+ * Scenario rows: end-to-end calls per second on servicea's `/scenarioN` under the same load
+ * settings as the factory rows; each call crosses servicea, the factory (scenario 1) and
+ * serviceb. A row that cannot run is reported as skipped with the reason.
+ */
 export async function runScenarioRows(
   rows: RowName[],
-  _settings: LoadSettings,
-  _tmpDir: string,
+  settings: LoadSettings,
+  context: { factoryUrl: string; tmpDir: string },
   progress: (line: string) => void,
 ): Promise<Omit<RowResult, 'label'>[]> {
-  progress('scenario rows: the suite start-up (scripts/demo.ts) is not in this checkout yet');
-  return rows.map((row) => ({ row, kind: 'scenario' as const, skipped: 'services not available yet' }));
+  progress('starting servicea and serviceb for the scenario rows');
+  let services: { servicea: Launched; serviceb: Launched };
+  try {
+    services = await startServices(context.factoryUrl, context.tmpDir);
+  } catch (err) {
+    const reason = `the services did not start: ${(err as Error).message.split('\n')[0]}`;
+    return rows.map((row) => ({ row, kind: 'scenario' as const, skipped: reason }));
+  }
+  const a = `http://${HOST}:${services.servicea.port}`;
+  const results: Omit<RowResult, 'label'>[] = [];
+  try {
+    const gen = await fetch(`${a}/gen-keys`, { method: 'POST' });
+    if (!gen.ok) throw new Error(`POST /gen-keys on servicea answered ${gen.status}`);
+    for (const row of rows) {
+      const scenario = SCENARIOS[row]!;
+      try {
+        await checkScenario(`${a}${scenario.path}`);
+      } catch (err) {
+        results.push({ row, kind: 'scenario', skipped: `GET ${scenario.path} ${(err as Error).message}` });
+        continue;
+      }
+      progress(`loading servicea: GET ${scenario.path} (${scenario.what})`);
+      results.push({ row, kind: 'scenario', load: await runLoad({ url: `${a}${scenario.path}` }, settings) });
+    }
+  } finally {
+    await Promise.all([services.servicea.stop(), services.serviceb.stop()]);
+  }
+  return results;
 }

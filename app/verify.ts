@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { verifyJwt, TokenError, type VerifyOptions } from '../lib/jwt.js';
+import { assertCompactForm, verifyJwt, TokenError, type VerifyOptions } from '../lib/jwt.js';
 import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
 import type { PeerKeys } from './peerkeys.js';
 
@@ -32,6 +32,13 @@ export function refusal(error: TokenError | { name: string; message: string; cod
  * requires the factory's issuer too (the factory's /verify checks aud and sub, not iss).
  */
 export async function verifyWithFactory(client: HttpClient, factoryUrl: string, token: string, audience: string, issuer: string): Promise<Verdict> {
+  // Oversized or malformed tokens are refused here, before they travel to the factory.
+  try {
+    assertCompactForm(token);
+  } catch (err) {
+    if (err instanceof TokenError) return refusal(err);
+    throw err;
+  }
   const answer = await client.request({
     dependency: 'jwt-factory',
     method: 'POST',

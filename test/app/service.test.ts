@@ -8,7 +8,7 @@ import request from 'supertest';
 import { loadServiceConfig, assertServiceName } from '../../app/config.js';
 import { createSelfKeyStore, signSelfToken } from '../../app/selfkeys.js';
 import { createPeerKeys } from '../../app/peerkeys.js';
-import { verifySelfSigned } from '../../app/verify.js';
+import { verifySelfSigned, verifyWithFactory } from '../../app/verify.js';
 import { createApp } from '../../app/app.js';
 import { createHttpClient } from '../../lib/httpclient.js';
 import { silentLogger } from '../../lib/logger.js';
@@ -95,5 +95,13 @@ describe('createApp', () => {
     const res = await request(createApp(deps())).get('/scenario3-server').set('authorization', `Bearer ${token}`);
     expect(res.status).toBe(403);
     expect(res.body).toMatchObject({ valid: false, error: { code: 'unknown_kid' } });
+  });
+});
+
+describe('verifyWithFactory', () => {
+  it('refuses an oversized token before it travels to the factory', async () => {
+    const client = { request: () => Promise.reject(new Error('the factory must not be called')), close: () => undefined };
+    const verdict = await verifyWithFactory(client, 'http://127.0.0.1:1', `${'a'.repeat(9000)}.b.c`, 'serviceb', 'https://jwt-factory/');
+    expect(verdict).toMatchObject({ valid: false, error: { name: 'JsonWebTokenError', code: 'too_large' } });
   });
 });

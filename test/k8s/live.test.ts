@@ -10,6 +10,8 @@ import { ensureCertificates, certificatePaths } from '../../lib/certs.js';
 import { ROOT, startProcess, type Started } from '../helpers/process.js';
 import { parseMeshRulesArgs, renderMeshRules } from '../../scripts/mesh-rules.js';
 import { buildSecrets } from '../../scripts/k8s-secrets.js';
+import { loadPolicyPath } from '../../mesh/sources.js';
+import { evaluate } from '../../mesh/evaluate.js';
 import { BASE, OVERLAY, named, ofKind, validateObject } from './manifests.js';
 import { kustomizeBuild, type K8sObject } from './kustomize.js';
 import { settingsOf, type ConfigMap, type Deployment, type IstioPolicy } from './workloads.js';
@@ -213,5 +215,64 @@ describe('k8s-secrets against the local key store and certificates', () => {
     await writeFile(path.join(broken, 'servicea.json'), await readFile(path.join(keysDir, 'servicea.json')));
     await writeFile(path.join(broken, 'serviceb.json'), '{"format":"something else"}');
     await expect(buildSecrets({ keysDir: broken, certsDir, namespace: 'jwt-suite' })).rejects.toThrow(/cannot read serviceb\.json/);
+  });
+});
+
+describe('the overlay under the mesh engine (mesh/), as istiod and Envoy would decide', () => {
+  const principal = (sa: string) => `cluster.local/ns/jwt-suite/sa/${sa}`;
+  let jwks: Record<string, unknown>;
+
+  beforeAll(async () => {
+    // What the sidecars fetch (PILOT_JWT_ENABLE_REMOTE_JWKS=hybrid), keyed by jwksUri.
+    jwks = {};
+    for (const svc of ['serviceb', 'servicec']) {
+      const uri = raOf(svc).jwksUri as string;
+      jwks[uri] = await (await call(`${factoryUrl}${new URL(uri).pathname}`)).json();
+    }
+  });
+
+  async function decide(to: string, port: number, from: string, method: string, urlPath: string, token?: string) {
+    const policies = await loadPolicyPath(OVERLAY);
+    return evaluate({
+      policies,
+      jwks,
+      now: new Date(),
+      workload: { namespace: 'jwt-suite', labels: { app: to } },
+      request: { method, path: urlPath, port, sourcePrincipal: principal(from), headers: token ? { authorization: `Bearer ${token}` } : {} },
+    });
+  }
+
+  it.each(['serviceb', 'servicec'])('servicea reaches %s with its token (200), not without (403), not with an expired one (401)', async (svc) => {
+    const port = svc === 'serviceb' ? 3001 : 3002;
+    const valid = await issue('servicea', { sub: 'servicea', aud: svc });
+    const ok = await decide(svc, port, 'servicea', 'GET', '/scenario1-server', valid);
+    expect(ok.status).toBe(200);
+    expect(ok.principal).toBe('https://jwt-factory//servicea');
+    // forwardOriginalToken: the app still gets the token to verify it itself.
+    expect(ok.upstreamHeaders.authorization).toBe(`Bearer ${valid}`);
+    expect((await decide(svc, port, 'servicea', 'GET', '/scenario1-server')).status).toBe(403);
+    const expiredRes = await call(`${factoryUrl}/issueToken/servicea?expired=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'servicea', aud: svc }) });
+    expect((await decide(svc, port, 'servicea', 'GET', '/scenario1-server', (await expiredRes.text()).trim())).status).toBe(401);
+  });
+
+  it('a valid servicea token from another identity, a token for another audience, or a forged sub are refused', async () => {
+    const valid = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    expect((await decide('serviceb', 3001, 'servicec', 'GET', '/scenario1-server', valid)).status).toBe(403);
+    // Envoy's jwt_authn answers an audience mismatch with 403, not 401.
+    const otherAudience = await decide('servicec', 3002, 'servicea', 'GET', '/scenario1-server', valid);
+    expect([otherAudience.status, otherAudience.body]).toEqual([403, 'Audiences in Jwt are not allowed']);
+    const forged = await issue('serviceb', { sub: 'servicea', aud: 'serviceb' });
+    expect((await decide('serviceb', 3001, 'servicea', 'GET', '/scenario1-server', forged)).status).toBe(401);
+  });
+
+  it('the factory issues to each service for its own key only, lets the receivers verify, and creates no keys for anyone', async () => {
+    expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/issueToken/servicea')).status).toBe(200);
+    expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/issueToken/serviceb')).status).toBe(403);
+    expect((await decide('jwt-factory', 5555, 'serviceb', 'POST', '/verify/servicea')).status).toBe(200);
+    expect((await decide('jwt-factory', 5555, 'serviceb', 'GET', '/keys/servicea/jwks.json')).status).toBe(200);
+    for (const sa of ['servicea', 'serviceb', 'servicec']) {
+      expect((await decide('jwt-factory', 5555, sa, 'POST', '/keys/newkey')).status).toBe(403);
+      expect((await decide('jwt-factory', 5555, sa, 'POST', '/keys/servicea/rotate')).status).toBe(403);
+    }
   });
 });

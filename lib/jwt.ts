@@ -1,4 +1,4 @@
-import { errors as joseErrors, jwtVerify, decodeProtectedHeader, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
+import { errors as joseErrors, compactVerify, importJWK, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
 
 /**
  * The verification core shared by the factory and the services. Pure: keys, token, options
@@ -82,9 +82,14 @@ export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): a
   }
   const parts = token.split('.');
   if (parts.length !== 3) throw malformed();
-  for (const part of parts) {
+  for (const [index, part] of parts.entries()) {
+    // RFC 7515 allows an empty payload (a JWS over zero bytes); header and signature never are.
+    if (index === 1 && part === '') continue;
     // A base64url string of length 4n+1 cannot come from any byte sequence.
     if (!B64URL.test(part) || part.length % 4 === 1) throw malformed();
+    // Canonical form only: non-zero unused trailing bits give a second spelling of the same bytes,
+    // and the signature covers the spelling (Wycheproof "MacOfIncorrectlyEncodedMessage").
+    if (Buffer.from(part, 'base64url').toString('base64url') !== part) throw malformed();
   }
 }
 
@@ -179,6 +184,58 @@ function translate(err: unknown, options: VerifyOptions, payload?: JWTPayload): 
   return malformed();
 }
 
+/** The strict steps every verification shares: size cap, compact form, header policy, pinned candidate keys. */
+function prepare(token: unknown, keys: readonly VerificationKey[], maxBytes?: number): { token: string; candidates: VerificationKey[] } {
+  assertCompactForm(token, maxBytes);
+  const header = readHeader(token);
+  return { token, candidates: selectKeys(header, keys) };
+}
+
+/**
+ * Verifies a compact JWS (any payload, not only a JWT claims set) with the same strict checks
+ * as verifyJwt: used where the payload is not ours to interpret (the Wycheproof vectors).
+ */
+export async function verifyJws(
+  token: unknown,
+  keys: readonly VerificationKey[],
+  options: { maxBytes?: number } = {},
+): Promise<{ payload: Uint8Array; header: JWTHeaderParameters; kid: string }> {
+  const prepared = prepare(token, keys, options.maxBytes);
+  let lastError: unknown;
+  for (const candidate of prepared.candidates) {
+    try {
+      const result = await compactVerify(prepared.token, candidate.key, { algorithms: [candidate.alg] });
+      return { payload: result.payload, header: result.protectedHeader as JWTHeaderParameters, kid: candidate.kid };
+    } catch (err) {
+      lastError = err;
+      if (!(err instanceof joseErrors.JWSSignatureVerificationFailed)) break;
+    }
+  }
+  throw translate(lastError, { now: new Date(0) });
+}
+
+/**
+ * Turns a public JWK (or an oct JWK) into a VerificationKey pinned to its declared `alg`.
+ * Refuses a key without `alg`, with `use` other than "sig", or whose `key_ops` lack "verify"
+ * (RFC 7517 §4.2-4.4): such a key was not meant to verify signatures.
+ */
+export async function verificationKeyFromJwk(jwk: JWK): Promise<VerificationKey> {
+  if (typeof jwk.alg !== 'string' || jwk.alg === '' || jwk.alg === 'none') {
+    throw new TokenError('JsonWebTokenError', 'key_unusable', 'the key declares no signing alg');
+  }
+  if (jwk.use !== undefined && jwk.use !== 'sig') throw new TokenError('JsonWebTokenError', 'key_unusable', 'the key is not for signatures');
+  if (jwk.key_ops !== undefined && !jwk.key_ops.includes('verify')) throw new TokenError('JsonWebTokenError', 'key_unusable', 'the key may not verify');
+  // Public members only for asymmetric keys: a JWK with a private part must not turn into a signing key here.
+  const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, oth: _oth, ...publicJwk } = jwk as JWK & { oth?: unknown };
+  const material = jwk.kty === 'oct' ? jwk : publicJwk;
+  try {
+    const key = await importJWK({ ...material, ext: true }, jwk.alg);
+    return { kid: typeof jwk.kid === 'string' ? jwk.kid : '', alg: jwk.alg, key };
+  } catch {
+    throw new TokenError('JsonWebTokenError', 'key_unusable', `the key does not fit ${jwk.alg}`);
+  }
+}
+
 /**
  * Verifies a compact JWT against pinned keys: strict form, size cap, algorithm per key,
  * `exp` required, issuer / audience / subject when given, clock tolerance (default 60 s).
@@ -189,13 +246,11 @@ export async function verifyJwt(
   keys: readonly VerificationKey[],
   options: VerifyOptions,
 ): Promise<{ payload: JWTPayload; header: JWTHeaderParameters; kid: string }> {
-  assertCompactForm(token, options.maxBytes);
-  const header = readHeader(token);
-  const candidates = selectKeys(header, keys);
+  const { candidates } = prepare(token, keys, options.maxBytes);
   let lastError: unknown;
   for (const candidate of candidates) {
     try {
-      const result = await jwtVerify(token, candidate.key, {
+      const result = await jwtVerify(token as string, candidate.key, {
         algorithms: [candidate.alg],
         issuer: options.issuer,
         audience: options.audience,

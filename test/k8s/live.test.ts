@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
@@ -207,6 +208,25 @@ describe('k8s-secrets against the local key store and certificates', () => {
     } finally {
       await replica.stop();
     }
+  });
+
+  it('the command prints the Secrets on stdout and names only files on stderr; bad flags exit 2, a missing folder 1', async () => {
+    const tsx = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+    const script = path.join(ROOT, 'scripts', 'k8s-secrets.ts');
+    const ok = spawnSync(tsx, [script, '--keys-dir', keysDir, '--certs-dir', certsDir], { encoding: 'utf8', cwd: ROOT });
+    expect(ok.status).toBe(0);
+    const docs = parseAllDocuments(ok.stdout).map((d) => d.toJS() as K8sObject);
+    expect(docs.map((d) => d.metadata.name)).toEqual(['jwt-factory-keys', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
+    expect(ok.stderr).toMatch(/jwt-factory-keys: keys servicea, serviceb, servicec/);
+    const keyFile = await readFile(path.join(keysDir, 'servicea.json'), 'utf8');
+    const privateD = (JSON.parse(keyFile) as { versions: Array<{ jwk: { d: string } }> }).versions[0]!.jwk.d;
+    for (const secretText of [privateD, 'PRIVATE KEY', Buffer.from(keyFile).toString('base64').slice(0, 40)]) expect(ok.stderr).not.toContain(secretText);
+    const bad = spawnSync(tsx, [script, '--key-dir', keysDir], { encoding: 'utf8', cwd: ROOT });
+    expect([bad.status, bad.stdout]).toEqual([2, '']);
+    expect(bad.stderr).toMatch(/Unknown option '--key-dir'/);
+    const missing = spawnSync(tsx, [script, '--keys-dir', path.join(tmp, 'nope'), '--certs-dir', certsDir], { encoding: 'utf8', cwd: ROOT });
+    expect([missing.status, missing.stdout]).toEqual([1, '']);
+    expect(missing.stderr).toMatch(/is not a directory/);
   });
 
   it('refuses a key directory holding a file the factory cannot read', async () => {

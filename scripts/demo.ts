@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureCertificates } from '../lib/certs.js';
-import { launch, type Launched } from './bench/launch.js';
+import { launch, ROOT, type Launched } from './bench/launch.js';
 
 /**
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
@@ -171,7 +171,8 @@ async function main(): Promise<number> {
   }
 
   const ports = await planPorts(values.ports);
-  const certs = await ensureCertificates('certs');
+  // The processes run from the repository root and read certs/ there, whatever our cwd is.
+  const certs = await ensureCertificates(path.join(ROOT, 'certs'));
   const made = certs.entries.filter((e) => e.action !== 'kept').length;
   process.stdout.write(`certificates: ${made === 0 ? 'kept' : `${made} created or renewed`} in certs/ (clients trust certs/ca.pem)\n`);
 

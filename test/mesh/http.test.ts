@@ -1,0 +1,166 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import express from 'express';
+import request from 'supertest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { errorMiddleware, notFoundHandler } from '../../lib/http.js';
+import { silentLogger } from '../../lib/logger.js';
+import { createMeshRouter, type MeshRouterDeps } from '../../mesh/http.js';
+import { CASES, ISS, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx, type Ctx } from './cases.js';
+import { assertOutcome, fromVerdict } from './outcome.js';
+
+/** The factory mounts the router the same way: express.json, app.use('/mesh', router), the error middleware. */
+function createTestApp(deps: MeshRouterDeps = {}) {
+  const app = express();
+  app.use(express.json({ limit: '256kb' }));
+  app.use('/mesh', createMeshRouter(deps));
+  app.use(notFoundHandler);
+  app.use(errorMiddleware(silentLogger()));
+  return app;
+}
+
+let ctx: Ctx;
+const app = createTestApp();
+beforeAll(async () => {
+  ctx = await createCtx();
+});
+
+describe('the mesh table through POST /mesh/evaluate', () => {
+  for (const c of CASES) {
+    it(c.name, async () => {
+      const res = await request(app)
+        .post('/mesh/evaluate')
+        .send({ policies: POLICY_SETS[c.set]!(ctx), request: await c.request(ctx), jwks: JWKS_SETS[c.set]?.(ctx), now: NOW.toISOString(), workload: WORKLOAD });
+      expect(res.status).toBe(200);
+      expect(res.headers['content-type']).toMatch(/^application\/json/);
+      assertOutcome(fromVerdict(res.body), c.expect);
+    });
+  }
+});
+
+describe('POST /mesh/evaluate input handling', () => {
+  const minimal = { request: { method: 'GET', path: '/' }, now: NOW.toISOString() };
+
+  it('accepts the policies as YAML text', async () => {
+    const yaml = `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: jwt-suite}\nspec: {}\n---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n`;
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml, workload: WORKLOAD });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 403, body: 'RBAC: access denied' });
+  });
+
+  it('a policy with an unknown field answers 400 invalid_policy naming the field', async () => {
+    const policies = [{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p' }, spec: { rules: [{ from: [{ source: { requestPrincipal: ['*'] } }] }] } }];
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, policies });
+    expect(res.status).toBe(400);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body.error.code).toBe('invalid_policy');
+    expect(res.body.error.field).toBe('spec.rules[0].from[0].source');
+    expect(res.body.error.message).toContain('unknown field "requestPrincipal"');
+  });
+
+  it('an unknown when key answers 400 invalid_policy', async () => {
+    const policies = [{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p' }, spec: { rules: [{ when: [{ key: 'request.auth.claim[groups]', values: ['a'] }] }] } }];
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, policies });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('invalid_policy');
+    expect(res.body.error.message).toContain('unknown attribute "request.auth.claim[groups]"');
+  });
+
+  it('YAML that does not parse answers 400 invalid_policy with the line', async () => {
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml: 'kind: [unclosed\n' });
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('invalid_policy');
+    expect(res.body.error.message).toMatch(/^yaml(:\d+)?: not valid YAML/);
+  });
+
+  it('both or neither of policies and yaml answer 400 invalid_request', async () => {
+    for (const body of [minimal, { ...minimal, policies: [], yaml: '' }]) {
+      const res = await request(app).post('/mesh/evaluate').send(body);
+      expect(res.status).toBe(400);
+      expect(res.body.error.code).toBe('invalid_request');
+    }
+  });
+
+  it('a path without a leading slash answers 400 naming request.path', async () => {
+    const res = await request(app).post('/mesh/evaluate').send({ policies: [], request: { method: 'GET', path: 'api' } });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'invalid_request', field: 'request.path' });
+  });
+
+  it('an unreadable now answers 400', async () => {
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, policies: [], now: 'yesterday' });
+    expect(res.status).toBe(400);
+    expect(res.body.error).toMatchObject({ code: 'invalid_request', field: 'now' });
+  });
+
+  it('malformed JSON answers 400 malformed_json', async () => {
+    const res = await request(app).post('/mesh/evaluate').set('content-type', 'application/json').send('{"policies":');
+    expect(res.status).toBe(400);
+    expect(res.body.error.code).toBe('malformed_json');
+  });
+});
+
+describe('POST /mesh/evaluate remote JWKS', () => {
+  let jwksServer: http.Server;
+  let jwksUrl: string;
+  let slowUrl: string;
+  let hits = 0;
+
+  beforeAll(async () => {
+    jwksServer = http.createServer((req, res) => {
+      hits += 1;
+      if (req.url === '/slow') return; // never answers: the fetch must time out
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(ctx.jwks(ctx.rs));
+    });
+    await new Promise<void>((resolve) => jwksServer.listen(0, '127.0.0.1', resolve));
+    const { port } = jwksServer.address() as AddressInfo;
+    jwksUrl = `http://127.0.0.1:${port}/jwks.json`;
+    slowUrl = `http://127.0.0.1:${port}/slow`;
+  });
+  afterAll(async () => {
+    jwksServer.closeAllConnections();
+    await new Promise((resolve) => jwksServer.close(resolve));
+  });
+
+  const body = async (jwksUri: string, fetchJwks?: boolean) => ({
+    policies: [{ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'remote' }, spec: { jwtRules: [{ issuer: ISS, jwksUri }] } }],
+    request: { method: 'GET', path: '/api', headers: { authorization: `Bearer ${await ctx.token('servicea')}` } },
+    now: NOW.toISOString(),
+    ...(fetchJwks === undefined ? {} : { fetchJwks }),
+  });
+
+  it('does not fetch a jwksUri unless the caller opts in', async () => {
+    const before = hits;
+    const res = await request(app).post('/mesh/evaluate').send(await body(jwksUrl));
+    expect(hits).toBe(before);
+    expect(res.body).toMatchObject({ status: 401, body: "Jwks doesn't have key to match kid or alg from Jwt" });
+  });
+
+  it('fetches the jwksUri with fetchJwks: true and accepts the token', async () => {
+    const res = await request(app).post('/mesh/evaluate').send(await body(jwksUrl, true));
+    expect(res.body).toMatchObject({ status: 200, principal: `${ISS}/servicea` });
+    expect(res.body.steps[0]).toContain(`fetched the JWKS for issuer ${ISS} from ${jwksUrl}`);
+  });
+
+  it('a JWKS server that does not answer in time is reported and treated as unfetchable', async () => {
+    const quick = createTestApp({ fetchTimeoutMs: 200 });
+    const res = await request(quick).post('/mesh/evaluate').send(await body(slowUrl, true));
+    expect(res.body.status).toBe(401);
+    expect(res.body.body).toBe("Jwks doesn't have key to match kid or alg from Jwt");
+    expect(res.body.steps[0]).toContain('no answer within 200 ms');
+  });
+
+  it('GET on the router is not a route (404 JSON)', async () => {
+    const res = await request(app).get('/mesh/evaluate');
+    expect(res.status).toBe(404);
+    expect(res.body.error.code).toBe('route_not_found');
+  });
+});
+
+it('the verdict JSON of the router equals the engine verdict shape', async () => {
+  const c = CASES[1]!;
+  const res = await request(app).post('/mesh/evaluate').send({ policies: POLICY_SETS[c.set]!(ctx), request: await c.request(ctx), now: NOW.toISOString(), workload: WORKLOAD });
+  expect(Object.keys(res.body).sort()).toEqual(['body', 'claims', 'decidedBy', 'principal', 'responseHeaders', 'status', 'steps', 'upstreamHeaders', 'upstreamPath']);
+  expect(res.body.claims).toMatchObject({ sub: 'servicea', iss: ISS });
+});

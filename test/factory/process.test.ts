@@ -1,5 +1,5 @@
 import http from 'node:http';
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import axios from 'axios';
@@ -31,7 +31,9 @@ describe('jwt-factory as a real process', () => {
     } finally {
       expect(await first.stop()).toBe(0);
     }
+    // Request lines carry keyId, kid and jti, never the token.
     expect(first.output()).not.toContain(tokenFromFirst);
+    expect(first.output()).toMatch(/"path":"\/issueToken\/persist","status":200,[^\n]*"keyId":"persist","kid":"[\w-]{43}","jti":"[0-9a-f-]{36}"/);
 
     const second = await startProcess('jwt-factory/main.ts', { env: { ...env(), WORKERS: '2' } });
     try {
@@ -67,9 +69,21 @@ describe('jwt-factory as a real process', () => {
     expect(failure).toMatch(/Invalid setting TOKEN_TTL: must be a number of seconds \(got "soon"\)/);
   });
 
-  it('reports a taken port in one sentence, exit 1', async () => {
-    const holder = await startProcess('jwt-factory/main.ts', { env: env() });
+  it('reads an optional .env (the environment wins), survives bad input, and reports a taken port in one sentence, exit 1', async () => {
+    const cwd = await mkdtemp(path.join(tmpdir(), 'factory-cwd-'));
+    await writeFile(path.join(cwd, '.env'), 'ISSUER=https://from-dotenv/\nPORT=1\n');
+    const holder = await startProcess('jwt-factory/main.ts', { env: env(), cwd });
     try {
+      const discovery = await client.get(`${base(holder)}/.well-known/openid-configuration`);
+      expect(discovery.data.issuer).toBe('https://from-dotenv/');
+
+      const malformed = await client.post(`${base(holder)}/issueToken/x`, '{"aud":', { headers: { 'Content-Type': 'application/json' } });
+      expect(malformed.status).toBe(400);
+      expect(malformed.data.error.code).toBe('malformed_json');
+      const traversal = await client.get(`${base(holder)}/keys/..%2F..%2Fetc`);
+      expect(traversal.status).toBe(400);
+      expect((await client.get(`${base(holder)}/healthz`)).status).toBe(200);
+
       const failure = await startProcess('jwt-factory/main.ts', { env: { ...env(), PORT: String(holder.port) } }).then(
         () => undefined,
         (err: Error) => err.message,
@@ -78,6 +92,7 @@ describe('jwt-factory as a real process', () => {
       expect(failure).toContain(`port ${holder.port} on 127.0.0.1 is already in use`);
     } finally {
       expect(await holder.stop()).toBe(0);
+      await rm(cwd, { recursive: true, force: true });
     }
   });
 });

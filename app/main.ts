@@ -9,7 +9,7 @@ import { listen, describeListenError, drainOnSignal } from '../lib/server.js';
 import { createHttpClient } from '../lib/httpclient.js';
 import { certificatePaths, loadServerTls } from '../lib/certs.js';
 import { assertServiceName, loadServiceConfig } from './config.js';
-import { createSelfKeyStore } from './selfkeys.js';
+import { createSelfKeyStore, type SelfKeyStore } from './selfkeys.js';
 import { createPeerKeys } from './peerkeys.js';
 import { createApp } from './app.js';
 
@@ -47,7 +47,7 @@ async function main(): Promise<void> {
 
   const client = createHttpClient({ ca: readCa(config.certsDir), timeoutMs: config.upstreamTimeoutMs });
   const now = () => new Date();
-  let selfKeys;
+  let selfKeys: SelfKeyStore | undefined;
   if (serviceName === 'servicea') {
     selfKeys = createSelfKeyStore(config.serviceKeysDir);
     const key = await selfKeys.load();
@@ -80,10 +80,6 @@ async function main(): Promise<void> {
 
 main().catch((err: Error) => {
   // Start-up failures (bad setting, missing certificate) end in one readable sentence.
-  process.stderr.write(`${serviceName()}: ${err.message}\n`);
+  process.stderr.write(`${process.argv[2] ?? 'app'}: ${err.message}\n`);
   process.exit(1);
 });
-
-function serviceName(): string {
-  return process.argv[2] ?? 'app';
-}

@@ -5,6 +5,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SignJWT, importPKCS8 } from 'jose';
 import { ensureCertificates, loadServerTls } from '../../lib/certs.js';
@@ -176,7 +177,7 @@ async function factoryToken(aud: string): Promise<string> {
 async function selfToken(aud: string, issuer = 'https://servicea/'): Promise<string> {
   const jwks = (await call(url(a, '/.well-known/jwks.json'))).body;
   const key = await importPKCS8(await fs.readFile(path.join(tmp, 'servicea-self', 'private.pem'), 'utf8'), 'ES256');
-  return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: jwks.keys[0].kid }).setIssuer(issuer).setSubject('servicea').setAudience(aud).setIssuedAt().setExpirationTime('2m').sign(key);
+  return new SignJWT({}).setProtectedHeader({ alg: 'ES256', kid: jwks.keys[0].kid }).setIssuer(issuer).setSubject('servicea').setAudience(aud).setJti(randomUUID()).setIssuedAt().setExpirationTime('2m').sign(key);
 }
 
 describe('the -server routes of serviceb', () => {
@@ -230,6 +231,21 @@ describe('the -server routes of serviceb', () => {
       }).on('error', reject);
     });
     expect(status).toBe(200);
+  });
+});
+
+describe('logs', () => {
+  it('carry the kid and jti of a presented token but never the token or a private key', async () => {
+    const token = await selfToken('serviceb');
+    const res = await call(url(b, '/scenario3-server'), { headers: { authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    const [, , signature] = token.split('.');
+    // The request log line is written when the answer finishes: wait for it rather than guess.
+    await expect.poll(() => b.output().includes(`"jti":"${res.body.claims.jti}"`)).toBe(true);
+    for (const p of [a, b, c]) {
+      expect(p.output()).not.toContain(signature);
+      expect(p.output()).not.toContain('PRIVATE KEY');
+    }
   });
 });
 

@@ -51,6 +51,21 @@ describe('createHttpClient', () => {
     expect(parseAnswer('serviceb', answer, z.object({ ok: z.literal(true) }))).toEqual({ ok: true });
   });
 
+  it('reuses one keep-alive connection for consecutive calls to the same peer', async () => {
+    const server = servers[0]!;
+    let connections = 0;
+    const count = () => (connections += 1);
+    server.on('secureConnection', count);
+    try {
+      await get('trusted');
+      await get('trusted');
+      await get('trusted');
+    } finally {
+      server.off('secureConnection', count);
+    }
+    expect(connections).toBeLessThanOrEqual(1);
+  });
+
   it('refuses a peer certificate signed by another CA with 502 dependency_untrusted', async () => {
     await expect(get('foreign')).rejects.toMatchObject({ status: 502, code: 'dependency_untrusted', details: { dependency: 'serviceb' } });
   });

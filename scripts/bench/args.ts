@@ -58,6 +58,8 @@ export interface BenchOptions {
   logLevel: string;
   /** Folder for bench-<timestamp>.json and latest.json. */
   outDir: string;
+  /** Runs the factory under `node --cpu-prof` and summarizes where its CPU time went. */
+  cpuProf: boolean;
   help: boolean;
 }
 
@@ -82,6 +84,8 @@ export const USAGE = `Usage: npm run bench -- [options]
   --workers N      WORKERS for the factory and the HTTP ceiling (default: the factory's own default)
   --log-level L    LOG_LEVEL for the factory (default info, as a user runs it)
   --out DIR        results folder (default bench-results)
+  --cpu-prof       run the factory under node --cpu-prof (profiles in the results folder) and
+                   print where its CPU time went
   --help           this text`;
 
 function positiveNumber(name: string, raw: string | undefined, fallback: number, integer: boolean): number {
@@ -125,6 +129,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         keys: { type: 'string' },
         soak: { type: 'string' },
         out: { type: 'string' },
+        'cpu-prof': { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -152,6 +157,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
     workers: parsed.workers === undefined ? undefined : positiveNumber('workers', parsed.workers, 1, true),
     logLevel,
     outDir: parsed.out ?? 'bench-results',
+    cpuProf: parsed['cpu-prof'] ?? false,
     help: parsed.help ?? false,
   };
 }

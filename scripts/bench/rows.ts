@@ -1,11 +1,13 @@
 import { statSync } from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import { ALGORITHMS, ROW_LABELS, type Algorithm, type BenchOptions, type RowName } from './args.js';
 import { measureCryptoCeiling, measureHttpCeiling } from './ceilings.js';
 import { benchKeyId, ISSUE_BODY, ISSUE_CLAIMS, issueTarget, prepareKey, startFactory, tempPaths, verifyTarget, type BenchKey } from './factory.js';
 import { exportPrivateJwk } from './keystore.js';
 import { runLoad, type LoadSettings } from './load.js';
 import { evaluateTargets, formatRowsReport, withRatios, type Ceilings, type RowResult, type TargetResult } from './report.js';
+import { describeProfiles } from './profile.js';
 import { runScenarioRows } from './scenarios.js';
 
 
@@ -42,7 +44,15 @@ export async function runRows(options: BenchOptions, tmpDir: string, progress: (
   const notes: string[] = [];
 
   progress(`starting the factory (LOG_LEVEL=${options.logLevel}, WORKERS=${options.workers ?? 'factory default'}, KEYS_DIR=${paths.keysDir})`);
-  const factory = await startFactory({ keysDir: paths.keysDir, logLevel: options.logLevel, workers: options.workers, logFile: paths.factoryLog });
+  // A fresh folder per run, so the summary reads this run's profiles only (one per process).
+  const profileDir = options.cpuProf ? path.resolve(options.outDir, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`) : undefined;
+  const factory = await startFactory({
+    keysDir: paths.keysDir,
+    logLevel: options.logLevel,
+    workers: options.workers,
+    logFile: paths.factoryLog,
+    ...(profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
+  });
   const baseUrl = `http://127.0.0.1:${factory.port}`;
   let logBytesPerRequest: number | undefined;
   try {
@@ -120,8 +130,10 @@ export async function runRows(options: BenchOptions, tmpDir: string, progress: (
     `factory: LOG_LEVEL=${factoryInfo.logLevel}, WORKERS=${factoryInfo.workers}, log to a file (${logBytesPerRequest ?? '-'} bytes per request), start-up ${factoryInfo.startupMs} ms`,
   ];
   const { mode: _mode, help: _help, outDir: _outDir, ...rest } = options;
-  const text = [formatRowsReport(measured, ceilings, targets, context), ...notes.map((n) => `note: ${n}`)].join('\n');
-  return { machine, settings: rest, factory: factoryInfo, ceilings, rows: measured, targets, notes, text };
+  // The profile is written when the factory exits, which the finally above waited for.
+  const profile = profileDir ? await describeProfiles(profileDir) : undefined;
+  const text = [formatRowsReport(measured, ceilings, targets, context), ...notes.map((n) => `note: ${n}`), ...(profile ? ['', profile.text] : [])].join('\n');
+  return { machine, settings: rest, factory: factoryInfo, ceilings, rows: measured, targets, notes, ...(profile ? { profiles: profile.files } : {}), text };
 }
 
 /** The key's public JWK as the factory publishes it (the verify ceiling uses exactly that key). */

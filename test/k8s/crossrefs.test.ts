@@ -7,7 +7,7 @@ import { loadServiceConfig, type ServiceName } from '../../app/config.js';
 import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../lib/meshrules.js';
 import { ROOT } from '../helpers/process.js';
 import { BASE, OVERLAY, named, ofKind } from './manifests.js';
-import { kustomizeBuild } from './kustomize.js';
+import { kustomizeBuild, type K8sObject } from './kustomize.js';
 import { mountFor, resolvePort, selects, settingsOf, type ConfigMap, type Deployment, type IstioPolicy, type Service } from './workloads.js';
 
 const base = kustomizeBuild(BASE);
@@ -104,6 +104,14 @@ describe('k8s cross-references: workloads, Services, ports, probes', () => {
     const mount = mountFor(c, keysDir);
     expect(mount).toMatchObject({ mountPath: keysDir, readOnly: true });
     expect(d.spec.template.spec.volumes?.find((v) => v.name === mount!.name)?.secret?.secretName).toBe('jwt-factory-keys');
+  });
+
+  it('a PodDisruptionBudget keeps at least one factory replica, and selects exactly the factory pods', () => {
+    const [pdb, ...more] = ofKind<K8sObject & { spec: { minAvailable: number; selector: { matchLabels: Record<string, string> } } }>(base, 'PodDisruptionBudget');
+    expect(more).toEqual([]);
+    expect(pdb!.spec.minAvailable).toBe(1);
+    expect(deployments.filter((d) => selects(pdb!.spec.selector.matchLabels, d.spec.template.metadata.labels)).map((d) => d.metadata.name)).toEqual(['jwt-factory']);
+    expect(named<Deployment>(base, 'Deployment', 'jwt-factory').spec.replicas).toBeGreaterThan(pdb!.spec.minAvailable);
   });
 
   it.each(SERVICES)('%s: TLS material from the Secret at CERTS_DIR, and its own keys on a writable emptyDir', (name) => {

@@ -168,13 +168,19 @@ function readInline(text: string): Record<string, unknown> {
 export const objectKey = (o: K8sObject) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`;
 
 /**
- * `kubectl kustomize dir` when kubectl with kustomize v4 or newer is installed (older ones, such
- * as Debian's kubernetes-client 1.20 with kustomize v2, cannot read `envs` or `patches`), else undefined.
+ * True when kubectl with kustomize v4 or newer is installed. Older ones, such as Debian's
+ * kubernetes-client 1.20 with kustomize v2.0.3, cannot read `envs`, `patches` or a directory in
+ * `resources`.
  */
-export function kubectlKustomize(dir: string): K8sObject[] | undefined {
+export function hasKubectlKustomize(): boolean {
   const version = spawnSync('kubectl', ['version', '--client'], { encoding: 'utf8' });
   const match = /Kustomize Version:\s*v(\d+)/.exec(version.stdout ?? '');
-  if (version.status !== 0 || !match || Number(match[1]) < 4) return undefined;
+  return version.status === 0 && match !== null && Number(match[1]) >= 4;
+}
+
+/** `kubectl kustomize dir` parsed into objects; undefined when no suitable kubectl is installed. */
+export function kubectlKustomize(dir: string): K8sObject[] | undefined {
+  if (!hasKubectlKustomize()) return undefined;
   const built = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
   if (built.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${built.stderr}`);
   return parseAllDocuments(built.stdout).map((d) => d.toJS() as K8sObject);

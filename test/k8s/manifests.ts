@@ -6,6 +6,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { PeerAuthentication } from '@kubernetes-models/istio/security.istio.io/v1beta1/PeerAuthentication';
 import { RequestAuthentication } from '@kubernetes-models/istio/security.istio.io/v1beta1/RequestAuthentication';
 import { AuthorizationPolicy } from '@kubernetes-models/istio/security.istio.io/v1beta1/AuthorizationPolicy';
@@ -28,6 +29,7 @@ const MODELS: Record<string, ModelClass> = {
   'v1/ConfigMap': ConfigMap as unknown as ModelClass,
   'v1/Secret': Secret as unknown as ModelClass,
   'apps/v1/Deployment': Deployment as unknown as ModelClass,
+  'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as ModelClass,
   'security.istio.io/v1beta1/PeerAuthentication': PeerAuthentication as unknown as ModelClass,
   'security.istio.io/v1beta1/RequestAuthentication': RequestAuthentication as unknown as ModelClass,
   'security.istio.io/v1beta1/AuthorizationPolicy': AuthorizationPolicy as unknown as ModelClass,

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { BASE, K8S, OVERLAY, readYamlDocuments, validateObject, yamlFiles } from './manifests.js';
-import { configMapHash, kubectlKustomize, kustomizeBuild, objectKey, type K8sObject } from './kustomize.js';
+import { configMapHash, hasKubectlKustomize, kubectlKustomize, kustomizeBuild, objectKey, type K8sObject } from './kustomize.js';
 
 const builds: Record<string, string> = { base: BASE, istio: OVERLAY };
 
@@ -89,15 +89,14 @@ describe('kustomize builds', () => {
     expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(['PeerAuthentication', 'RequestAuthentication', 'AuthorizationPolicy']));
   });
 
-  it.each(Object.entries(builds))('kubectl kustomize %s, when kubectl is installed, gives the same objects', (_name, dir) => {
-    const real = kubectlKustomize(dir);
-    if (real === undefined) {
-      // No kubectl with kustomize v4+ here: the equivalent build above is the proof.
-      expect(kubectlKustomize(dir)).toBeUndefined();
-      return;
+  // Runs where kubectl with kustomize v4+ is installed (not on a fresh CI machine: Debian's
+  // kubernetes-client 1.20 bundles kustomize v2, which cannot read these kustomizations).
+  it.runIf(hasKubectlKustomize())('kubectl kustomize gives the same objects as the equivalent build, for base and overlay', () => {
+    for (const dir of Object.values(builds)) {
+      const real = kubectlKustomize(dir)!;
+      const ours = new Map(kustomizeBuild(dir).map((o) => [objectKey(o), o]));
+      expect(real.map(objectKey).sort()).toEqual([...ours.keys()].sort());
+      for (const o of real) expect(ours.get(objectKey(o)), objectKey(o)).toEqual(o);
     }
-    const ours = new Map(kustomizeBuild(dir).map((o) => [objectKey(o), o]));
-    expect([...real.map(objectKey)].sort()).toEqual([...ours.keys()].sort());
-    for (const o of real) expect(ours.get(objectKey(o)), objectKey(o)).toEqual(o);
   });
 });

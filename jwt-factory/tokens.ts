@@ -75,7 +75,8 @@ export interface IssuedToken {
   kid: string;
   alg: string;
   iat: number;
-  exp: number;
+  /** null only for the no-exp variant. */
+  exp: number | null;
   jti: string;
   /** Size of the compact token in bytes (it travels in a header). */
   bytes: number;
@@ -95,7 +96,7 @@ export function describeToken(token: string, version: { kid: string; alg: string
     kid: version.kid,
     alg: version.alg,
     iat: Number(payload.iat ?? 0),
-    exp: Number(payload.exp ?? 0),
+    exp: typeof payload.exp === 'number' ? payload.exp : null,
     jti: String(payload.jti ?? ''),
     bytes: Buffer.byteLength(token, 'utf8'),
   };

@@ -269,6 +269,12 @@ describe('negative tokens on demand (?variant=)', () => {
     expect(res.headers.warning).toMatch(/^299 - "token is \d+ bytes/);
   });
 
+  it('answers exp null in JSON for no-exp, whose token has no exp claim', async () => {
+    const body = json(await issue('svc', {}, '?variant=no-exp&format=json').expect(200));
+    expect(body.exp).toBeNull();
+    expect(decodeJwt(body.token)).not.toHaveProperty('exp');
+  });
+
   it('answers 400 invalid_variant for an unknown variant', async () => {
     expect(json(await issue('svc', {}, '?variant=nope').expect(400)).error.code).toBe('invalid_variant');
   });

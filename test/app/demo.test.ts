@@ -39,5 +39,4 @@ describe('npm run demo', () => {
     expect(pids).toHaveLength(4);
     expect(pids.filter(alive)).toEqual([]);
   }, 120_000);
-
 });

@@ -1,8 +1,8 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { importJWK, type JWK } from 'jose';
-import type { VerificationKey } from '../lib/jwt.js';
+import type { JWK } from 'jose';
+import { TokenError, verificationKeyFromJwk, type VerificationKey } from '../lib/jwt.js';
 import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
 
 /**
@@ -35,15 +35,21 @@ export interface PeerKeysOptions {
   minReloadMs?: number;
 }
 
-/** Imports the signing keys of a JWKS, each pinned to its declared alg; private members are refused. */
+/**
+ * Imports the signing keys of a JWKS, each pinned to its declared alg. Only asymmetric
+ * algorithms: a symmetric key in a published JWKS could be used by any reader to sign.
+ * A key that carries a private member is a leak, not a key to trust, and is skipped too.
+ */
 async function importJwks(jwks: z.infer<typeof jwksSchema>): Promise<VerificationKey[]> {
   const out: VerificationKey[] = [];
   for (const jwk of jwks.keys) {
-    if (jwk.use !== undefined && jwk.use !== 'sig') continue;
-    if (jwk.alg === undefined || !ALLOWED_ALGS.has(jwk.alg)) continue;
-    // A published key with a private or symmetric member is a leak, not a key to trust.
-    if ('d' in jwk || 'k' in jwk) continue;
-    out.push({ kid: jwk.kid, alg: jwk.alg, key: (await importJWK(jwk as JWK, jwk.alg)) as VerificationKey['key'] });
+    if (jwk.alg === undefined || !ALLOWED_ALGS.has(jwk.alg) || 'd' in jwk || 'k' in jwk) continue;
+    try {
+      out.push(await verificationKeyFromJwk(jwk as JWK));
+    } catch (err) {
+      // One unusable key (wrong use, alg not fitting the key type) must not hide the others.
+      if (!(err instanceof TokenError)) throw err;
+    }
   }
   return out;
 }

@@ -105,3 +105,24 @@ describe('verifyWithFactory', () => {
     expect(verdict).toMatchObject({ valid: false, error: { name: 'JsonWebTokenError', code: 'too_large' } });
   });
 });
+
+describe('createPeerKeys', () => {
+  it('keeps only asymmetric public signing keys from a published JWKS', async () => {
+    const dir = path.join(tmp, 'mixed');
+    const { key } = await createSelfKeyStore(path.join(tmp, 'self')).ensure();
+    const jwks = {
+      keys: [
+        key.publicJwk,
+        { kty: 'oct', k: 'c2VjcmV0', kid: 'hmac', alg: 'HS256' },
+        { ...key.publicJwk, kid: 'enc', use: 'enc' },
+        { ...key.publicJwk, kid: 'no-alg', alg: undefined },
+      ],
+    };
+    await fs.mkdir(dir, { recursive: true });
+    await fs.writeFile(path.join(dir, 'jwks.json'), JSON.stringify(jwks));
+    const client = createHttpClient({ timeoutMs: 100 });
+    const keys = await createPeerKeys({ source: 'dir', dir, jwksBaseUrl: '', client, now: () => new Date() }).keys();
+    expect(keys.map((k) => [k.kid, k.alg])).toEqual([[key.kid, 'ES256']]);
+    client.close();
+  });
+});

@@ -158,7 +158,13 @@ function importStoredJwk(jwk: JsonWebKey): KeyObject {
 
 /** Parses a key file's text into an entry; throws on anything malformed. */
 async function parseKeyFile(text: string, keyId: string): Promise<KeyEntry> {
-  const data = JSON.parse(text) as Partial<StoredKeyFile>;
+  let data: Partial<StoredKeyFile>;
+  try {
+    data = JSON.parse(text) as Partial<StoredKeyFile>;
+  } catch {
+    // JSON.parse quotes the text it failed on, and this text holds private keys: never pass it on.
+    throw new Error('not valid JSON');
+  }
   if (data.format !== FILE_FORMAT || data.keyId !== keyId || !isAlgorithm(data.alg) || !Array.isArray(data.versions) || data.versions.length === 0) {
     throw new Error('not a jwt-factory key file');
   }
@@ -407,12 +413,26 @@ export function createKeyStore(options: KeyStoreOptions) {
       });
     },
 
-    /** Writes every known key to its file again (the original sample's dump); returns the keyIds. */
+    /**
+     * The original sample's dump: makes sure every known key is on disk and returns the keyIds.
+     * Keys are persisted at creation, so this only rewrites a file that went missing or unreadable;
+     * a readable file is never overwritten (another worker may hold a newer rotation).
+     */
     async dump(): Promise<string[]> {
       const ids: string[] = [];
-      for (const entry of entries.values()) {
-        await withLock(entry.keyId, () => persist(entries.get(entry.keyId) ?? entry, 'replace'));
-        ids.push(entry.keyId);
+      for (const keyId of [...entries.keys()]) {
+        await withLock(keyId, async () => {
+          const onDisk = await tryReadFromDisk(keyId);
+          if (onDisk) {
+            entries.set(keyId, onDisk);
+            return;
+          }
+          const entry = entries.get(keyId);
+          if (!entry) return;
+          await persist(entry, 'replace');
+          logger.info({ keyId, kid: entry.current.kid }, 'key file rewritten');
+        });
+        ids.push(keyId);
       }
       return ids.sort();
     },

@@ -76,7 +76,9 @@ describe('persistence', () => {
     const good = store();
     await good.load();
     await good.getOrCreate('good');
-    await writeFile(path.join(dir, 'broken.json'), '{ not json');
+    // A damaged key file: JSON.parse would quote the text around the damage, the log must not.
+    const goodText = await readFile(path.join(dir, 'good.json'), 'utf8');
+    await writeFile(path.join(dir, 'broken.json'), goodText.replace('"d": "', '"d": X"'));
     await writeFile(path.join(dir, 'wrongkid.json'), (await readFile(path.join(dir, 'good.json'), 'utf8')).replace('"keyId": "good"', '"keyId": "wrongkid"').replace(/"kid": "[^"]+"/, '"kid": "forged"'));
     await writeFile(path.join(dir, 'badpem-private.pem'), '-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n');
     const s = store();
@@ -84,7 +86,23 @@ describe('persistence', () => {
     expect(result.loaded).toBe(1);
     expect(result.skipped.sort()).toEqual(['badpem-private.pem', 'broken.json', 'wrongkid.json']);
     for (const file of result.skipped) expect(lines.join('')).toContain(file);
-    expect(lines.join('')).not.toMatch(/PRIVATE KEY|"d":/);
+    const secret = JSON.parse(goodText).versions[0].jwk.d as string;
+    expect(lines.join('')).not.toContain(secret.slice(0, 12));
+    expect(lines.join('')).not.toMatch(/PRIVATE KEY|"d":|\\"d\\"/);
+  });
+});
+
+describe('dump', () => {
+  it('rewrites a key file that went missing and leaves existing files alone', async () => {
+    const s = store();
+    await s.load();
+    await s.getOrCreate('a');
+    await s.getOrCreate('b');
+    const before = await readFile(path.join(dir, 'b.json'), 'utf8');
+    await rm(path.join(dir, 'a.json'));
+    expect(await s.dump()).toEqual(['a', 'b']);
+    expect((await stat(path.join(dir, 'a.json'))).mode & 0o777).toBe(0o600);
+    expect(await readFile(path.join(dir, 'b.json'), 'utf8')).toBe(before);
   });
 });
 

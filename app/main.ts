@@ -21,14 +21,20 @@ import { createApp } from './app.js';
 
 const APP_DIR = path.dirname(fileURLToPath(import.meta.url));
 
-/** The service's .env file as an object (dotenv's parse: process.env is not touched). */
+/**
+ * The service's .env file as an object (dotenv's parse: process.env is not touched). Next to
+ * this file under tsx; `app/` of the working directory when built, as tsc does not copy
+ * dotfiles into dist/.
+ */
 function readEnvFile(service: string): Record<string, string> {
-  try {
-    return parseDotenv(readFileSync(path.join(APP_DIR, `.${service}.env`)));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return {};
-    throw err;
+  for (const dir of [APP_DIR, path.resolve('app')]) {
+    try {
+      return parseDotenv(readFileSync(path.join(dir, `.${service}.env`)));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
   }
+  return {};
 }
 
 function readCa(certsDir: string): string {

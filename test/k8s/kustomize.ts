@@ -90,26 +90,33 @@ function podSpecsOf(obj: K8sObject): Array<Record<string, unknown>> {
   return template ? [template] : [];
 }
 
+type Container = { image?: string; envFrom?: Array<{ configMapRef?: { name: string } }>; env?: Array<{ valueFrom?: { configMapKeyRef?: { name: string } } }> };
+
+/** Containers and init containers of a pod spec. */
+const containersOf = (pod: Record<string, unknown>) => [...((pod.containers as Container[]) ?? []), ...((pod.initContainers as Container[]) ?? [])];
+
 /** Rewrites ConfigMap references in pod templates (envFrom, env valueFrom, volumes) to the hashed names. */
 function renameConfigMapRefs(obj: K8sObject, names: Map<string, string>): void {
+  const rename = (ref: { name: string } | undefined) => {
+    if (ref && names.has(ref.name)) ref.name = names.get(ref.name)!;
+  };
   for (const pod of podSpecsOf(obj)) {
-    const containers = [...((pod.containers as unknown[]) ?? []), ...((pod.initContainers as unknown[]) ?? [])] as Array<Record<string, any>>;
-    for (const c of containers) {
-      for (const from of c.envFrom ?? []) if (from.configMapRef && names.has(from.configMapRef.name)) from.configMapRef.name = names.get(from.configMapRef.name);
-      for (const e of c.env ?? []) {
-        const ref = e.valueFrom?.configMapKeyRef;
-        if (ref && names.has(ref.name)) ref.name = names.get(ref.name);
-      }
+    for (const c of containersOf(pod)) {
+      for (const from of c.envFrom ?? []) rename(from.configMapRef);
+      for (const e of c.env ?? []) rename(e.valueFrom?.configMapKeyRef);
     }
-    for (const v of (pod.volumes as Array<Record<string, any>>) ?? []) if (v.configMap && names.has(v.configMap.name)) v.configMap.name = names.get(v.configMap.name);
+    for (const v of (pod.volumes as Array<{ configMap?: { name: string } }>) ?? []) rename(v.configMap);
   }
 }
 
+/** An image reference without its tag or digest: `host:5000/x:1` names `host:5000/x`. */
+const imageName = (image: string) => image.replace(/@.*$/, '').replace(/:[^/:]*$/, '');
+
+/** The `images` transformer: replaces name and tag of matching container images. */
 function setImages(obj: K8sObject, images: Array<{ name: string; newName?: string; newTag?: string }>): void {
   for (const pod of podSpecsOf(obj)) {
-    for (const c of [...((pod.containers as unknown[]) ?? []), ...((pod.initContainers as unknown[]) ?? [])] as Array<Record<string, any>>) {
-      const [name] = String(c.image).split(':');
-      const rule = images.find((i) => i.name === name);
+    for (const c of containersOf(pod)) {
+      const rule = images.find((i) => i.name === imageName(String(c.image)));
       if (rule) c.image = `${rule.newName ?? rule.name}${rule.newTag ? `:${rule.newTag}` : ''}`;
     }
   }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { parseAllDocuments } from 'yaml';
 import { BASE, K8S, OVERLAY, readYamlDocuments, validateObject, yamlFiles } from './manifests.js';
 import { configMapHash, hasKubectlKustomize, kubectlKustomize, kustomizeBuild, objectKey, type K8sObject } from './kustomize.js';
@@ -87,6 +88,23 @@ describe('kustomize builds', () => {
       expect(JSON.parse(d.spec.template.metadata.annotations['proxy.istio.io/config'])).toEqual({ holdApplicationUntilProxyStarts: true });
     }
     expect(objects.map((o) => o.kind)).toEqual(expect.arrayContaining(['PeerAuthentication', 'RequestAuthentication', 'AuthorizationPolicy']));
+  });
+
+  it('the equivalent build refuses what it does not implement, rather than skipping it', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'kustomize-'));
+    try {
+      const write = (k: string) => writeFileSync(path.join(dir, 'kustomization.yaml'), k);
+      write('apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\ncommonLabels: {a: b}\n');
+      expect(() => kustomizeBuild(dir)).toThrow(/field commonLabels is not supported/);
+      write('apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [../x]\n'.replace('../x', BASE));
+      expect(kustomizeBuild(dir).length).toBeGreaterThan(10);
+      write(`apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${BASE}]\npatches:\n  - target: {kind: Deployment}\n    patch: |-\n      kind: Deployment\n      spec: {template: {spec: {containers: [{name: x}]}}}\n`);
+      expect(() => kustomizeBuild(dir)).toThrow(/list patches are not supported/);
+      write(`apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [${BASE}]\npatches:\n  - target: {kind: StatefulSet}\n    patch: |-\n      kind: StatefulSet\n`);
+      expect(() => kustomizeBuild(dir)).toThrow(/matches nothing/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   // Runs where kubectl with kustomize v4+ is installed (not on a fresh CI machine: Debian's

@@ -5,6 +5,9 @@ import jsonwebtoken from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base64url, decodeJwt, decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT, type JWK } from 'jose';
 import { makeFactory } from './harness.js';
+import { createApp } from '../../jwt-factory/http.js';
+import { createKeyStore } from '../../jwt-factory/keystore.js';
+import { silentLogger } from '../../lib/logger.js';
 import { VARIANTS, VERDICTS, WRONG_AUDIENCE } from '../../jwt-factory/variants.js';
 
 type Factory = Awaited<ReturnType<typeof makeFactory>>;
@@ -378,6 +381,14 @@ describe('utils and operations', () => {
   it('answers /healthz and /readyz', async () => {
     expect(json(await request(f.app).get('/healthz').expect(200)).status).toBe('ok');
     expect(json(await request(f.app).get('/readyz').expect(200)).status).toBe('ready');
+  });
+
+  it('answers /readyz 503 until the key store is loaded', async () => {
+    const keystore = createKeyStore({ dir: f.dir, clock: f.time.clock, logger: silentLogger(), retireAfterSeconds: 60 });
+    const app = createApp({ config: f.config, keystore, logger: silentLogger(), clock: f.time.clock });
+    expect(json(await request(app).get('/readyz').expect(503)).status).toBe('loading');
+    await keystore.load();
+    expect(json(await request(app).get('/readyz').expect(200)).keys).toBe(f.keystore.list().length);
   });
 });
 

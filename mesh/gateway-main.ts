@@ -5,13 +5,14 @@ import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseNow, parseWorkload, readJwksFile } from './args.js';
 import { createGateway, type GatewayRules } from './gateway.js';
 import { PolicyError, type MeshPolicy } from './policies.js';
-import { loadPolicyPath, resolveJwks } from './sources.js';
+import { inputDigest, loadPolicyPath, resolveJwks, watchInputs } from './sources.js';
 
 const HELP = `Usage: npm run mesh-gateway -- --policies <dir|file> --upstream <url> [options]
 
 A local reverse proxy that enforces RequestAuthentication and AuthorizationPolicy YAML the way the
 workload's Istio sidecar would: 401/403 with Envoy's body and www-authenticate, or the request
-forwarded with the headers Envoy computes. SIGHUP reloads the policies and JWKS.
+forwarded with the headers Envoy computes. Edits to the policy files and the --jwks-file are
+picked up as they are saved (as istiod pushes new config); a broken edit keeps the previous rules.
 
   --policies <dir|file>     YAML/JSON with the policies (other kinds are ignored)      (required)
   --upstream <url>          where allowed requests go, e.g. http://127.0.0.1:3001      (required)
@@ -70,17 +71,19 @@ async function main(): Promise<void> {
   // Only main reads the environment.
   const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'mesh-gateway' });
 
-  const load = async (): Promise<GatewayRules> => {
+  const load = async (): Promise<GatewayRules & { digest: string }> => {
+    const digest = await inputDigest(values.policies!, values['jwks-file']);
     const policies: MeshPolicy[] = await loadPolicyPath(values.policies!);
     const keys = policies.flatMap((p) => (p.kind === 'RequestAuthentication' ? p.jwtRules.flatMap((r) => [r.jwksUri, r.issuer]) : [])).filter((k): k is string => !!k);
     const supplied = await readJwksFile(values['jwks-file'], keys);
     const resolved = await resolveJwks(policies, supplied, { timeoutMs: fetchTimeout });
     for (const note of resolved.notes) logger.info({ note }, 'jwks');
-    return { policies, jwks: resolved.jwks };
+    return { policies, jwks: resolved.jwks, digest };
   };
-  let rules = await load();
+  const first = await load();
+  let rules: GatewayRules = first;
   let version = 1;
-  logger.info({ policies: rules.policies.length, version }, 'policies loaded');
+  logger.info({ policies: first.policies.length, version, digest: first.digest }, 'policies loaded');
 
   const server = createGateway({
     rules: () => rules,
@@ -92,16 +95,30 @@ async function main(): Promise<void> {
     now: fixedNow ? () => fixedNow : undefined,
     logger,
   });
-  // SIGHUP: re-read the policies and JWKS, as istiod pushes new config; a bad file keeps the old rules.
-  process.on('SIGHUP', () => {
-    load()
+  // Reloads run one at a time; a change during a reload triggers one more afterwards.
+  let reloading: Promise<void> | undefined;
+  let again = false;
+  const reload = (): void => {
+    if (reloading) {
+      again = true;
+      return;
+    }
+    reloading = load()
       .then((next) => {
         rules = next;
         version += 1;
-        logger.info({ policies: next.policies.length, version }, 'policies loaded');
+        logger.info({ policies: next.policies.length, version, digest: next.digest }, 'policies loaded');
       })
-      .catch((err: unknown) => logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'reload failed, keeping the previous policies'));
-  });
+      .catch((err: unknown) => logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'reload failed, keeping the previous policies'))
+      .finally(() => {
+        reloading = undefined;
+        if (again) {
+          again = false;
+          reload();
+        }
+      });
+  };
+  const stopWatching = watchInputs([values.policies!, ...(values['jwks-file'] ? [values['jwks-file']] : [])], reload);
   try {
     const bound = await listen(server, port, values.host!);
     logger.info({ port: bound, upstream: upstream.origin, workload }, 'listening');
@@ -109,7 +126,7 @@ async function main(): Promise<void> {
     logger.error({ err: { message: describeListenError(err as NodeJS.ErrnoException, port, values.host!) } }, 'cannot listen');
     process.exit(1);
   }
-  drainOnSignal([server], logger);
+  drainOnSignal([server], logger, 10_000, stopWatching);
 }
 
 main().catch((err: unknown) => {

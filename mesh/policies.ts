@@ -307,7 +307,10 @@ export function parsePolicyText(text: string, source: string): MeshPolicy[] {
       const line = err.linePos?.[0]?.line;
       throw new PolicyError(line ? `${source}:${line}` : source, '', `not valid YAML: ${err.message.split('\n')[0]}`);
     }
-    objects.push(doc.toJS());
+    const js: unknown = doc.toJS();
+    // A JSON (or YAML) array of objects is accepted like several documents.
+    if (Array.isArray(js)) objects.push(...js);
+    else objects.push(js);
   }
   return loadPolicyObjects(objects, source);
 }

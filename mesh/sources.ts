@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parsePolicyText, type MeshPolicy } from './policies.js';
@@ -10,15 +12,48 @@ import { parsePolicyText, type MeshPolicy } from './policies.js';
 
 const POLICY_EXT = new Set(['.yaml', '.yml', '.json']);
 
+async function policyFiles(target: string): Promise<string[]> {
+  const info = await stat(target);
+  return info.isDirectory() ? (await readdir(target)).filter((f) => POLICY_EXT.has(path.extname(f))).sort().map((f) => path.join(target, f)) : [target];
+}
+
 /** Reads one policy file, or every .yaml/.yml/.json file of a directory (sorted by name). */
 export async function loadPolicyPath(target: string): Promise<MeshPolicy[]> {
-  const info = await stat(target);
-  const files = info.isDirectory()
-    ? (await readdir(target)).filter((f) => POLICY_EXT.has(path.extname(f))).sort().map((f) => path.join(target, f))
-    : [target];
   const out: MeshPolicy[] = [];
-  for (const file of files) out.push(...parsePolicyText(await readFile(file, 'utf8'), file));
+  for (const file of await policyFiles(target)) out.push(...parsePolicyText(await readFile(file, 'utf8'), file));
   return out;
+}
+
+/** sha256 over the policy files and the optional JWKS file, to tell which inputs a reload saw. */
+export async function inputDigest(policyPath: string, jwksFile?: string): Promise<string> {
+  const hash = createHash('sha256');
+  for (const file of [...(await policyFiles(policyPath)), ...(jwksFile ? [jwksFile] : [])]) {
+    hash.update(`${path.basename(file)}\0`).update(await readFile(file)).update('\0');
+  }
+  return hash.digest('hex').slice(0, 16);
+}
+
+/**
+ * Calls `onChange` (debounced) when a watched file or directory changes. Parent directories are
+ * watched, so editors that replace a file by renaming are seen too. Returns a closer.
+ */
+export function watchInputs(targets: string[], onChange: () => void, debounceMs = 150): () => void {
+  let timer: NodeJS.Timeout | undefined;
+  const fire = () => {
+    clearTimeout(timer);
+    timer = setTimeout(onChange, debounceMs);
+  };
+  const watchers: FSWatcher[] = [];
+  for (const target of targets) {
+    const isDir = statSync(target, { throwIfNoEntry: false })?.isDirectory() ?? false;
+    const dir = isDir ? target : path.dirname(target);
+    const base = path.basename(target);
+    watchers.push(watch(dir, (_event, name) => (isDir || name === base ? fire() : undefined)));
+  }
+  return () => {
+    clearTimeout(timer);
+    for (const w of watchers) w.close();
+  };
 }
 
 /** istiod's per-rule timeout is 5 s unless the jwtRule sets `timeout` (policy_applier.go). */

@@ -1,0 +1,154 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../lib/logger.js';
+import { createGateway } from '../../mesh/gateway.js';
+import { inputDigest } from '../../mesh/sources.js';
+import { startProcess, type Started } from '../helpers/process.js';
+import { CASES, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx, type Ctx } from './cases.js';
+import { assertOutcome, type Outcome } from './outcome.js';
+
+/**
+ * The table through the real gateway process, in front of an echo server that answers with
+ * what it received. One gateway for the file: each policy set is written to its directory and
+ * the gateway picks the edit up, as a sidecar gets istiod's new config.
+ */
+
+let ctx: Ctx;
+let dir: string;
+let upstream: http.Server;
+let upstreamPort: number;
+let gateway: Started;
+
+function send(port: number, req: { method: string; path: string; headers?: Record<string, string | string[]> }): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const r = http.request({ host: '127.0.0.1', port, method: req.method, path: req.path, headers: req.headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => (body += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+    });
+    r.on('error', reject);
+    r.end();
+  });
+}
+
+/** Waits until the gateway logs `text` after output offset `since`. */
+async function waitFor(text: string, since = 0, timeoutMs = 10_000): Promise<void> {
+  const start = Date.now();
+  while (!gateway.output().slice(since).includes(text)) {
+    if (Date.now() - start > timeoutMs) throw new Error(`gateway never logged ${text}:\n${gateway.output()}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Writes a policy set and its JWKS file; when the gateway runs, waits until it has loaded exactly these. */
+async function load(set: string): Promise<void> {
+  const since = gateway?.output().length ?? 0;
+  await writeFile(path.join(dir, 'policies', 'set.json'), JSON.stringify(POLICY_SETS[set]!(ctx)));
+  await writeFile(path.join(dir, 'jwks.json'), JSON.stringify(JWKS_SETS[set]?.(ctx) ?? {}));
+  if (gateway) await waitFor(`"digest":"${await inputDigest(path.join(dir, 'policies'), path.join(dir, 'jwks.json'))}"`, since);
+}
+
+beforeAll(async () => {
+  ctx = await createCtx();
+  dir = await mkdtemp(path.join(tmpdir(), 'mesh-gateway-'));
+  await mkdir(path.join(dir, 'policies'));
+  upstream = http.createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ path: req.url, headers: req.headersDistinct }));
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  upstreamPort = (upstream.address() as AddressInfo).port;
+  await load(CASES[0]!.set);
+  gateway = await startProcess('mesh/gateway-main.ts', {
+    args: [
+      '--policies', path.join(dir, 'policies'),
+      '--upstream', `http://127.0.0.1:${upstreamPort}`,
+      '--port', '0',
+      '--workload', `app=${WORKLOAD.labels.app}`,
+      '--namespace', WORKLOAD.namespace,
+      '--jwks-file', path.join(dir, 'jwks.json'),
+      '--fetch-timeout', '1000',
+      '--now', NOW.toISOString(),
+    ],
+  });
+});
+
+afterAll(async () => {
+  await gateway?.stop();
+  upstream?.closeAllConnections();
+  await new Promise((resolve) => upstream?.close(resolve));
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+const sets = [...new Set(CASES.map((c) => c.set))];
+
+describe('the mesh table through the gateway process', () => {
+  for (const [i, set] of sets.entries()) {
+    describe(`policy set ${set}`, () => {
+      beforeAll(async () => {
+        if (i > 0) await load(set);
+      });
+      for (const c of CASES.filter((x) => x.set === set)) {
+        it(c.name, async () => {
+          const req = await c.request(ctx);
+          expect(req.query ?? req.cookies ?? req.sourcePrincipal, 'the gateway runner sends headers and paths only').toBeUndefined();
+          const res = await send(gateway.port, req);
+          const outcome: Outcome = { status: res.status, body: res.body, wwwAuthenticate: res.headers['www-authenticate'] as string | undefined };
+          if (res.status === 200) {
+            const echo = JSON.parse(res.body) as { path: string; headers: Record<string, string[]> };
+            outcome.upstreamHeaders = echo.headers;
+            outcome.upstreamPath = echo.path;
+            outcome.body = '';
+          } else {
+            expect(res.headers['content-type']).toBe('text/plain');
+          }
+          assertOutcome(outcome, c.expect);
+        });
+      }
+    });
+  }
+});
+
+describe('gateway behaviour around the table', () => {
+  it('logs each decision without the token', async () => {
+    await load('require-jwt');
+    const since = gateway.output().length;
+    const token = await ctx.token('servicea');
+    const res = await send(gateway.port, { method: 'GET', path: '/api', headers: { host: 'serviceb', authorization: `Bearer ${token}` } });
+    expect(res.status).toBe(200);
+    await waitFor('"msg":"forwarded"', since);
+    expect(gateway.output()).not.toContain(token);
+    expect(gateway.output()).toContain('"decidedBy":"AuthorizationPolicy ALLOW ns[jwt-suite]-policy[require-jwt]-rule[0]"');
+  });
+
+  it('a reload with a broken file keeps the previous policies', async () => {
+    const since = gateway.output().length;
+    await writeFile(path.join(dir, 'policies', 'set.json'), '{"kind": "AuthorizationPolicy", "apiVersion": "security.istio.io/v1", "metadata": {"name": "x"}, "spec": {"action": "MAYBE"}}');
+    await waitFor('reload failed, keeping the previous policies', since);
+    const res = await send(gateway.port, { method: 'GET', path: '/api', headers: { host: 'serviceb' } });
+    expect(res.status).toBe(403);
+    expect(res.body).toBe('RBAC: access denied');
+  });
+
+  it('an upstream that is down answers 503 as Envoy does', async () => {
+    const down = createGateway({ rules: () => ({ policies: [], jwks: {} }), upstream: new URL('http://127.0.0.1:1'), logger: silentLogger() });
+    await new Promise<void>((resolve) => down.listen(0, '127.0.0.1', resolve));
+    try {
+      const res = await send((down.address() as AddressInfo).port, { method: 'GET', path: '/', headers: { host: 'x' } });
+      expect(res.status).toBe(503);
+      expect(res.body).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection failure');
+    } finally {
+      await new Promise((resolve) => down.close(resolve));
+    }
+  });
+
+  it('missing --upstream exits 2 with the usage text', async () => {
+    await expect(startProcess('mesh/gateway-main.ts', { args: ['--policies', dir], timeoutMs: 15_000 })).rejects.toThrow(/exited with code 2[\s\S]*--upstream is required[\s\S]*Usage: npm run mesh-gateway/);
+  });
+});

@@ -74,7 +74,10 @@ describe('the container image', () => {
   });
 
   it("puts the services' .env files beside dist/app/main.js, where app/main.ts reads them", () => {
-    expect(readFileSync(path.join(ROOT, 'app', 'main.ts'), 'utf8')).toMatch(/path\.join\(APP_DIR, `\.\$\{service\}\.env`\)/);
+    // app/main.ts looks beside its own module first (APP_DIR = dirname of the running main.js).
+    const main = readFileSync(path.join(ROOT, 'app', 'main.ts'), 'utf8');
+    expect(main).toMatch(/const APP_DIR = path\.dirname\(fileURLToPath\(import\.meta\.url\)\)/);
+    expect(main).toMatch(/\[APP_DIR\b[^\]]*\][\s\S]*`\.\$\{service\}\.env`/);
     expect(runtime!.steps).toContainEqual(['COPY', 'app/.servicea.env app/.serviceb.env app/.servicec.env ./dist/app/']);
   });
 

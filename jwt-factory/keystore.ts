@@ -359,6 +359,9 @@ export function createKeyStore(options: KeyStoreOptions) {
      * processes thanks to the create-only link) end with one key.
      */
     getOrCreate(keyId: string, alg?: Algorithm): Promise<{ entry: KeyEntry; created: boolean }> {
+      // Fast path for every issue after the first: a known key needs no lock and no disk.
+      const known = entries.get(keyId);
+      if (known) return Promise.resolve({ entry: known, created: false });
       return withLock(keyId, async () => {
         const existing = entries.get(keyId) ?? (await tryReadFromDisk(keyId));
         if (existing) {

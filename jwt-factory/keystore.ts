@@ -199,6 +199,10 @@ function serializeEntry(entry: KeyEntry): string {
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
+/** What identifies an entry's state: its versions' kids and retire times. */
+const fingerprint = (entry: KeyEntry): string =>
+  [entry.current, ...entry.previous].map((v) => `${v.kid}@${v.retireAt?.getTime() ?? ''}`).join(',');
+
 /** True while a version still verifies and is published. */
 export const isActive = (version: KeyVersion, now: Date): boolean => version.retireAt === undefined || version.retireAt.getTime() > now.getTime();
 
@@ -343,14 +347,17 @@ export function createKeyStore(options: KeyStoreOptions) {
       return fromDisk;
     },
 
-    /** Re-reads one keyId from disk (another worker changed it). */
+    /** Re-reads one keyId from disk (another worker changed it); an unchanged file changes nothing. */
     async reload(keyId: string): Promise<KeyEntry | undefined> {
       const fromDisk = await tryReadFromDisk(keyId);
-      if (fromDisk) {
+      const known = entries.get(keyId);
+      // Tokens with made-up kids trigger reloads: keep caches (JWKS) warm unless the versions moved.
+      if (fromDisk && (!known || fingerprint(known) !== fingerprint(fromDisk))) {
         entries.set(keyId, fromDisk);
         changed(keyId, 'reload');
+        return fromDisk;
       }
-      return fromDisk ?? entries.get(keyId);
+      return known ?? fromDisk;
     },
 
     /**

@@ -2,11 +2,11 @@ import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { AppError, badRequest } from '../../lib/errors.js';
 import { TokenError } from '../../lib/jwt.js';
+import { assertKeyId } from '../../lib/keyid.js';
 import type { FactoryDeps } from '../deps.js';
 import { issueToken, parseClaims, verifyToken, type IssuedToken } from '../tokens.js';
-import { requireKey } from './keys.js';
 import { issueVariant, VARIANTS, type Variant } from '../variants.js';
-import { assertKeyId } from '../../lib/keyid.js';
+import { requireKey } from './keys.js';
 
 /** `?ttl=N`: whole seconds, 1..MAX_TOKEN_TTL. */
 function parseTtl(raw: unknown, deps: FactoryDeps): number {

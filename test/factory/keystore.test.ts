@@ -126,6 +126,20 @@ describe('creation', () => {
     expect([ra.created, rb.created].filter(Boolean)).toHaveLength(1);
   });
 
+  it('reloads a rotation another store made, and an unchanged file changes nothing', async () => {
+    const a = store();
+    const b = store();
+    await Promise.all([a.load(), b.load()]);
+    await a.getOrCreate('moving');
+    await b.get('moving');
+    const revision = b.revision();
+    await b.reload('moving');
+    expect(b.revision()).toBe(revision);
+    const rotated = (await a.rotate('moving'))!;
+    expect((await b.reload('moving'))?.current.kid).toBe(rotated.current.kid);
+    expect(b.revision()).toBeGreaterThan(revision);
+  });
+
   it('finds on disk a key another store created after load', async () => {
     const a = store();
     const b = store();

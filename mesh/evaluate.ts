@@ -131,27 +131,19 @@ function selectorText(labels: Record<string, string> | undefined): string {
  * Which policies reach the workload (istio/istio pilot/pkg/model/authorization.go and
  * authentication.go): those of its namespace and of the root namespace, whose selector labels
  * are all on the workload; a policy without selector covers every workload in its scope.
+ * Returns why a policy does not apply, or undefined when it does.
  */
-function inScope<T extends MeshPolicy>(p: T, input: EvaluateInput, steps: string[]): boolean {
+function whyNotInScope(p: MeshPolicy, input: EvaluateInput): string | undefined {
   const root = input.rootNamespace ?? 'istio-system';
-  const label = `${p.kind} ${p.namespace ?? '(no namespace)'}/${p.name}`;
-  if (p.hasTargetRef) {
-    steps.push(`${label} uses targetRef(s): it binds to a gateway or waypoint, not to a sidecar, so it does not apply here`);
-    return false;
-  }
+  // targetRef(s) bind a policy to a Gateway/Service (waypoint or gateway), never to a sidecar.
+  if (p.hasTargetRef) return 'uses targetRefs (gateway/waypoint only)';
   const w = input.workload;
-  if (!w) return true;
+  if (!w) return undefined;
   const ns = p.namespace ?? w.namespace;
-  if (ns !== w.namespace && ns !== root) {
-    steps.push(`${label} is in namespace ${ns}, not ${w.namespace} nor the root namespace ${root}: it does not apply`);
-    return false;
-  }
+  if (ns !== w.namespace && ns !== root) return `is in namespace ${ns}`;
   const missing = Object.entries(p.matchLabels ?? {}).filter(([k, v]) => w.labels[k] !== v);
-  if (missing.length > 0) {
-    steps.push(`${label} selects ${selectorText(p.matchLabels)}; the workload lacks ${missing.map(([k, v]) => `${k}=${v}`).join(',')}: it does not apply`);
-    return false;
-  }
-  return true;
+  if (missing.length > 0) return `selects ${selectorText(p.matchLabels)}`;
+  return undefined;
 }
 
 /** The JWKS a rule ends up with in the sidecar: inline, supplied by jwksUri or issuer, else istiod's fake one. */
@@ -209,8 +201,19 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
   const nowSeconds = Math.floor(input.now.getTime() / 1000);
   if (state.path !== withQuery(req.path, req.query)) steps.push(`the path is normalised to ${state.path.split('?')[0]} (Istio's default path normalisation)`);
 
-  const reqAuthn = input.policies.filter((p): p is RequestAuthentication => p.kind === 'RequestAuthentication' && inScope(p, input, steps));
-  const authz = input.policies.filter((p): p is AuthorizationPolicy => p.kind === 'AuthorizationPolicy' && inScope(p, input, steps));
+  const skipped: string[] = [];
+  const applies = (p: MeshPolicy) => {
+    const why = whyNotInScope(p, input);
+    if (why) skipped.push(`${p.kind} ${p.namespace ?? '(no namespace)'}/${p.name} (${why})`);
+    return why === undefined;
+  };
+  const reqAuthn = input.policies.filter((p): p is RequestAuthentication => p.kind === 'RequestAuthentication' && applies(p));
+  const authz = input.policies.filter((p): p is AuthorizationPolicy => p.kind === 'AuthorizationPolicy' && applies(p));
+  if (input.workload) {
+    const labels = selectorText(input.workload.labels);
+    steps.push(`the workload is ${labels ? `${labels} ` : ''}in namespace ${input.workload.namespace}; ${reqAuthn.length + authz.length} of ${input.policies.length} policies apply`);
+  }
+  if (skipped.length > 0) steps.push(`not applying to this workload: ${skipped.join('; ')}`);
   const nsOf = (p: MeshPolicy) => p.namespace ?? input.workload?.namespace ?? 'default';
 
   // istiod merges the jwtRules of every RequestAuthentication and sorts them by issuer (policy_applier.go).

@@ -173,22 +173,29 @@ export async function renderMeshRules(request: MeshRulesRequest): Promise<string
   return renderYaml(objects, header);
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Where a command writes: stdout carries the YAML, stderr the messages. */
+export interface CommandIo {
+  out: (text: string) => void;
+  err: (text: string) => void;
+}
+
+/** Runs the command; resolves with its exit status (0 printed, 2 bad flags, 1 input problem). */
+export async function runCommand(argv: string[], io: CommandIo): Promise<number> {
   try {
     const request = parseMeshRulesArgs(argv);
     if (request === 'help') {
-      process.stdout.write(`${USAGE}\n`);
+      io.out(`${USAGE}\n`);
       return 0;
     }
-    process.stdout.write(await renderMeshRules(request));
+    io.out(await renderMeshRules(request));
     return 0;
   } catch (err) {
     if (err instanceof MeshRulesError) {
-      process.stderr.write(`mesh-rules: ${err.message}\nRun npm run mesh-rules -- --help for the flags.\n`);
+      io.err(`mesh-rules: ${err.message}\nRun npm run mesh-rules -- --help for the flags.\n`);
       return 2;
     }
     if (err instanceof KeySourceError) {
-      process.stderr.write(`mesh-rules: ${err.message}\n`);
+      io.err(`mesh-rules: ${err.message}\n`);
       return 1;
     }
     throw err;
@@ -196,5 +203,5 @@ async function main(argv: string[]): Promise<number> {
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  process.exitCode = await main(process.argv.slice(2));
+  process.exitCode = await runCommand(process.argv.slice(2), { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) });
 }

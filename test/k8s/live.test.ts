@@ -10,7 +10,7 @@ import { parseAllDocuments } from 'yaml';
 import { ensureCertificates, certificatePaths } from '../../lib/certs.js';
 import { ROOT, startProcess, type Started } from '../helpers/process.js';
 import { parseMeshRulesArgs, renderMeshRules } from '../../scripts/mesh-rules.js';
-import { buildSecrets } from '../../scripts/k8s-secrets.js';
+import { buildSecrets, runCommand as runSecrets } from '../../scripts/k8s-secrets.js';
 import { loadPolicyPath } from '../../mesh/sources.js';
 import { evaluate } from '../../mesh/evaluate.js';
 import { BASE, OVERLAY, named, ofKind, validateObject } from './manifests.js';
@@ -210,7 +210,7 @@ describe('k8s-secrets against the local key store and certificates', () => {
     }
   });
 
-  it('the command prints the Secrets on stdout and names only files on stderr; bad flags exit 2, a missing folder 1', async () => {
+  it('the command (a real process) prints the Secrets on stdout and names only files on stderr; bad flags exit 2, a missing folder 1', async () => {
     const tsx = path.join(ROOT, 'node_modules', '.bin', 'tsx');
     const script = path.join(ROOT, 'scripts', 'k8s-secrets.ts');
     const ok = spawnSync(tsx, [script, '--keys-dir', keysDir, '--certs-dir', certsDir], { encoding: 'utf8', cwd: ROOT });
@@ -221,12 +221,17 @@ describe('k8s-secrets against the local key store and certificates', () => {
     const keyFile = await readFile(path.join(keysDir, 'servicea.json'), 'utf8');
     const privateD = (JSON.parse(keyFile) as { versions: Array<{ jwk: { d: string } }> }).versions[0]!.jwk.d;
     for (const secretText of [privateD, 'PRIVATE KEY', Buffer.from(keyFile).toString('base64').slice(0, 40)]) expect(ok.stderr).not.toContain(secretText);
-    const bad = spawnSync(tsx, [script, '--key-dir', keysDir], { encoding: 'utf8', cwd: ROOT });
-    expect([bad.status, bad.stdout]).toEqual([2, '']);
-    expect(bad.stderr).toMatch(/Unknown option '--key-dir'/);
-    const missing = spawnSync(tsx, [script, '--keys-dir', path.join(tmp, 'nope'), '--certs-dir', certsDir], { encoding: 'utf8', cwd: ROOT });
-    expect([missing.status, missing.stdout]).toEqual([1, '']);
-    expect(missing.stderr).toMatch(/is not a directory/);
+    const io = () => {
+      const seen = { out: '', err: '' };
+      return { seen, io: { out: (t: string) => (seen.out += t), err: (t: string) => (seen.err += t) } };
+    };
+    const bad = io();
+    expect(await runSecrets(['--key-dir', keysDir], bad.io)).toBe(2);
+    expect(bad.seen).toEqual({ out: '', err: "k8s-secrets: Unknown option '--key-dir'\n" });
+    const missing = io();
+    expect(await runSecrets(['--keys-dir', path.join(tmp, 'nope'), '--certs-dir', certsDir], missing.io)).toBe(1);
+    expect(missing.seen.out).toBe('');
+    expect(missing.seen.err).toMatch(/is not a directory/);
   });
 
   it('refuses a key directory holding a file the factory cannot read', async () => {

@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { buildMeshRules, MeshRulesError, publicJwks, renderYaml } from '../../lib/meshrules.js';
-import { parseMeshRulesArgs, renderMeshRules, USAGE } from '../../scripts/mesh-rules.js';
+import { parseMeshRulesArgs, renderMeshRules, runCommand, USAGE } from '../../scripts/mesh-rules.js';
 import { ROOT } from '../helpers/process.js';
 import { validateObject } from './manifests.js';
 import type { K8sObject } from './kustomize.js';
@@ -21,6 +21,14 @@ async function run(argv: string[]): Promise<IstioPolicy[]> {
 function cli(args: string[]) {
   const r = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'mesh-rules.ts'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 30_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Runs the command in this process and collects what it writes. */
+async function command(argv: string[]) {
+  let out = '';
+  let err = '';
+  const status = await runCommand(argv, { out: (t) => (out += t), err: (t) => (err += t) });
+  return { status, out, err };
 }
 
 describe('mesh-rules: the generated rules', () => {
@@ -125,18 +133,22 @@ describe('mesh-rules: flags', () => {
     for (const flag of ['--key', '--audience', '--workload', '--issuer', '--namespace', '--factory-url', '--port', '--inline-jwks', '--keys-dir', '--jwks-file', '--help']) expect(USAGE).toContain(flag);
   });
 
-  it('the command prints YAML and exits 0; bad flags exit 2 on stderr; an unreachable factory exits 1', () => {
+  it('the command prints YAML and exits 0 (a real process, as npm run mesh-rules starts it)', () => {
     const ok = cli(['--key', 'servicea', '--audience', 'serviceb']);
     expect(ok.status).toBe(0);
     expect(parse(ok.stdout).map((o) => o.kind)).toEqual(['RequestAuthentication', 'AuthorizationPolicy']);
-    const bad = cli(['--key', 'servicea', '--audiance', 'serviceb']);
-    expect(bad.status).toBe(2);
-    expect(bad.stdout).toBe('');
-    expect(bad.stderr).toMatch(/mesh-rules: Unknown option '--audiance'[\s\S]*--help/);
+  });
+
+  it('bad flags exit 2 with the sentence on stderr; an unreachable factory exits 1', async () => {
+    const bad = await command(['--key', 'servicea', '--audiance', 'serviceb']);
+    expect([bad.status, bad.out]).toEqual([2, '']);
+    expect(bad.err).toMatch(/^mesh-rules: Unknown option '--audiance'\nRun npm run mesh-rules -- --help/);
     // Port 9 (discard) on loopback: nothing listens there in a test run.
-    const down = cli(['--key', 'servicea', '--audience', 'serviceb', '--inline-jwks', '--factory-url', 'http://127.0.0.1:9']);
-    expect(down.status).toBe(1);
-    expect(down.stderr).toMatch(/cannot fetch http:\/\/127\.0\.0\.1:9\/keys\/servicea\/jwks\.json/);
+    const down = await command(['--key', 'servicea', '--audience', 'serviceb', '--inline-jwks', '--factory-url', 'http://127.0.0.1:9']);
+    expect([down.status, down.out]).toEqual([1, '']);
+    expect(down.err).toMatch(/cannot fetch http:\/\/127\.0\.0\.1:9\/keys\/servicea\/jwks\.json/);
+    const help = await command(['--help']);
+    expect([help.status, help.out]).toEqual([0, `${USAGE}\n`]);
   });
 
   it('a --jwks-file that cannot be read is an input error (exit 1), not a usage error', async () => {

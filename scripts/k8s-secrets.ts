@@ -143,8 +143,11 @@ export function parseSecretsArgs(argv: string[]): (SecretsOptions & { apply: boo
   }
 }
 
-/** Runs the command; resolves with its exit status (0 printed, 2 bad flags, 1 input problem). */
-export async function runCommand(argv: string[], io: CommandIo): Promise<number> {
+/**
+ * Runs the command; resolves with its exit status (0 done, 2 bad flags, 1 input problem, or
+ * kubectl's own status). `kubectl` is the program --apply runs.
+ */
+export async function runCommand(argv: string[], io: CommandIo, kubectl = 'kubectl'): Promise<number> {
   try {
     const options = parseSecretsArgs(argv);
     if (options === 'help') {
@@ -158,9 +161,11 @@ export async function runCommand(argv: string[], io: CommandIo): Promise<number>
       io.out(yaml);
       return 0;
     }
-    // The YAML goes to kubectl's stdin only; kubectl prints names ("secret/x configured").
-    const result = spawnSync('kubectl', ['apply', '-f', '-'], { input: yaml, stdio: ['pipe', 'inherit', 'inherit'] });
-    if (result.error) throw new SecretsError(`cannot run kubectl (${(result.error as NodeJS.ErrnoException).code}): install it, or drop --apply and pipe the output`);
+    // The YAML goes to kubectl's stdin only; kubectl answers with names ("secret/x configured").
+    const result = spawnSync(kubectl, ['apply', '-f', '-'], { input: yaml, encoding: 'utf8' });
+    if (result.error) throw new SecretsError(`cannot run ${kubectl} (${(result.error as NodeJS.ErrnoException).code}): install it, or drop --apply and pipe the output`);
+    io.out(result.stdout);
+    io.err(result.stderr);
     return result.status ?? 1;
   } catch (err) {
     if (err instanceof SecretsError) {

@@ -234,6 +234,24 @@ describe('k8s-secrets against the local key store and certificates', () => {
     expect(missing.seen.err).toMatch(/is not a directory/);
   });
 
+  it('--apply hands the YAML to kubectl on its stdin and prints only what kubectl answers', async () => {
+    // A stand-in kubectl that records its arguments and stdin, and answers like the real one.
+    const fake = path.join(tmp, 'kubectl');
+    await writeFile(fake, `#!/bin/sh\necho "$@" > "${tmp}/kubectl-args"\ncat > "${tmp}/kubectl-stdin"\necho secret/jwt-factory-keys configured\n`, { mode: 0o755 });
+    let out = '';
+    let err = '';
+    const status = await runSecrets(['--apply', '--keys-dir', keysDir, '--certs-dir', certsDir], { out: (t) => (out += t), err: (t) => (err += t) }, fake);
+    expect(status).toBe(0);
+    expect(out).toBe('secret/jwt-factory-keys configured\n');
+    expect(await readFile(path.join(tmp, 'kubectl-args'), 'utf8')).toBe('apply -f -\n');
+    const applied = parseAllDocuments(await readFile(path.join(tmp, 'kubectl-stdin'), 'utf8')).map((d) => d.toJS() as K8sObject);
+    expect(applied.map((o) => o.metadata.name)).toEqual(['jwt-factory-keys', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
+    expect(err).not.toMatch(/data:|PRIVATE|"d"/);
+    const none = await runSecrets(['--apply', '--keys-dir', keysDir, '--certs-dir', certsDir], { out: () => undefined, err: (t) => (err = t) }, path.join(tmp, 'no-kubectl'));
+    expect(none).toBe(1);
+    expect(err).toMatch(/cannot run .*no-kubectl \(ENOENT\): install it, or drop --apply/);
+  });
+
   it('refuses a key directory holding a file the factory cannot read', async () => {
     const broken = path.join(tmp, 'broken-keys');
     await mkdir(broken);

@@ -308,8 +308,12 @@ describe('the overlay under the mesh engine (mesh/), as istiod and Envoy would d
     expect((await decide('serviceb', 3001, 'servicea', 'GET', '/scenario1-server', forged)).status).toBe(401);
   });
 
-  it('the factory issues to each service for its own key only, lets the receivers verify, and creates no keys for anyone', async () => {
+  it('the factory issues to each service for its own key only, lets the receivers verify, and creates no keys for anyone; servicea only publishes its JWKS', async () => {
     expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/issueToken/servicea')).status).toBe(200);
+    // Istio's paths match the path without its query string: servicea's expired-token call passes too.
+    expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/issueToken/servicea?expired=1')).status).toBe(200);
+    expect((await decide('servicea', 3000, 'serviceb', 'GET', '/.well-known/jwks.json')).status).toBe(200);
+    expect((await decide('servicea', 3000, 'serviceb', 'POST', '/gen-keys')).status).toBe(403);
     expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/issueToken/serviceb')).status).toBe(403);
     expect((await decide('jwt-factory', 5555, 'serviceb', 'POST', '/verify/servicea')).status).toBe(200);
     expect((await decide('jwt-factory', 5555, 'serviceb', 'GET', '/keys/servicea/jwks.json')).status).toBe(200);

@@ -29,10 +29,15 @@ const schema = z
     TOKEN_SIZE_LIMIT: setting.integer(MAX_TOKEN_BYTES, 256, 1_048_576),
     TOKEN_SIZE_POLICY: z.enum(['warn', 'refuse'], { message: 'must be warn or refuse' }).default('warn'),
     SHUTDOWN_GRACE: setting.seconds(10, 0, 600),
+    // 0: a rotated key signs at once. Istio refetches jwksUri every 20 min, so 1200 lets the mesh learn the key first.
+    ROTATION_PUBLISH_AHEAD: setting.seconds(0, 0, 86_400),
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_TTL'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
+    }
+    if (c.ROTATION_PUBLISH_AHEAD > c.MAX_TOKEN_TTL) {
+      ctx.addIssue({ code: 'custom', path: ['ROTATION_PUBLISH_AHEAD'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
     }
     if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });

@@ -35,6 +35,8 @@ export interface KeyVersion {
   /** The public key as SPKI PEM; undefined for HS256. */
   readonly publicPem: string | undefined;
   readonly createdAt: Date;
+  /** When a key published ahead of time starts signing; undefined: signs from creation. */
+  readonly activateAt: Date | undefined;
   /** When a rotated-out key stops verifying and leaves the JWKS. */
   readonly retireAt: Date | undefined;
 }
@@ -43,8 +45,9 @@ export interface KeyVersion {
 export interface KeyEntry {
   readonly keyId: string;
   readonly alg: Algorithm;
+  /** The newest version: it signs unless it was published ahead and its activateAt is still to come (see signingVersion). */
   readonly current: KeyVersion;
-  /** Rotated-out versions, newest first (possibly already retired: filter with `activeVersions`). */
+  /** Older versions, newest first (possibly already retired: filter with `activeVersions`). */
   readonly previous: readonly KeyVersion[];
 }
 
@@ -75,7 +78,7 @@ interface StoredKeyFile {
   format: typeof FILE_FORMAT;
   keyId: string;
   alg: Algorithm;
-  versions: Array<{ kid: string; alg: Algorithm; createdAt: string; retireAt?: string; jwk: JsonWebKey }>;
+  versions: Array<{ kid: string; alg: Algorithm; createdAt: string; activateAt?: string; retireAt?: string; jwk: JsonWebKey }>;
 }
 
 /** Picks the allow-listed public members of a JWK. */
@@ -121,12 +124,12 @@ async function generateSigningKey(alg: Algorithm): Promise<KeyObject> {
 async function toVersion(
   signingKey: KeyObject,
   alg: Algorithm,
-  meta: { kid?: string; createdAt: Date; retireAt?: Date },
+  meta: { kid?: string; createdAt: Date; activateAt?: Date; retireAt?: Date },
 ): Promise<KeyVersion> {
   if (alg === 'HS256') {
     if (signingKey.type !== 'secret') throw new Error('HS256 needs a secret key');
     const kid = meta.kid ?? base64url.encode(randomBytes(16));
-    return Object.freeze({ kid, alg, signingKey, verifyKey: signingKey, publicJwk: undefined, publicPem: undefined, createdAt: meta.createdAt, retireAt: meta.retireAt });
+    return Object.freeze({ kid, alg, signingKey, verifyKey: signingKey, publicJwk: undefined, publicPem: undefined, createdAt: meta.createdAt, activateAt: meta.activateAt, retireAt: meta.retireAt });
   }
   if (signingKey.type !== 'private') throw new Error(`${alg} needs a private key`);
   const publicKey = createPublicKey(signingKey);
@@ -135,7 +138,7 @@ async function toVersion(
   const kid = await calculateJwkThumbprint(members as JWK, 'sha256');
   const publicJwk = Object.freeze({ ...members, kid, alg, use: 'sig' }) as JWK;
   const publicPem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
-  return Object.freeze({ kid, alg, signingKey, verifyKey: publicKey, publicJwk, publicPem, createdAt: meta.createdAt, retireAt: meta.retireAt });
+  return Object.freeze({ kid, alg, signingKey, verifyKey: publicKey, publicJwk, publicPem, createdAt: meta.createdAt, activateAt: meta.activateAt, retireAt: meta.retireAt });
 }
 
 /** Refuses a stored key whose type does not match its algorithm (a tampered or mislabelled file). */
@@ -172,9 +175,10 @@ async function parseKeyFile(text: string, keyId: string): Promise<KeyEntry> {
   for (const v of data.versions) {
     if (!isAlgorithm(v.alg) || v.alg !== data.alg) throw new Error('version algorithm differs from the key algorithm');
     const createdAt = new Date(v.createdAt);
+    const activateAt = v.activateAt === undefined ? undefined : new Date(v.activateAt);
     const retireAt = v.retireAt === undefined ? undefined : new Date(v.retireAt);
-    if (Number.isNaN(createdAt.getTime()) || (retireAt && Number.isNaN(retireAt.getTime()))) throw new Error('bad date');
-    const version = await toVersion(importStoredJwk(v.jwk), v.alg, { kid: v.alg === 'HS256' ? v.kid : undefined, createdAt, retireAt });
+    if ([createdAt, activateAt, retireAt].some((d) => d !== undefined && Number.isNaN(d.getTime()))) throw new Error('bad date');
+    const version = await toVersion(importStoredJwk(v.jwk), v.alg, { kid: v.alg === 'HS256' ? v.kid : undefined, createdAt, activateAt, retireAt });
     if (version.kid !== v.kid) throw new Error('stored kid does not match the key');
     versions.push(version);
   }
@@ -192,6 +196,7 @@ function serializeEntry(entry: KeyEntry): string {
       kid: v.kid,
       alg: v.alg,
       createdAt: v.createdAt.toISOString(),
+      ...(v.activateAt ? { activateAt: v.activateAt.toISOString() } : {}),
       ...(v.retireAt ? { retireAt: v.retireAt.toISOString() } : {}),
       jwk: v.signingKey.export({ format: 'jwk' }),
     })),
@@ -206,7 +211,16 @@ const fingerprint = (entry: KeyEntry): string =>
 /** True while a version still verifies and is published. */
 export const isActive = (version: KeyVersion, now: Date): boolean => version.retireAt === undefined || version.retireAt.getTime() > now.getTime();
 
-/** The versions of an entry that still verify at `now`: the current one first. */
+/**
+ * The version that signs at `now`: the newest one that is active and not waiting for its
+ * activateAt. A key published ahead is in the JWKS before it signs, so caches learn it first.
+ */
+export function signingVersion(entry: KeyEntry, now: Date): KeyVersion {
+  const ready = (v: KeyVersion) => isActive(v, now) && (v.activateAt === undefined || v.activateAt.getTime() <= now.getTime());
+  return [entry.current, ...entry.previous].find(ready) ?? entry.current;
+}
+
+/** The versions of an entry that still verify at `now`: the newest first. */
 export function activeVersions(entry: KeyEntry, now: Date): KeyVersion[] {
   return [entry.current, ...entry.previous.filter((v) => isActive(v, now))];
 }
@@ -397,27 +411,27 @@ export function createKeyStore(options: KeyStoreOptions) {
     },
 
     /**
-     * Rotates keyId: a new key of the same algorithm signs from now on; the previous one keeps
-     * verifying and stays published until now + retireAfterSeconds. Undefined for an unknown keyId.
+     * Rotates keyId: a new key of the same algorithm is published now and signs from now +
+     * `publishAheadSeconds` (default 0: at once); the keys signing until then keep verifying
+     * and stay published until that moment + retireAfterSeconds. Undefined for an unknown keyId.
      */
-    rotate(keyId: string): Promise<KeyEntry | undefined> {
+    rotate(keyId: string, publishAheadSeconds = 0): Promise<KeyEntry | undefined> {
       return withLock(keyId, async () => {
         // Read the disk first: another worker may have rotated since we cached the entry.
         const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
         if (!before) return undefined;
         const now = clock();
-        const retireAt = new Date(now.getTime() + options.retireAfterSeconds * 1000);
-        const version = await toVersion(await generateSigningKey(before.alg), before.alg, { createdAt: now });
-        const retiring = { ...before.current, retireAt } as KeyVersion;
-        const entry: KeyEntry = Object.freeze({
-          keyId,
-          alg: before.alg,
-          current: version,
-          previous: Object.freeze([Object.freeze(retiring), ...before.previous.filter((v) => isActive(v, now))]),
-        });
+        const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
+        // Whatever may sign until the new key takes over must verify a full token lifetime after that.
+        const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
+        const version = await toVersion(await generateSigningKey(before.alg), before.alg, { createdAt: now, activateAt });
+        const kept = [before.current, ...before.previous]
+          .filter((v) => isActive(v, now))
+          .map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
+        const entry: KeyEntry = Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) });
         await persist(entry, 'replace');
         entries.set(keyId, entry);
-        logger.info({ keyId, kid: version.kid, retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
+        logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
         changed(keyId, 'local');
         return entry;
       });

@@ -3,7 +3,7 @@ import { SignJWT, type JWTPayload, type JWTHeaderParameters } from 'jose';
 import { z } from 'zod';
 import { badRequest } from '../lib/errors.js';
 import { verifyJwt, type VerifyOptions } from '../lib/jwt.js';
-import { verificationKeys, type KeyEntry, type KeyVersion } from './keystore.js';
+import { signingVersion, verificationKeys, type KeyEntry, type KeyVersion } from './keystore.js';
 
 /**
  * Issue and verify as pure functions over (key entry, claims, options, clock): no HTTP here.
@@ -82,11 +82,12 @@ export interface IssuedToken {
   bytes: number;
 }
 
-/** Issues a token with the entry's current key. */
+/** Issues a token with the entry's signing key at `options.now`. */
 export async function issueToken(entry: KeyEntry, claims: Claims, options: IssueOptions): Promise<IssuedToken> {
   const payload = buildClaims(entry.keyId, claims, options);
-  const token = await signPayload(entry.current, payload);
-  return describeToken(token, entry.current, payload);
+  const signer = signingVersion(entry, options.now);
+  const token = await signPayload(signer, payload);
+  return describeToken(token, signer, payload);
 }
 
 /** The public facts about an issued token (never the key). */
@@ -103,7 +104,7 @@ export function describeToken(token: string, version: { kid: string; alg: string
 }
 
 /**
- * Verifies a token against the entry's current and not-yet-retired keys only, each pinned to
+ * Verifies a token against the entry's not-yet-retired keys only, each pinned to
  * its algorithm, with `exp` required and iss / aud / sub checked. Rejects with a TokenError.
  */
 export function verifyToken(entry: KeyEntry, token: unknown, options: VerifyOptions) {

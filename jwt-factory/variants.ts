@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { base64url, generateKeyPair, SignJWT, UnsecuredJWT, type JWTPayload } from 'jose';
 import type { Algorithm } from './config.js';
-import type { KeyEntry } from './keystore.js';
+import { signingVersion, type KeyEntry, type KeyVersion } from './keystore.js';
 import { buildClaims, describeToken, EXPIRED_BY, signPayload, type Claims, type IssueOptions, type IssuedToken } from './tokens.js';
 
 /**
@@ -69,20 +69,20 @@ function corruptSignature(token: string): string {
 }
 
 /** Signs a token that a verifier pinned to the entry's alg must refuse, keeping the entry's kid. */
-async function signWithWrongAlg(entry: KeyEntry, payload: JWTPayload): Promise<{ token: string; alg: string }> {
-  const sibling = SIBLING_RSA[entry.alg];
-  if (sibling) return { token: await signPayload(entry.current, payload, { alg: sibling }), alg: sibling };
-  const alg = OTHER_ALG[entry.alg] ?? 'ES256';
+async function signWithWrongAlg(signer: KeyVersion, payload: JWTPayload): Promise<{ token: string; alg: string }> {
+  const sibling = SIBLING_RSA[signer.alg];
+  if (sibling) return { token: await signPayload(signer, payload, { alg: sibling }), alg: sibling };
+  const alg = OTHER_ALG[signer.alg] ?? 'ES256';
   const { privateKey } = await generateKeyPair(alg);
-  const token = await new SignJWT(payload).setProtectedHeader({ alg, kid: entry.current.kid, typ: 'JWT' }).sign(privateKey);
+  const token = await new SignJWT(payload).setProtectedHeader({ alg, kid: signer.kid, typ: 'JWT' }).sign(privateKey);
   return { token, alg };
 }
 
 /** Pads a claim so the signed token is just over `limit` bytes. */
-async function signOversize(entry: KeyEntry, payload: JWTPayload, limit: number): Promise<string> {
+async function signOversize(signer: KeyVersion, payload: JWTPayload, limit: number): Promise<string> {
   let padding = 0;
   for (;;) {
-    const token = await signPayload(entry.current, { ...payload, pad: 'x'.repeat(padding) });
+    const token = await signPayload(signer, { ...payload, pad: 'x'.repeat(padding) });
     const bytes = Buffer.byteLength(token);
     if (bytes > limit) return token;
     // base64url turns 3 payload bytes into 4 characters: grow the pad by what is missing, plus a little.
@@ -96,44 +96,45 @@ export async function issueVariant(variant: Variant, entry: KeyEntry, claims: Cl
   const now = Math.floor(options.now.getTime() / 1000);
   let payload: JWTPayload = base;
   let token: string;
-  let kid = entry.current.kid;
+  const signer = signingVersion(entry, options.now);
+  let kid = signer.kid;
   let alg: string = entry.alg;
   switch (variant) {
     case 'expired':
       payload = { ...base, iat: now - EXPIRED_BY - options.ttl, exp: now - EXPIRED_BY };
-      token = await signPayload(entry.current, payload);
+      token = await signPayload(signer, payload);
       break;
     case 'not-yet-valid':
       // An hour ahead: far beyond Envoy's 60 s skew.
       payload = { ...base, nbf: now + EXPIRED_BY, exp: now + EXPIRED_BY + options.ttl };
-      token = await signPayload(entry.current, payload);
+      token = await signPayload(signer, payload);
       break;
     case 'wrong-issuer':
       payload = { ...base, iss: WRONG_ISSUER };
-      token = await signPayload(entry.current, payload);
+      token = await signPayload(signer, payload);
       break;
     case 'wrong-audience':
       payload = { ...base, aud: WRONG_AUDIENCE };
-      token = await signPayload(entry.current, payload);
+      token = await signPayload(signer, payload);
       break;
     case 'unknown-kid':
       kid = base64url.encode(randomBytes(32));
-      token = await signPayload(entry.current, payload, { kid });
+      token = await signPayload(signer, payload, { kid });
       break;
     case 'wrong-alg':
-      ({ token, alg } = await signWithWrongAlg(entry, payload));
+      ({ token, alg } = await signWithWrongAlg(signer, payload));
       break;
     case 'bad-signature':
-      token = corruptSignature(await signPayload(entry.current, payload));
+      token = corruptSignature(await signPayload(signer, payload));
       break;
     case 'no-exp': {
       const { exp: _exp, ...rest } = base;
       payload = rest;
-      token = await signPayload(entry.current, payload);
+      token = await signPayload(signer, payload);
       break;
     }
     case 'oversize':
-      token = await signOversize(entry, payload, options.sizeLimit);
+      token = await signOversize(signer, payload, options.sizeLimit);
       break;
     case 'alg-none':
       alg = 'none';

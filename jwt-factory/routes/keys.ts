@@ -5,19 +5,21 @@ import { assertKeyId } from '../../lib/keyid.js';
 import { ALGORITHMS } from '../config.js';
 import type { FactoryDeps } from '../deps.js';
 import type { JwksDocument } from '../jwks.js';
-import { activeVersions, type KeyEntry } from '../keystore.js';
+import { activeVersions, signingVersion, type KeyEntry, type KeyVersion } from '../keystore.js';
+
+/** `?publishAhead=N`: seconds the new key is published before it signs (Istio refetches JWKS every 20 min). */
+const publishAheadQuery = (max: number) =>
+  z.coerce.number({ message: 'publishAhead must be a number of seconds' }).int('publishAhead must be whole seconds').min(0, 'publishAhead must be at least 0').max(max, `publishAhead must be at most ${max} (MAX_TOKEN_TTL)`);
 
 const algQuery = z.enum(ALGORITHMS, { message: `alg must be one of ${ALGORITHMS.join(', ')}` }).optional();
 
-/** The original sample's answer: base64 of the public PEM; plus kid and alg. HS256 answers no key material. */
-export function describeKey(entry: KeyEntry) {
-  const { current } = entry;
-  return {
-    keyId: entry.keyId,
-    kid: current.kid,
-    alg: entry.alg,
-    ...(current.publicPem ? { publicKey: Buffer.from(current.publicPem).toString('base64') } : {}),
-  };
+/** base64 of a version's public PEM (the original sample's `publicKey`); nothing for HS256. */
+const publicKeyOf = (version: KeyVersion) => (version.publicPem ? { publicKey: Buffer.from(version.publicPem).toString('base64') } : {});
+
+/** The original sample's answer for the key that signs at `now`: base64 public PEM, plus kid and alg. */
+export function describeKey(entry: KeyEntry, now: Date) {
+  const signer = signingVersion(entry, now);
+  return { keyId: entry.keyId, kid: signer.kid, alg: entry.alg, ...publicKeyOf(signer) };
 }
 
 /** Looks a keyId up (404 `key_not_found` when unknown) and records it for the request log. */
@@ -53,21 +55,26 @@ export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry):
     if (parsed.data !== undefined && parsed.data !== entry.alg) {
       throw conflict(`Key "${keyId}" exists with alg ${entry.alg}; rotate keeps the algorithm, a new keyId can use ${parsed.data}`, 'alg_mismatch');
     }
-    res.locals.log = { keyId, kid: entry.current.kid };
-    res.json({ ...describeKey(entry), created });
+    const description = describeKey(entry, deps.clock());
+    res.locals.log = { keyId, kid: description.kid };
+    res.json({ ...description, created });
   };
   router.get('/keys/:keyId', createKey);
   router.post('/keys/:keyId', createKey);
 
   router.post('/keys/:keyId/rotate', async (req, res) => {
     const keyId = assertKeyId(req.params.keyId);
-    const entry = await deps.keystore.rotate(keyId);
+    const ahead = publishAheadQuery(deps.config.MAX_TOKEN_TTL).safeParse(req.query.publishAhead ?? String(deps.config.ROTATION_PUBLISH_AHEAD));
+    if (!ahead.success) throw badRequest(ahead.error.issues[0]!.message, 'invalid_publish_ahead');
+    const entry = await deps.keystore.rotate(keyId, ahead.data);
     if (!entry) throw notFound(`No key with keyId "${keyId}"`, 'key_not_found');
-    res.locals.log = { keyId, kid: entry.current.kid };
+    const { current } = entry;
+    res.locals.log = { keyId, kid: current.kid };
     const previous = activeVersions(entry, deps.clock())
       .slice(1)
       .map((v) => ({ kid: v.kid, retireAt: v.retireAt?.toISOString() }));
-    res.json({ ...describeKey(entry), previous });
+    // kid is the new key's; it signs from activateAt (now unless published ahead).
+    res.json({ keyId, kid: current.kid, alg: entry.alg, ...publicKeyOf(current), activateAt: (current.activateAt ?? current.createdAt).toISOString(), previous });
   });
 
   router.get('/keys/:keyId/jwks.json', async (req, res) => {
@@ -77,8 +84,9 @@ export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry):
 
   router.get('/utils/publicKey/:keyId', async (req, res) => {
     const entry = await requireKey(deps, req.params.keyId, res);
-    if (!entry.current.publicPem) throw notFound(`Key "${entry.keyId}" is symmetric (HS256): it has no public key`, 'no_public_key');
-    res.json({ publicKey: Buffer.from(entry.current.publicPem).toString('base64'), kid: entry.current.kid, alg: entry.alg });
+    const { keyId: _keyId, ...description } = describeKey(entry, deps.clock());
+    if (!('publicKey' in description)) throw notFound(`Key "${entry.keyId}" is symmetric (HS256): it has no public key`, 'no_public_key');
+    res.json(description);
   });
 
   router.get('/utils/keys', (_req, res) => {

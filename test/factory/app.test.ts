@@ -76,6 +76,34 @@ describe('GET|POST /keys/:keyId', () => {
   });
 });
 
+describe('POST /keys/:keyId/rotate', () => {
+  it('publishes the new key at once and signs with it from now, keeping the old kid in the JWKS', async () => {
+    const before = json(await request(f.app).post('/keys/rot-now').expect(200));
+    const rotated = json(await request(f.app).post('/keys/rot-now/rotate').expect(200));
+    expect(rotated.kid).not.toBe(before.kid);
+    expect(rotated.activateAt).toBe(f.time.clock().toISOString());
+    expect(rotated.previous).toEqual([{ kid: before.kid, retireAt: new Date(f.time.clock().getTime() + (86_400 + 60) * 1000).toISOString() }]);
+    expect(decodeProtectedHeader((await issue('rot-now')).text).kid).toBe(rotated.kid);
+    const kids = json(await request(f.app).get('/keys/rot-now/jwks.json')).keys.map((k: JWK) => k.kid);
+    expect(kids).toEqual([rotated.kid, before.kid]);
+  });
+
+  it('with ?publishAhead=N publishes the new key but keeps signing with the old one until then', async () => {
+    const before = json(await request(f.app).post('/keys/rot-ahead').expect(200));
+    const rotated = json(await request(f.app).post('/keys/rot-ahead/rotate?publishAhead=1200').expect(200));
+    expect(rotated.activateAt).toBe(new Date(f.time.clock().getTime() + 1_200_000).toISOString());
+    expect(json(await request(f.app).get('/keys/rot-ahead')).kid).toBe(before.kid);
+    expect(decodeProtectedHeader((await issue('rot-ahead')).text).kid).toBe(before.kid);
+    expect(json(await request(f.app).get('/keys/rot-ahead/jwks.json')).keys.map((k: JWK) => k.kid)).toEqual([rotated.kid, before.kid]);
+  });
+
+  it('answers 400 for a bad publishAhead and 404 for an unknown keyId', async () => {
+    expect(json(await request(f.app).post('/keys/rot-ahead/rotate?publishAhead=soon').expect(400)).error.code).toBe('invalid_publish_ahead');
+    expect(json(await request(f.app).post('/keys/rot-ahead/rotate?publishAhead=90000').expect(400)).error.code).toBe('invalid_publish_ahead');
+    expect(json(await request(f.app).post('/keys/ghost/rotate').expect(404)).error.code).toBe('key_not_found');
+  });
+});
+
 describe('POST /issueToken/:keyId', () => {
   it('answers the token as text with iss, sub = keyId, integer iat, exp = iat + TOKEN_TTL, jti and kid', async () => {
     const res = await issue('svc').expect(200);

@@ -22,6 +22,7 @@ describe('loadFactoryConfig', () => {
       TOKEN_SIZE_LIMIT: 8192,
       TOKEN_SIZE_POLICY: 'warn',
       SHUTDOWN_GRACE: 10,
+      ROTATION_PUBLISH_AHEAD: 0,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

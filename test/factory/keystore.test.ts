@@ -191,6 +191,32 @@ describe('rotation at exact clock boundaries', () => {
     expect(decodeJwt(old.token).exp! * 1000 + TOLERANCE * 1000).toBe(retireAt);
   });
 
+  it('publishes a key ahead: in the JWKS at once, signing only from activateAt; the old key retires a token lifetime after that', async () => {
+    const s = store();
+    await s.load();
+    const { entry: before } = await s.getOrCreate('ahead');
+    const rotatedAt = time.clock().getTime();
+    const after = (await s.rotate('ahead', 1200))!;
+    const activateAt = rotatedAt + 1_200_000;
+    expect(after.current.activateAt?.getTime()).toBe(activateAt);
+    expect(after.previous[0]!.retireAt?.getTime()).toBe(activateAt + RETIRE * 1000);
+    const kids = (at: number) => JSON.parse(buildJwks([after], new Date(at)).body).keys.map((k: { kid: string }) => k.kid);
+    const signerAt = async (at: number) => (await issueToken(after, {}, { issuer: 'i', ttl: 60, now: new Date(at) })).kid;
+
+    expect(kids(rotatedAt)).toEqual([after.current.kid, before.current.kid]);
+    expect(await signerAt(activateAt - 1)).toBe(before.current.kid);
+    expect(await signerAt(activateAt)).toBe(after.current.kid);
+    expect(kids(activateAt + RETIRE * 1000 - 1)).toEqual([after.current.kid, before.current.kid]);
+    expect(kids(activateAt + RETIRE * 1000)).toEqual([after.current.kid]);
+
+    // The schedule survives a restart.
+    const reloaded = store();
+    await reloaded.load();
+    const again = (await reloaded.get('ahead'))!;
+    expect(again.current.activateAt?.getTime()).toBe(activateAt);
+    expect(await issueToken(again, {}, { issuer: 'i', ttl: 60, now: new Date(activateAt - 1) }).then((t) => t.kid)).toBe(before.current.kid);
+  });
+
   it('persists retireAt: a new store keeps verifying the old key until then', async () => {
     const s = store();
     await s.load();

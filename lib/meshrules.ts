@@ -87,7 +87,8 @@ export function publicJwks(input: unknown): { keys: PublicJwk[] } {
   return { keys: out };
 }
 
-function check(options: MeshRulesOptions): Required<Pick<MeshRulesOptions, 'issuer' | 'namespace' | 'factoryUrl'>> {
+/** Refuses options Kubernetes or Istio would refuse, naming the flag; fills in the defaults. */
+function validateOptions(options: MeshRulesOptions): Required<Pick<MeshRulesOptions, 'issuer' | 'namespace' | 'factoryUrl'>> {
   if (!KEY_ID_PATTERN.test(options.key)) throw new MeshRulesError(`--key "${options.key}" is not a keyId (^[A-Za-z0-9._-]{1,64}$)`);
   // The caller's service account is named after the key, so the key must also be a valid name there.
   if (!DNS_LABEL.test(options.key)) throw new MeshRulesError(`--key "${options.key}" must also be a Kubernetes service account name (lower case, digits, "-")`);
@@ -131,7 +132,7 @@ export interface IstioObject {
  * caller's mTLS identity and its token's request principal in one source (they AND).
  */
 export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
-  const { issuer, namespace, factoryUrl } = check(options);
+  const { issuer, namespace, factoryUrl } = validateOptions(options);
   const jwks = options.jwks === undefined ? undefined : publicJwks(options.jwks);
   const groups = options.workload !== undefined ? [{ workload: options.workload, audiences: options.audiences }] : options.audiences.map((a) => ({ workload: a, audiences: [a] }));
   const labels = { 'app.kubernetes.io/part-of': 'jwt-suite', 'app.kubernetes.io/managed-by': 'mesh-rules' };

@@ -230,6 +230,16 @@ export function verificationKeys(entry: KeyEntry, now: Date): VerificationKey[] 
   return activeVersions(entry, now).map((v) => ({ kid: v.kid, alg: v.alg, key: v.verifyKey }));
 }
 
+/** A file's text, or undefined when it does not exist (any other failure throws). */
+async function readIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
 export type KeyStore = ReturnType<typeof createKeyStore>;
 
 /**
@@ -268,15 +278,9 @@ export function createKeyStore(options: KeyStoreOptions) {
 
   /** Reads one keyId from disk: the JSON store first, else the original PEM format. Undefined when absent. */
   async function readFromDisk(keyId: string): Promise<KeyEntry | undefined> {
-    const text = await readFile(jsonPath(keyId), 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
+    const text = await readIfExists(jsonPath(keyId));
     if (text !== undefined) return parseKeyFile(text, keyId);
-    const pem = await readFile(pemPath(keyId), 'utf8').catch((err: NodeJS.ErrnoException) => {
-      if (err.code === 'ENOENT') return undefined;
-      throw err;
-    });
+    const pem = await readIfExists(pemPath(keyId));
     if (pem === undefined) return undefined;
     // The original sample wrote PKCS#1 "BEGIN RSA PRIVATE KEY" and signed RS256.
     const version = await toVersion(createPrivateKey(pem), 'RS256', { createdAt: new Date(0) });

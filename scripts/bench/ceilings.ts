@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { text } from 'node:stream/consumers';
 import path from 'node:path';
 import type { CeilingJob, OpResult } from './crypto-ceiling.js';
-import { launch, ROOT } from './launch.js';
+import { launch, ROOT, treeCpuMs } from './launch.js';
 import { runLoad, type LoadResult, type LoadSettings } from './load.js';
 
 /**
@@ -18,7 +18,7 @@ export async function measureHttpCeiling(
     logFile: options.logFile,
   });
   try {
-    return await runLoad({ url: `http://127.0.0.1:${server.port}/ceiling`, method: 'POST', body: options.body }, settings);
+    return await runLoad({ url: `http://127.0.0.1:${server.port}/ceiling`, method: 'POST', body: options.body }, settings, () => treeCpuMs(server.pid));
   } finally {
     await server.stop();
   }

@@ -31,6 +31,8 @@ export interface OpResult {
   p99Ms: number;
   ops: number;
   errors: number;
+  /** CPU time (user + system, every thread) per operation, in ms. */
+  cpuMsPerOp: number;
 }
 
 /** Runs `op` with `inFlight` concurrent loops for `seconds`; returns throughput and latency. */
@@ -38,6 +40,7 @@ async function measure(op: () => Promise<unknown>, inFlight: number, seconds: nu
   const latencies: number[] = [];
   let errors = 0;
   const start = performance.now();
+  const cpuStart = process.cpuUsage();
   const end = start + seconds * 1000;
   const loop = async () => {
     while (performance.now() < end) {
@@ -52,12 +55,14 @@ async function measure(op: () => Promise<unknown>, inFlight: number, seconds: nu
   };
   await Promise.all(Array.from({ length: inFlight }, loop));
   const elapsedS = (performance.now() - start) / 1000;
+  const cpu = process.cpuUsage(cpuStart);
   return {
     opsPerSec: round(latencies.length / elapsedS, 0),
     p50Ms: round(percentile(latencies, 50), 2),
     p99Ms: round(percentile(latencies, 99), 2),
     ops: latencies.length,
     errors,
+    cpuMsPerOp: round((cpu.user + cpu.system) / 1000 / Math.max(1, latencies.length), 3),
   };
 }
 

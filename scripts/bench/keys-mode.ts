@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { BenchOptions } from './args.js';
 import { benchKeyId, issueTarget, prepareKey, startFactory } from './factory.js';
 import { createKeyFiles } from './keystore.js';
+import { treeCpuMs } from './launch.js';
 import { runLoad, type LoadResult, type LoadSettings } from './load.js';
 import { machineContext } from './rows.js';
 import { formatTargets, table, TARGETS, type TargetResult } from './report.js';
@@ -36,25 +37,26 @@ async function measureStore(
   progress(`starting the factory with ${keys} keys in the store`);
   const factory = await startFactory({ keysDir, logLevel: options.logLevel, workers: options.workers, logFile });
   const baseUrl = `http://127.0.0.1:${factory.port}`;
+  const cpu = () => treeCpuMs(factory.pid);
   try {
     const key = await prepareKey(baseUrl, benchKeyId(GENERATED_ALG), GENERATED_ALG);
     progress(`  issuance (${GENERATED_ALG})`);
-    const issuance = await runLoad(issueTarget(baseUrl, key), settings);
+    const issuance = await runLoad(issueTarget(baseUrl, key), settings, cpu);
     const jwksUrl = `${baseUrl}/.well-known/jwks.json`;
     const first = await fetch(jwksUrl);
     const body = await first.text();
     const etag = first.headers.get('etag');
     progress(`  GET /.well-known/jwks.json (${round(body.length / 1024, 0)} KiB)`);
-    const jwksAll = await runLoad({ url: jwksUrl }, settings);
+    const jwksAll = await runLoad({ url: jwksUrl }, settings, cpu);
     let jwksAllConditional: LoadResult | undefined;
     if (etag) {
       progress('  GET /.well-known/jwks.json with If-None-Match (304)');
       // A 304 is not 2xx for autocannon; count it in the answer, not as an error.
-      const conditional = await runLoad({ url: jwksUrl, headers: { 'if-none-match': etag } }, settings);
+      const conditional = await runLoad({ url: jwksUrl, headers: { 'if-none-match': etag } }, settings, cpu);
       jwksAllConditional = { ...conditional, errors: conditional.errorDetail.socketErrors + conditional.errorDetail.timeouts };
     }
     progress(`  GET /keys/${key.keyId}/jwks.json`);
-    const jwksOne = await runLoad({ url: `${baseUrl}/keys/${encodeURIComponent(key.keyId)}/jwks.json` }, settings);
+    const jwksOne = await runLoad({ url: `${baseUrl}/keys/${encodeURIComponent(key.keyId)}/jwks.json` }, settings, cpu);
     return { keys, startupMs: Math.round(factory.startupMs), issuance, jwksAll, jwksAllBytes: body.length, jwksAllConditional, jwksOne };
   } finally {
     await factory.stop();
@@ -121,7 +123,7 @@ export async function runKeysMode(options: BenchOptions & { mode: { kind: 'keys'
   const targets = evaluateKeyTargets(small, large);
 
   const row = (label: string, l: LoadResult | undefined) =>
-    l ? [label, String(l.rps), String(l.p50Ms), String(l.p99Ms), String(l.errors)] : [label, '-', '-', '-', '-'];
+    l ? [label, String(l.rps), String(l.p50Ms), String(l.p99Ms), String(l.errors), String(l.serverCpuMsPerRequest ?? '-')] : [label, '-', '-', '-', '-', '-'];
   const machine = machineContext();
   const text = [
     `jwt-factory benchmark, --keys ${count}: ${machine.cpus} x ${machine.cpuModel}, Node ${machine.node}`,
@@ -137,7 +139,7 @@ export async function runKeysMode(options: BenchOptions & { mode: { kind: 'keys'
     ),
     '',
     table(
-      ['row', 'req/s', 'p50 ms', 'p99 ms', 'errors'],
+      ['row', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU ms/req'],
       [
         row(`${GENERATED_ALG} issuance, ${small.keys} key`, small.issuance),
         row(`${GENERATED_ALG} issuance, ${large.keys} keys`, large.issuance),

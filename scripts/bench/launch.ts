@@ -42,6 +42,7 @@ export function launch(
   options: { env: Record<string, string>; logFile: string; args?: string[]; nodeArgs?: string[]; timeoutMs?: number },
 ): Promise<Launched> {
   const fd = openSync(options.logFile, 'a');
+  const startSize = fstatSync(fd).size;
   const started = performance.now();
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), '--import', 'tsx', path.join(ROOT, script), ...(options.args ?? [])], {
     cwd: ROOT,
@@ -63,7 +64,8 @@ export function launch(
   const timeoutMs = options.timeoutMs ?? 60_000;
   return new Promise<Launched>((resolve, reject) => {
     const reader = openSync(options.logFile, 'r');
-    let offset = 0;
+    // An appended log may hold an earlier run's "listening" line: read only what this run writes.
+    let offset = startSize;
     let partial = '';
     let done = false;
     const finish = (err?: Error, value?: Launched) => {
@@ -126,22 +128,14 @@ function parentPids(): Map<number, number> {
   const parents = new Map<number, number>();
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      parents.set(Number(entry), ppid);
-    } catch {
-      // The process ended between readdir and read.
-    }
+    const stat = readProc(Number(entry), 'stat');
+    if (stat) parents.set(Number(entry), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
   }
   return parents;
 }
 
-/**
- * Resident memory (kB) of `pid` and its descendants, from /proc/<pid>/status VmRSS: with
- * WORKERS the cluster's workers are children of the primary and hold most of the memory.
- */
-export function treeRssKb(pid: number): { totalKb: number; processes: number } {
+/** `pid` and its descendants: with WORKERS the cluster's workers are children of the primary. */
+function processTree(pid: number): number[] {
   const parents = parentPids();
   const tree = new Set([pid]);
   let grew = true;
@@ -154,20 +148,50 @@ export function treeRssKb(pid: number): { totalKb: number; processes: number } {
       }
     }
   }
+  return [...tree];
+}
+
+/** Reads a /proc file of a process that may have ended meanwhile (undefined then). */
+function readProc(pid: number, file: string): string | undefined {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Resident memory (kB) of `pid` and its descendants, from /proc/<pid>/status VmRSS. */
+export function treeRssKb(pid: number): { totalKb: number; processes: number } {
   let totalKb = 0;
   let processes = 0;
-  for (const p of tree) {
-    try {
-      const match = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
-      if (match) {
-        totalKb += Number(match[1]);
-        processes += 1;
-      }
-    } catch {
-      // The process ended while we walked the tree.
+  for (const p of processTree(pid)) {
+    const match = /^VmRSS:\s+(\d+) kB/m.exec(readProc(p, 'status') ?? '');
+    if (match) {
+      totalKb += Number(match[1]);
+      processes += 1;
     }
   }
   return { totalKb, processes };
+}
+
+/** Linux reports process times in clock ticks of 1/100 s (USER_HZ) on every common platform. */
+const TICK_MS = 10;
+
+/**
+ * CPU time (ms, user + system, every thread, so the thread pool's signing counts) used so far
+ * by `pid` and its descendants, from /proc/<pid>/stat. Unlike requests per second it barely
+ * moves when other processes compete for the cores, so fast paths compare well by it.
+ */
+export function treeCpuMs(pid: number): number {
+  let ticks = 0;
+  for (const p of processTree(pid)) {
+    const stat = readProc(p, 'stat');
+    if (!stat) continue;
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // Fields 14 and 15 of stat(5): utime and stime; index 0 here is field 3 (state).
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks * TICK_MS;
 }
 
 /** A port that is free on 127.0.0.1 right now, for peers that must know each other's port up front. */

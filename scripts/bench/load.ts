@@ -17,6 +17,9 @@ export interface LoadSettings {
   warmupS: number;
 }
 
+/** Reads the server's CPU time (ms) so far: sampled around the measured run only. */
+export type CpuMeter = () => number;
+
 export interface LoadResult {
   /** Mean requests per second over the measured seconds. */
   rps: number;
@@ -29,6 +32,8 @@ export interface LoadResult {
   errors: number;
   errorDetail: { non2xx: number; socketErrors: number; timeouts: number };
   durationS: number;
+  /** Server CPU time (user + system, ms) per request during the measured run, when metered. */
+  serverCpuMsPerRequest?: number;
 }
 
 function fire(target: LoadTarget, connections: number, durationS: number): Promise<autocannon.Result> {
@@ -49,9 +54,11 @@ function fire(target: LoadTarget, connections: number, durationS: number): Promi
  * Loads `target` with autocannon from this process: a warm-up whose figures are thrown away
  * (JIT, connection set-up, caches), then the measured run.
  */
-export async function runLoad(target: LoadTarget, settings: LoadSettings): Promise<LoadResult> {
+export async function runLoad(target: LoadTarget, settings: LoadSettings, cpuMeter?: CpuMeter): Promise<LoadResult> {
   const warmup = settings.warmupS > 0 ? await fire(target, settings.connections, settings.warmupS) : undefined;
+  const cpuBefore = cpuMeter?.();
   const result = await fire(target, settings.connections, settings.durationS);
+  const cpuMs = cpuMeter && cpuBefore !== undefined ? cpuMeter() - cpuBefore : undefined;
   const detail = { non2xx: result.non2xx, socketErrors: result.errors, timeouts: result.timeouts };
   return {
     rps: round(result.requests.average, 0),
@@ -62,5 +69,6 @@ export async function runLoad(target: LoadTarget, settings: LoadSettings): Promi
     errors: detail.non2xx + detail.socketErrors + detail.timeouts,
     errorDetail: detail,
     durationS: result.duration,
+    ...(cpuMs !== undefined && result.requests.total > 0 ? { serverCpuMsPerRequest: round(cpuMs / result.requests.total, 3) } : {}),
   };
 }

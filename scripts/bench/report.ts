@@ -125,20 +125,21 @@ export function formatRowsReport(rows: RowResult[], ceilings: Ceilings, targets:
   const ceilingRows: string[][] = [];
   if (ceilings.http) {
     const h = ceilings.http;
-    ceilingRows.push(['HTTP ceiling (express 5 JSON route)', num(h.rps), num(h.p50Ms), num(h.p99Ms), num(h.errors)]);
+    ceilingRows.push(['HTTP ceiling (express 5 JSON route)', num(h.rps), num(h.p50Ms), num(h.p99Ms), num(h.errors), num(h.serverCpuMsPerRequest)]);
   }
   for (const [alg, c] of Object.entries(ceilings.crypto)) {
-    ceilingRows.push([`crypto ceiling ${alg} sign (jose)`, num(c.sign.opsPerSec), num(c.sign.p50Ms), num(c.sign.p99Ms), num(c.sign.errors)]);
-    ceilingRows.push([`crypto ceiling ${alg} verify (jose)`, num(c.verify.opsPerSec), num(c.verify.p50Ms), num(c.verify.p99Ms), num(c.verify.errors)]);
+    for (const [op, r] of [['sign', c.sign], ['verify', c.verify]] as const) {
+      ceilingRows.push([`crypto ceiling ${alg} ${op} (jose)`, num(r.opsPerSec), num(r.p50Ms), num(r.p99Ms), num(r.errors), num(r.cpuMsPerOp)]);
+    }
   }
-  if (ceilingRows.length > 0) out.push(table(['ceiling', 'ops/s', 'p50 ms', 'p99 ms', 'errors'], ceilingRows), '');
+  if (ceilingRows.length > 0) out.push(table(['ceiling', 'ops/s', 'p50 ms', 'p99 ms', 'errors', 'CPU ms/op'], ceilingRows), '');
   out.push(
     table(
-      ['row', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'vs crypto', 'vs HTTP'],
+      ['row', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'vs crypto', 'vs HTTP', 'CPU ms/req'],
       rows.map((r) =>
         r.load
-          ? [r.label, num(r.load.rps), num(r.load.p50Ms), num(r.load.p99Ms), num(r.load.errors), r.vsCrypto === undefined ? '-' : pct(r.vsCrypto), r.vsHttp === undefined ? '-' : pct(r.vsHttp)]
-          : [r.label, `skipped: ${r.skipped ?? 'not measured'}`, '', '', '', '', ''],
+          ? [r.label, num(r.load.rps), num(r.load.p50Ms), num(r.load.p99Ms), num(r.load.errors), r.vsCrypto === undefined ? '-' : pct(r.vsCrypto), r.vsHttp === undefined ? '-' : pct(r.vsHttp), num(r.load.serverCpuMsPerRequest)]
+          : [r.label, `skipped: ${r.skipped ?? 'not measured'}`, '', '', '', '', '', ''],
       ),
     ),
     '',

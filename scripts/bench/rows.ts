@@ -7,6 +7,7 @@ import { benchKeyId, ISSUE_BODY, ISSUE_CLAIMS, issueTarget, prepareKey, startFac
 import { exportPrivateJwk } from './keystore.js';
 import { runLoad, type LoadSettings } from './load.js';
 import { evaluateTargets, formatRowsReport, withRatios, type Ceilings, type RowResult, type TargetResult } from './report.js';
+import { treeCpuMs } from './launch.js';
 import { describeProfiles } from './profile.js';
 import { runScenarioRows } from './scenarios.js';
 
@@ -98,7 +99,7 @@ export async function runRows(options: BenchOptions, tmpDir: string, progress: (
         continue;
       }
       progress(`loading the factory: ${ROW_LABELS[row]}`);
-      const load = await runLoad(kind === 'issue' ? issueTarget(baseUrl, key) : verifyTarget(baseUrl, key), settings);
+      const load = await runLoad(kind === 'issue' ? issueTarget(baseUrl, key) : verifyTarget(baseUrl, key), settings, () => treeCpuMs(factory.pid));
       requests += load.requests + load.warmupRequests;
       rows.push({ row, label: ROW_LABELS[row], kind, alg, load });
     }
@@ -107,7 +108,7 @@ export async function runRows(options: BenchOptions, tmpDir: string, progress: (
     // The scenario rows use the same factory process: servicea asks it for tokens in scenario 1.
     const scenarioRows = options.rows.filter((r) => r.startsWith('scenario'));
     if (scenarioRows.length > 0) {
-      const measured = await runScenarioRows(scenarioRows, settings, { factoryUrl: baseUrl, tmpDir }, progress);
+      const measured = await runScenarioRows(scenarioRows, settings, { factoryUrl: baseUrl, factoryPid: factory.pid, tmpDir }, progress);
       rows.push(...measured.map((r) => ({ ...r, label: ROW_LABELS[r.row] })));
     }
   } finally {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { ensureCertificates } from '../../lib/certs.js';
 import type { RowName } from './args.js';
-import { freePort, launch, type Launched } from './launch.js';
+import { freePort, launch, treeCpuMs, type Launched } from './launch.js';
 import { runLoad, type LoadSettings } from './load.js';
 import type { RowResult } from './report.js';
 
@@ -60,7 +60,7 @@ async function checkScenario(url: string): Promise<void> {
 export async function runScenarioRows(
   rows: RowName[],
   settings: LoadSettings,
-  context: { factoryUrl: string; tmpDir: string },
+  context: { factoryUrl: string; factoryPid: number; tmpDir: string },
   progress: (line: string) => void,
 ): Promise<Omit<RowResult, 'label'>[]> {
   progress('starting servicea and serviceb for the scenario rows');
@@ -73,6 +73,8 @@ export async function runScenarioRows(
   }
   const a = `http://${HOST}:${services.servicea.port}`;
   const results: Omit<RowResult, 'label'>[] = [];
+  // One end-to-end call costs CPU in all three processes: the meter sums them.
+  const cpu = () => [context.factoryPid, services.servicea.pid, services.serviceb.pid].reduce((sum, pid) => sum + treeCpuMs(pid), 0);
   try {
     const gen = await fetch(`${a}/gen-keys`, { method: 'POST' });
     if (!gen.ok) throw new Error(`POST /gen-keys on servicea answered ${gen.status}`);
@@ -85,7 +87,7 @@ export async function runScenarioRows(
         continue;
       }
       progress(`loading servicea: GET ${scenario.path} (${scenario.what})`);
-      results.push({ row, kind: 'scenario', load: await runLoad({ url: `${a}${scenario.path}` }, settings) });
+      results.push({ row, kind: 'scenario', load: await runLoad({ url: `${a}${scenario.path}` }, settings, cpu) });
     }
   } finally {
     await Promise.all([services.servicea.stop(), services.serviceb.stop()]);

@@ -1,7 +1,7 @@
 import type { BenchOptions } from './args.js';
 import { ALGORITHMS } from './args.js';
 import { benchKeyId, issueTarget, prepareKey, startFactory, tempPaths, verifyTarget } from './factory.js';
-import { treeRssKb } from './launch.js';
+import { treeCpuMs, treeRssKb } from './launch.js';
 import { runLoad } from './load.js';
 import { machineContext } from './rows.js';
 import { formatTargets, table, type TargetResult } from './report.js';
@@ -75,7 +75,7 @@ export async function runSoak(options: BenchOptions & { mode: { kind: 'soak'; se
     progress(`soak: ${totalS} s at full load (${options.connections} connections), resident memory every ${SAMPLE_EVERY_S} s`);
     sample();
     const timer = setInterval(sample, SAMPLE_EVERY_S * 1000);
-    const load = await runLoad({ url: baseUrl, requests }, { connections: options.connections, durationS: totalS, warmupS: 0 }).finally(() => clearInterval(timer));
+    const load = await runLoad({ url: baseUrl, requests }, { connections: options.connections, durationS: totalS, warmupS: 0 }, () => treeCpuMs(factory.pid)).finally(() => clearInterval(timer));
     sample();
     const warmupS = warmupSeconds(totalS);
     const verdict = evaluateSoak(samples, warmupS);

@@ -17,8 +17,9 @@ const load = (rps: number, p99Ms = 10, errors = 0): LoadResult => ({
   errors,
   errorDetail: { non2xx: errors, socketErrors: 0, timeouts: 0 },
   durationS: 6,
+  serverCpuMsPerRequest: 0.25,
 });
-const op = (opsPerSec: number) => ({ opsPerSec, p50Ms: 1, p99Ms: 2, ops: opsPerSec * 6, errors: 0 });
+const op = (opsPerSec: number) => ({ opsPerSec, p50Ms: 1, p99Ms: 2, ops: opsPerSec * 6, errors: 0, cpuMsPerOp: 0.3 });
 const ceilings: Ceilings = {
   http: load(10_000),
   crypto: { RS256: { sign: op(6000), verify: op(20_000) }, ES256: { sign: op(9000), verify: op(8000) } },
@@ -68,9 +69,9 @@ describe('bench report', () => {
     );
     const text = formatRowsReport(rows, ceilings, evaluateTargets(rows), ['context line']);
     expect(text.split('\n')[0]).toBe('context line');
-    expect(text).toMatch(/HTTP ceiling \(express 5 JSON route\)\s+10000/);
-    expect(text).toMatch(/crypto ceiling RS256 sign \(jose\)\s+6000/);
-    expect(text).toMatch(/RS256 issuance\s+4500\s+5\s+10\s+0\s+75%\s+45%/);
+    expect(text).toMatch(/HTTP ceiling \(express 5 JSON route\)\s+10000\s+5\s+10\s+0\s+0.25$/m);
+    expect(text).toMatch(/crypto ceiling RS256 sign \(jose\)\s+6000\s+1\s+2\s+0\s+0.3$/m);
+    expect(text).toMatch(/RS256 issuance\s+4500\s+5\s+10\s+0\s+75%\s+45%\s+0.25$/m);
     expect(text).toContain('scenario 1 end-to-end (TLS)  skipped: services not available');
     expect(text).toMatch(/^PASS {2}RS256 issuance >= 70% of the crypto ceiling/m);
     expect(text).toMatch(/^---- {2}ES256 issuance >= 70% of the HTTP ceiling: not measured/m);

@@ -68,6 +68,9 @@ function parse(argv: string[]): Parsed {
   return { values };
 }
 
+/** A compact JWS (its header is base64url JSON, so it starts "ey"): never printed, wherever it travels. */
+const JWT_LIKE = /ey[A-Za-z0-9_-]{6,}\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*/g;
+
 /** Renders a verdict the way a person reads it. */
 function renderVerdict(v: Verdict): string {
   const lines = [
@@ -80,7 +83,7 @@ function renderVerdict(v: Verdict): string {
   if (v.status === 200) {
     lines.push('', `Upstream receives: ${v.upstreamPath}`);
     for (const [k, val] of Object.entries(v.upstreamHeaders)) {
-      for (const one of Array.isArray(val) ? val : [val]) lines.push(`  ${k}: ${k === 'authorization' ? '[token]' : one}`);
+      for (const one of Array.isArray(val) ? val : [val]) lines.push(`  ${k}: ${one.replace(JWT_LIKE, '[token]')}`);
     }
   }
   return `${lines.join('\n')}\n`;
@@ -131,7 +134,7 @@ async function run(argv: string[]): Promise<number> {
     customAuthz: custom as 'allow' | 'deny' | undefined,
   });
   const full = { ...verdict, steps: [...resolved.notes, ...verdict.steps] };
-  process.stdout.write(values.json ? `${JSON.stringify(full, null, 2)}\n` : renderVerdict(full));
+  process.stdout.write(values.json ? `${JSON.stringify(full, null, 2).replace(JWT_LIKE, '[token]')}\n` : renderVerdict(full));
   return verdict.status === 200 ? 0 : 1;
 }
 

@@ -169,11 +169,14 @@ describe('npm run mesh -- explain on k8s/istio', () => {
     expect(out.stdout).not.toContain(token);
   });
 
-  it('a good token prints the deciding policy as JSON, exit 0', async () => {
-    const out = await explain([...common(), '--token', await issue('servicea', { aud: 'serviceb' }), '--json']);
+  it('a good token prints the deciding policy as JSON, exit 0, the forwarded token masked', async () => {
+    const token = await issue('servicea', { aud: 'serviceb' });
+    const out = await explain([...common(), '--token', token, '--json']);
     expect(out.code).toBe(0);
-    const verdict = JSON.parse(out.stdout) as { status: number; decidedBy: string; principal: string };
+    const verdict = JSON.parse(out.stdout) as { status: number; decidedBy: string; principal: string; upstreamHeaders: Record<string, string> };
     expect(verdict).toMatchObject({ status: 200, principal: 'https://jwt-factory//servicea', decidedBy: 'AuthorizationPolicy ALLOW ns[jwt-suite]-policy[serviceb-allow-servicea]-rule[0]' });
+    expect(verdict.upstreamHeaders.authorization).toBe('Bearer [token]');
+    expect(out.stdout).not.toContain(token);
   });
 
   it('bad usage exits 2 with the usage text', async () => {

@@ -214,6 +214,9 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
     steps.push(`the workload is ${labels ? `${labels} ` : ''}in namespace ${input.workload.namespace}; ${reqAuthn.length + authz.length} of ${input.policies.length} policies apply`);
   }
   if (skipped.length > 0) steps.push(`not applying to this workload: ${skipped.join('; ')}`);
+  if (!input.workload && input.policies.some((p) => p.matchLabels)) {
+    steps.push('no workload given: every policy is taken to apply, even those whose selector names another workload (give the workload to narrow them)');
+  }
   const nsOf = (p: MeshPolicy) => p.namespace ?? input.workload?.namespace ?? 'default';
 
   // istiod merges the jwtRules of every RequestAuthentication and sorts them by issuer (policy_applier.go).

@@ -106,6 +106,15 @@ describe('key types', () => {
   });
 });
 
+describe('claims that are not strings', () => {
+  it('request.auth.claims[exp] never matches: numbers are not strings to Envoy\'s metadata matcher', async () => {
+    const objects = [ra([{ issuer: ISS, jwks: ctx.jwks(ctx.rs) }]), ap('need-exp', { rules: [{ when: [{ key: 'request.auth.claims[exp]', values: ['*'] }] }] })];
+    const v = await run(objects, get('/', { headers: { authorization: `Bearer ${await ctx.token('servicea')}` } }));
+    expect(v.status).toBe(403);
+    expect(v.steps.join('\n')).toContain(`when request.auth.claims[exp] must be one of [*] but is ${NOW_S + 3600}`);
+  });
+});
+
 describe('jwt_verify_lib details', () => {
   it('padding in a segment is accepted, a stray character is not', () => {
     const [h, p, s] = ['eyJhbGciOiJSUzI1NiJ9', 'e30', 'c2ln'];

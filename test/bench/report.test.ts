@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parseListening } from '../../scripts/bench/launch.js';
 import type { LoadResult } from '../../scripts/bench/load.js';
 import { evaluateTargets, formatRowsReport, table, withRatios, writeResults, type Ceilings, type RowResult } from '../../scripts/bench/report.js';
+import { evaluateKeyTargets } from '../../scripts/bench/keys-mode.js';
 import { evaluateSoak } from '../../scripts/bench/soak.js';
 import { percentile, slope } from '../../scripts/bench/stats.js';
 
@@ -115,5 +116,17 @@ describe('bench helpers', () => {
     const verdict = evaluateSoak(leaking, 30);
     expect(verdict.slopeMbPerMin).toBe(12);
     expect(verdict.targets[0]!.pass).toBe(false);
+  });
+});
+
+describe('key-store scale verdicts', () => {
+  it('passes a start-up under 5 s and issuance within 90% of the small store, and says by how much a slow start-up misses', () => {
+    const small = { issuance: load(1000), jwksOne: load(2000) };
+    const pass = evaluateKeyTargets(small, { keys: 10_001, startupMs: 3200, issuance: load(950), jwksOne: load(1900), jwksAllConditional: load(3000) });
+    expect(pass.map((t) => t.pass)).toEqual([true, true, true, true, true, true]);
+    const miss = evaluateKeyTargets(small, { keys: 10_001, startupMs: 6500, issuance: load(800), jwksOne: load(1900), jwksAllConditional: load(3000, 40) });
+    expect(miss[0]).toMatchObject({ pass: false, shortBy: '1500 ms over' });
+    expect(miss[1]).toMatchObject({ pass: false, measured: '80% (800/s vs 1000/s)' });
+    expect(miss.find((t) => t.target.startsWith('JWKS revalidation'))).toMatchObject({ pass: false, measured: '40 ms, 0 errors' });
   });
 });

@@ -1,5 +1,7 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
+import { isIP } from 'node:net';
+import { rootCertificates } from 'node:tls';
 import type { Logger } from '../lib/logger.js';
 import { evaluate, type Workload } from './evaluate.js';
 import type { MeshPolicy } from './policies.js';
@@ -50,6 +52,8 @@ export function createGateway(deps: GatewayDeps): http.Server {
   const client = deps.upstream.protocol === 'https:' ? https : http;
   const upstreamPort = Number(deps.upstream.port || (deps.upstream.protocol === 'https:' ? 443 : 80));
   const basePath = deps.upstream.pathname.replace(/\/$/, '');
+  // Node's `ca` replaces the trusted roots; keep the system ones and add the given CA.
+  const ca = deps.ca ? [...rootCertificates, deps.ca.toString()] : undefined;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     const rules = deps.rules();
@@ -87,7 +91,8 @@ export function createGateway(deps: GatewayDeps): http.Server {
         method: req.method,
         path: basePath + verdict.upstreamPath,
         headers,
-        ...(deps.upstream.protocol === 'https:' ? { ca: deps.ca, servername: deps.upstream.hostname } : {}),
+        // SNI carries host names only (RFC 6066 §3); the certificate is checked against the IP otherwise.
+        ...(deps.upstream.protocol === 'https:' ? { ca, ...(isIP(deps.upstream.hostname) ? {} : { servername: deps.upstream.hostname }) } : {}),
       },
       (upstreamRes) => {
         const out: Record<string, string | string[]> = {};

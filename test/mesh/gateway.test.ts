@@ -1,9 +1,11 @@
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureCertificates, loadServerTls } from '../../lib/certs.js';
 import { silentLogger } from '../../lib/logger.js';
 import { createGateway } from '../../mesh/gateway.js';
 import { inputDigest } from '../../mesh/sources.js';
@@ -145,6 +147,36 @@ describe('gateway behaviour around the table', () => {
       expect(res.body).toBe('upstream connect error or disconnect/reset before headers. reset reason: connection failure');
     } finally {
       await new Promise((resolve) => down.close(resolve));
+    }
+  });
+
+  it('an https upstream is verified: trusted with --ca, refused (503) without it', async () => {
+    const certDir = path.join(dir, 'certs');
+    await ensureCertificates(certDir, { services: ['serviceb'] });
+    const tlsFiles = await loadServerTls(certDir, 'serviceb');
+    const secure = https.createServer({ cert: tlsFiles.cert, key: tlsFiles.key }, (req, res) => {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(`secure ${req.url}`);
+    });
+    await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+    const upstreamUrl = new URL(`https://127.0.0.1:${(secure.address() as AddressInfo).port}`);
+    const gateways = [
+      createGateway({ rules: () => ({ policies: [], jwks: {} }), upstream: upstreamUrl, ca: tlsFiles.ca, logger: silentLogger() }),
+      createGateway({ rules: () => ({ policies: [], jwks: {} }), upstream: upstreamUrl, logger: silentLogger() }),
+    ];
+    try {
+      const [trusted, untrusted] = await Promise.all(
+        gateways.map(async (g) => {
+          await new Promise<void>((resolve) => g.listen(0, '127.0.0.1', resolve));
+          return send((g.address() as AddressInfo).port, { method: 'GET', path: '/hello', headers: { host: 'serviceb' } });
+        }),
+      );
+      expect(trusted).toMatchObject({ status: 200, body: 'secure /hello' });
+      expect(untrusted!.status).toBe(503);
+    } finally {
+      for (const g of gateways) await new Promise((resolve) => g.close(resolve));
+      secure.closeAllConnections();
+      await new Promise((resolve) => secure.close(resolve));
     }
   });
 

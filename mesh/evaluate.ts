@@ -225,6 +225,8 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
     .sort((a, b) => ((a.rule.issuer ?? '') < (b.rule.issuer ?? '') ? -1 : (a.rule.issuer ?? '') > (b.rule.issuer ?? '') ? 1 : 0));
   const providers: Provider[] = rules.map((r, i) => ({ name: `origins-${i}`, ...r }));
 
+  // filter.cc records the original URI (with its query) before any token is removed.
+  const originalPath = state.path;
   const ctx: JwtContext = { req: state, nowSeconds, steps };
   let payload: Record<string, unknown> | undefined;
   if (providers.length === 0) {
@@ -240,7 +242,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
         const p = ctx.payloadProvider ?? providers[0]!;
         steps.push(`jwt_authn refuses the request: ${status === 'JwtAudienceNotAllowed' ? '403' : '401'} "${STATUS[status]}"`);
         return {
-          ...jwtRefusal(status, req, host, state.path),
+          ...jwtRefusal(status, req, host, originalPath),
           principal: null,
           claims: null,
           upstreamHeaders: {},

@@ -329,6 +329,7 @@ export interface ExtractedToken {
   issuers: Set<string> | undefined;
 }
 
+/** A location in words, for the explanation. */
 export function describeLocation(l: TokenLocation): string {
   if (l.kind === 'header') return l.prefix ? `header ${l.name} (prefix "${l.prefix}")` : `header ${l.name}`;
   return l.kind === 'param' ? `query parameter ${l.name}` : `cookie ${l.name}`;

@@ -25,7 +25,10 @@ export interface RowResult {
 }
 
 export interface Ceilings {
+  /** The HTTP ceiling the ratios use (mean req/s of `httpRuns`). */
   http?: LoadResult;
+  /** Each HTTP ceiling run: before and after the factory rows. */
+  httpRuns?: LoadResult[];
   crypto: Partial<Record<Algorithm, { sign: OpResult; verify: OpResult }>>;
 }
 
@@ -123,10 +126,12 @@ const num = (v: number | undefined, suffix = '') => (v === undefined || Number.i
 export function formatRowsReport(rows: RowResult[], ceilings: Ceilings, targets: TargetResult[], context: string[]): string {
   const out: string[] = [...context, ''];
   const ceilingRows: string[][] = [];
-  if (ceilings.http) {
-    const h = ceilings.http;
-    ceilingRows.push(['HTTP ceiling (express 5 JSON route)', num(h.rps), num(h.p50Ms), num(h.p99Ms), num(h.errors), num(h.serverCpuMsPerRequest)]);
-  }
+  const httpRuns = ceilings.httpRuns ?? (ceilings.http ? [ceilings.http] : []);
+  httpRuns.forEach((h, i) => {
+    const when = httpRuns.length === 1 ? '' : i === 0 ? ', before' : ', after';
+    ceilingRows.push([`HTTP ceiling (express 5 JSON route${when})`, num(h.rps), num(h.p50Ms), num(h.p99Ms), num(h.errors), num(h.serverCpuMsPerRequest)]);
+  });
+  if (httpRuns.length > 1 && ceilings.http) ceilingRows.push(['HTTP ceiling used for ratios (mean)', num(ceilings.http.rps), '', '', '', '']);
   for (const [alg, c] of Object.entries(ceilings.crypto)) {
     for (const [op, r] of [['sign', c.sign], ['verify', c.verify]] as const) {
       ceilingRows.push([`crypto ceiling ${alg} ${op} (jose)`, num(r.opsPerSec), num(r.p50Ms), num(r.p99Ms), num(r.errors), num(r.cpuMsPerOp)]);

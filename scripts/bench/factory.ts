@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Algorithm } from './args.js';
-import { launch, type Launched } from './launch.js';
+import { freePort, launch, type Launched } from './launch.js';
 import type { LoadTarget } from './load.js';
 
 /** Claims every issuance request of the bench sends: what a service asks for a peer call. */
@@ -29,10 +29,14 @@ export interface FactorySettings {
  * Starts the factory as `npm run jwt-factory` would, with the settings a user passes through
  * the environment: a free port, the bench's temporary key store, the chosen log level.
  */
-export function startFactory(settings: FactorySettings): Promise<Launched> {
+export async function startFactory(settings: FactorySettings): Promise<Launched> {
+  // Above info the "listening" line is not logged: readiness is then GET /readyz on a port
+  // chosen up front.
+  const quiet = ['warn', 'error', 'fatal', 'silent'].includes(settings.logLevel);
+  const port = quiet ? await freePort() : 0;
   return launch('jwt-factory/main.ts', {
     env: {
-      PORT: '0',
+      PORT: String(port),
       HOST: '127.0.0.1',
       KEYS_DIR: settings.keysDir,
       LOG_LEVEL: settings.logLevel,
@@ -40,6 +44,7 @@ export function startFactory(settings: FactorySettings): Promise<Launched> {
     },
     logFile: settings.logFile,
     nodeArgs: settings.nodeArgs,
+    ...(quiet ? { readyPort: port } : {}),
   });
 }
 

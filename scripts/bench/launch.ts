@@ -26,8 +26,12 @@ export class LaunchError extends Error {
 }
 
 const tail = (file: string, bytes = 4000) => {
-  const text = readFileSync(file, 'utf8');
-  return text.length > bytes ? `...${text.slice(-bytes)}` : text;
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.length > bytes ? `...${text.slice(-bytes)}` : text;
+  } catch {
+    return '(no log)';
+  }
 };
 
 /**
@@ -35,11 +39,12 @@ const tail = (file: string, bytes = 4000) => {
  * but without the tsx relay process, so that the pid we sample is the server's own.
  * Its stdout and stderr go to `logFile`, as a container runtime would collect them: a pipe read
  * by the bench would put the log cost on the load generator's core and in its memory.
- * Resolves once the process logs `{"msg":"listening","port":N}`.
+ * Resolves once the process logs `{"msg":"listening","port":N}`, or, with `readyPort` (for a
+ * LOG_LEVEL above info, which hides that line), once `GET /readyz` on that port answers 200.
  */
 export function launch(
   script: string,
-  options: { env: Record<string, string>; logFile: string; args?: string[]; nodeArgs?: string[]; timeoutMs?: number },
+  options: { env: Record<string, string>; logFile: string; args?: string[]; nodeArgs?: string[]; timeoutMs?: number; readyPort?: number },
 ): Promise<Launched> {
   const fd = openSync(options.logFile, 'a');
   const startSize = fstatSync(fd).size;
@@ -76,8 +81,25 @@ export function launch(
       if (err) reject(err);
       else resolve(value!);
     };
-    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) =>
-      finish(new LaunchError(`${script} exited (${signal ?? `code ${code}`}) before listening:\n${tail(options.logFile)}`));
+    const onEarlyExit = (code: number | null, signal: NodeJS.Signals | null) => {
+      if (!done) finish(new LaunchError(`${script} exited (${signal ?? `code ${code}`}) before listening:\n${tail(options.logFile)}`));
+    };
+    const ready = (listening: Record<string, unknown>) => {
+      child.off('exit', onEarlyExit);
+      finish(undefined, { pid: child.pid!, port: listening.port as number, listening, startupMs: performance.now() - started, logFile: options.logFile, stop });
+    };
+    let probing = false;
+    const probe = (port: number) => {
+      probing = true;
+      fetch(`http://127.0.0.1:${port}/readyz`, { signal: AbortSignal.timeout(1000) })
+        .then((res) => {
+          if (res.ok) ready({ msg: 'ready', port });
+        })
+        .catch(() => undefined)
+        .finally(() => {
+          probing = false;
+        });
+    };
     child.once('exit', onEarlyExit);
     // Polling the file every 10 ms bounds the start-up measurement's error to about 10 ms.
     const poll = setInterval(() => {
@@ -91,20 +113,13 @@ export function launch(
         for (const line of lines) {
           const listening = parseListening(line);
           if (listening) {
-            child.off('exit', onEarlyExit);
-            finish(undefined, {
-              pid: child.pid!,
-              port: listening.port as number,
-              listening,
-              startupMs: performance.now() - started,
-              logFile: options.logFile,
-              stop,
-            });
+            ready(listening);
             return;
           }
         }
       }
-      if (performance.now() - started > timeoutMs) {
+      if (options.readyPort !== undefined && !probing) probe(options.readyPort);
+      if (!done && performance.now() - started > timeoutMs) {
         child.kill('SIGKILL');
         finish(new LaunchError(`${script} did not log "listening" within ${timeoutMs} ms:\n${tail(options.logFile)}`));
       }

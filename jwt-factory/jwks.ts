@@ -21,27 +21,41 @@ export function buildJwks(entries: readonly KeyEntry[], now: Date): JwksDocument
   return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
 }
 
+/** The first instant after `now` at which a published version retires (Infinity when none will). */
+function nextRetirement(entries: readonly KeyEntry[], now: Date): number {
+  let next = Number.POSITIVE_INFINITY;
+  for (const entry of entries) {
+    for (const version of activeVersions(entry, now)) {
+      const at = version.retireAt?.getTime();
+      if (at !== undefined && at < next) next = at;
+    }
+  }
+  return next;
+}
+
 /**
  * Serves JWKS documents built once per change: a document is rebuilt only when the store's
- * revision moves or a rotated-out key retires (the set of active kids changes).
+ * revision moves or a rotated-out key retires (the set of active kids changes). A hit costs
+ * two comparisons, whatever the number of keys: the entries are not even listed.
  */
 export function createJwksCache(keystore: KeyStore, clock: Clock) {
-  const cache = new Map<string, { signature: string; doc: JwksDocument }>();
+  const cache = new Map<string, { revision: number; validUntil: number; doc: JwksDocument }>();
 
-  const fetch = (cacheKey: string, entries: readonly KeyEntry[]): JwksDocument => {
+  const fetch = (cacheKey: string, entries: () => readonly KeyEntry[]): JwksDocument => {
     const now = clock();
-    const signature = `${keystore.revision()}|${entries.map((e) => activeVersions(e, now).length).join(',')}`;
+    const revision = keystore.revision();
     const hit = cache.get(cacheKey);
-    if (hit && hit.signature === signature) return hit.doc;
-    const doc = buildJwks(entries, now);
-    cache.set(cacheKey, { signature, doc });
+    if (hit && hit.revision === revision && now.getTime() < hit.validUntil) return hit.doc;
+    const list = entries();
+    const doc = buildJwks(list, now);
+    cache.set(cacheKey, { revision, validUntil: nextRetirement(list, now), doc });
     return doc;
   };
 
   return {
     /** Every keyId's public keys (`/.well-known/jwks.json`). */
-    all: (): JwksDocument => fetch('*', keystore.entries()),
+    all: (): JwksDocument => fetch('*', keystore.entries),
     /** One keyId's public keys (`/keys/:keyId/jwks.json`). */
-    forEntry: (entry: KeyEntry): JwksDocument => fetch(`key:${entry.keyId}`, [entry]),
+    forEntry: (entry: KeyEntry): JwksDocument => fetch(`key:${entry.keyId}`, () => [entry]),
   };
 }

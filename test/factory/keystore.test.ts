@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { createKeyStore, verificationKeys } from '../../jwt-factory/keystore.js';
 import { issueToken, verifyToken } from '../../jwt-factory/tokens.js';
-import { buildJwks } from '../../jwt-factory/jwks.js';
+import { buildJwks, createJwksCache } from '../../jwt-factory/jwks.js';
 import { manualClock } from './harness.js';
 
 const MAX_TTL = 86_400;
@@ -242,5 +242,41 @@ describe('rotation at exact clock boundaries', () => {
     const entry = (await s.rotate('rot3'))!;
     expect(entry.previous).toHaveLength(1);
     expect(await s.rotate('missing')).toBeUndefined();
+  });
+});
+
+describe('JWKS cache', () => {
+  const kids = (doc: { body: string }) => (JSON.parse(doc.body) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
+
+  it('serves the same document until a key changes or a rotated-out key retires, without listing the store on a hit', async () => {
+    const s = store();
+    await s.load();
+    const { entry: before } = await s.getOrCreate('cached');
+    let listed = 0;
+    const counting = {
+      ...s,
+      entries: () => {
+        listed += 1;
+        return s.entries();
+      },
+    };
+    const cache = createJwksCache(counting, time.clock);
+    const first = cache.all();
+    expect(cache.all()).toBe(first);
+    expect(listed).toBe(1);
+
+    const rotatedAt = time.clock().getTime();
+    const after = (await s.rotate('cached'))!;
+    const rotated = cache.all();
+    expect(rotated.etag).not.toBe(first.etag);
+    expect(kids(rotated)).toEqual([after.current.kid, before.current.kid]);
+    expect(kids(cache.forEntry(after))).toEqual([after.current.kid, before.current.kid]);
+
+    time.set(new Date(rotatedAt + RETIRE * 1000 - 1));
+    expect(cache.all()).toBe(rotated);
+    time.set(new Date(rotatedAt + RETIRE * 1000));
+    expect(kids(cache.all())).toEqual([after.current.kid]);
+    expect(kids(cache.forEntry(after))).toEqual([after.current.kid]);
+    expect(listed).toBe(3);
   });
 });

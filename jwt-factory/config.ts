@@ -31,6 +31,9 @@ const schema = z
     SHUTDOWN_GRACE: setting.seconds(10, 0, 600),
     // 0: a rotated key signs at once. Istio refetches jwksUri every 20 min, so 1200 lets the mesh learn the key first.
     ROTATION_PUBLISH_AHEAD: setting.seconds(0, 0, 86_400),
+    // POST /mesh/evaluate with fetchJwks: true makes the factory fetch URLs a client chose: off unless trusted.
+    MESH_FETCH_JWKS: setting.bool(false),
+    MESH_FETCH_TIMEOUT_MS: setting.integer(5000, 100, 60_000),
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {

@@ -1,6 +1,6 @@
 import { Router } from 'express';
 import { z } from 'zod';
-import { badRequest } from '../lib/errors.js';
+import { AppError, badRequest } from '../lib/errors.js';
 import { evaluate } from './evaluate.js';
 import { PolicyError, loadPolicyObjects, parsePolicyText, type MeshPolicy } from './policies.js';
 import { resolveJwks, type Fetcher } from './sources.js';
@@ -8,10 +8,13 @@ import { resolveJwks, type Fetcher } from './sources.js';
 /**
  * `POST /evaluate` (mounted at /mesh on the factory): JSON in — policies or YAML, one request,
  * optional JWKS, clock and workload — the engine's verdict out. Remote JWKS are fetched only
- * when the caller opts in with `fetchJwks: true`, with a timeout.
+ * when the server allows it (`allowFetch`, the factory's MESH_FETCH_JWKS) and the caller opts in
+ * with `fetchJwks: true`, with a timeout.
  */
 
 export interface MeshRouterDeps {
+  /** Whether `fetchJwks: true` may make this server fetch client-chosen URLs (default false). */
+  allowFetch?: boolean;
   /** Replaces global fetch for jwksUri / discovery (tests, proxies). */
   fetch?: Fetcher;
   /** Upper bound of one JWKS fetch in ms (default 5000, istiod's default). */
@@ -82,6 +85,14 @@ export function createMeshRouter(deps: MeshRouterDeps = {}): Router {
     let jwks = body.jwks;
     let notes: string[] = [];
     if (body.fetchJwks) {
+      if (!deps.allowFetch) {
+        throw new AppError(
+          'jwks_fetch_disabled',
+          403,
+          'fetchJwks is off on this server (MESH_FETCH_JWKS=false): send the JWKS in "jwks", or set MESH_FETCH_JWKS=true where the callers are trusted',
+          { details: { field: 'fetchJwks' } },
+        );
+      }
       const resolved = await resolveJwks(policies, body.jwks, { fetch: deps.fetch, timeoutMs: deps.fetchTimeoutMs });
       jwks = resolved.jwks;
       notes = resolved.notes;

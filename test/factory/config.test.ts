@@ -23,6 +23,8 @@ describe('loadFactoryConfig', () => {
       TOKEN_SIZE_POLICY: 'warn',
       SHUTDOWN_GRACE: 10,
       ROTATION_PUBLISH_AHEAD: 0,
+      MESH_FETCH_JWKS: false,
+      MESH_FETCH_TIMEOUT_MS: 5000,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

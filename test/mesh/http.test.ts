@@ -1,28 +1,28 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import express from 'express';
+import type { Express } from 'express';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { errorMiddleware, notFoundHandler } from '../../lib/http.js';
-import { silentLogger } from '../../lib/logger.js';
-import { createMeshRouter, type MeshRouterDeps } from '../../mesh/http.js';
+import { makeFactory } from '../factory/harness.js';
 import { CASES, ISS, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx, type Ctx } from './cases.js';
 import { assertOutcome, fromVerdict } from './outcome.js';
 
-/** The factory mounts the router the same way: express.json, app.use('/mesh', router), the error middleware. */
-function createTestApp(deps: MeshRouterDeps = {}) {
-  const app = express();
-  app.use(express.json({ limit: '256kb' }));
-  app.use('/mesh', createMeshRouter(deps));
-  app.use(notFoundHandler);
-  app.use(errorMiddleware(silentLogger()));
-  return app;
+/** The factory's own app (jwt-factory/http.ts createApp) over a temp KEYS_DIR: /mesh is mounted there. */
+const factories: Array<{ cleanup: () => Promise<void> }> = [];
+async function factoryApp(env: Record<string, string> = {}): Promise<Express> {
+  const f = await makeFactory(env);
+  factories.push(f);
+  return f.app;
 }
 
 let ctx: Ctx;
-const app = createTestApp();
+let app: Express;
 beforeAll(async () => {
   ctx = await createCtx();
+  app = await factoryApp({ MESH_FETCH_JWKS: 'true' });
+});
+afterAll(async () => {
+  await Promise.all(factories.map((f) => f.cleanup()));
 });
 
 describe('the mesh table through POST /mesh/evaluate', () => {
@@ -46,6 +46,14 @@ describe('POST /mesh/evaluate input handling', () => {
     const res = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml, workload: WORKLOAD });
     expect(res.status).toBe(200);
     expect(res.body).toMatchObject({ status: 403, body: 'RBAC: access denied' });
+  });
+
+  it('a body over the factory\'s BODY_LIMIT answers 413 JSON and the factory keeps serving', async () => {
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml: '#'.repeat(200_000) });
+    expect(res.status).toBe(413);
+    expect(res.body.error.code).toBe('body_too_large');
+    const after = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml: 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: n}\nspec: {}\n' });
+    expect(after.body).toMatchObject({ status: 403, body: 'RBAC: access denied' });
   });
 
   it('a policy with an unknown field answers 400 invalid_policy naming the field', async () => {
@@ -144,11 +152,21 @@ describe('POST /mesh/evaluate remote JWKS', () => {
   });
 
   it('a JWKS server that does not answer in time is reported and treated as unfetchable', async () => {
-    const quick = createTestApp({ fetchTimeoutMs: 200 });
+    const quick = await factoryApp({ MESH_FETCH_JWKS: 'true', MESH_FETCH_TIMEOUT_MS: '200' });
     const res = await request(quick).post('/mesh/evaluate').send(await body(slowUrl, true));
     expect(res.body.status).toBe(401);
     expect(res.body.body).toBe("Jwks doesn't have key to match kid or alg from Jwt");
     expect(res.body.steps[0]).toContain('no answer within 200 ms');
+  });
+
+  it('a factory with the default MESH_FETCH_JWKS=false refuses fetchJwks: true (403) and fetches nothing', async () => {
+    const locked = await factoryApp();
+    const before = hits;
+    const res = await request(locked).post('/mesh/evaluate').send(await body(jwksUrl, true));
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: 'jwks_fetch_disabled', field: 'fetchJwks' });
+    expect(res.body.error.message).toContain('MESH_FETCH_JWKS');
+    expect(hits).toBe(before);
   });
 
   it('GET on the router is not a route (404 JSON)', async () => {

@@ -32,12 +32,12 @@ export interface Verdict {
   verify: string;
 }
 
-/** The verdict per variant (documented in docs/factory.md with the conditions). */
+/** The verdict per variant (documented in the README with the conditions). */
 export const VERDICTS: Readonly<Record<Variant, Verdict>> = Object.freeze({
   expired: { envoy: '401 Jwt is expired', verify: 'expired' },
   'not-yet-valid': { envoy: '401 Jwt not yet valid', verify: 'not_before' },
   'wrong-issuer': { envoy: '401 Jwt issuer is not configured', verify: 'issuer_invalid' },
-  'wrong-audience': { envoy: '401 Audiences in Jwt are not allowed (when the rule lists audiences)', verify: 'audience_invalid' },
+  'wrong-audience': { envoy: '403 Audiences in Jwt are not allowed (when the rule lists audiences)', verify: 'audience_invalid' },
   'unknown-kid': { envoy: "401 Jwks doesn't have key to match kid or alg from Jwt", verify: 'unknown_kid' },
   'wrong-alg': { envoy: "401 Jwks doesn't have key to match kid or alg from Jwt", verify: 'invalid_algorithm' },
   'bad-signature': { envoy: '401 Jwt verification fails', verify: 'invalid_signature' },

@@ -133,6 +133,8 @@ describe('factory negative-token variants at the serviceb sidecar', () => {
       const issued = (await res.json()) as { token: string; verdict?: { envoy?: string } };
       const v = await decide(callServiceb(issued.token));
       expect(`${v.status} ${v.body}`).toBe(expected);
+      // The factory's own documented verdict says the same as the engine.
+      expect(issued.verdict?.envoy?.startsWith(v.status === 200 ? 'accepted' : expected)).toBe(true);
     });
   }
 });

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { exportJWK, calculateJwkThumbprint, SignJWT, type JWK } from 'jose';
-import { writeFileAtomic } from '../lib/certs.js';
+import { writeFileAtomic } from '../lib/files.js';
 
 /**
  * servicea's own signing key for scenarios 3 and 4. One ES256 key pair (small tokens, fast
@@ -69,7 +69,7 @@ export function createSelfKeyStore(dir: string): SelfKeyStore {
     return fromPem(pem);
   };
 
-  const publish = (k: SelfKey) => writeFileAtomic(jwksPath, `${JSON.stringify({ keys: [k.publicJwk] }, null, 2)}\n`);
+  const publish = (k: SelfKey) => writeFileAtomic(jwksPath, `${JSON.stringify({ keys: [k.publicJwk] }, null, 2)}\n`, { mode: 0o644, dirMode: 0o755 });
 
   const create = async (): Promise<{ key: SelfKey; created: boolean }> => {
     // Another process (or an earlier run) may have written it since start-up: use that one.
@@ -78,7 +78,7 @@ export function createSelfKeyStore(dir: string): SelfKeyStore {
     const { privateKey } = await generateKeyPairAsync('ec', { namedCurve: 'P-256' });
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     try {
-      await writeFileAtomic(privatePath, pem, { mode: 0o600, noClobber: true });
+      await writeFileAtomic(privatePath, pem, { mode: 0o600, noClobber: true, dirMode: 0o755 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       // Lost a race with another writer: keep theirs, never replace a key that may have signed.

@@ -12,13 +12,17 @@ import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import path from 'node:path';
 import { calculateJwkThumbprint, base64url, type JWK } from 'jose';
+import { AppError } from '../lib/errors.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import type { Logger } from '../lib/logger.js';
 import type { VerificationKey } from '../lib/jwt.js';
 import { ALGORITHMS, type Algorithm } from './config.js';
-import { writeFileAtomic } from './files.js';
+import { writeFileAtomic } from '../lib/files.js';
 
 const generateKeyPairAsync = promisify(generateNodeKeyPair);
+
+/** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
+const NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
 
 /** The clock every time-dependent decision reads (injected so tests can stand at exact instants). */
 export type Clock = () => Date;
@@ -332,8 +336,19 @@ export function createKeyStore(options: KeyStoreOptions) {
   }
 
   async function persist(entry: KeyEntry, mode: 'replace' | 'create'): Promise<void> {
-    await mkdir(dir, { recursive: true, mode: 0o700 });
-    await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry), mode);
+    try {
+      await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry), { mode: 0o600, noClobber: mode === 'create', dirMode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === undefined || !NOT_WRITABLE.has(code)) throw err;
+      logger.error({ keyId: entry.keyId, dir, reason: code }, 'key store folder is not writable');
+      throw new AppError(
+        'key_store_not_writable',
+        503,
+        `The key store cannot be written (${code}): keys cannot be created or rotated on this factory. Create them with a factory whose KEYS_DIR is writable, then mount that folder here.`,
+        { expose: true, details: { reason: code }, cause: err },
+      );
+    }
   }
 
   return {

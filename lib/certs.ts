@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
+import { writeFileAtomic } from './files.js';
 
 /**
  * The suite's local TLS material: one CA and one server certificate per service, made with
@@ -63,32 +64,6 @@ export function subjectAltNames(service: string, namespace = DEFAULT_NAMESPACE):
     dns: ['localhost', service, `${service}.${namespace}`, `${service}.${namespace}.svc`, `${service}.${namespace}.svc.cluster.local`],
     ips: ['127.0.0.1'],
   };
-}
-
-/**
- * Writes a file atomically: temp file in the same folder, fsync, then rename (or, with
- * `noClobber`, a hard link that fails with EEXIST instead of replacing an existing file).
- * Private keys pass mode 0600 so they are never readable by others, not even for an instant.
- */
-export async function writeFileAtomic(file: string, data: string | Uint8Array, options: { mode?: number; noClobber?: boolean } = {}): Promise<void> {
-  const mode = options.mode ?? 0o644;
-  await fs.mkdir(path.dirname(file), { recursive: true });
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const handle = await fs.open(tmp, 'wx', mode);
-  try {
-    await handle.writeFile(data);
-    // open() applies the umask to `mode`; set it exactly so a 0644 public file stays readable.
-    await handle.chmod(mode);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    if (options.noClobber) await fs.link(tmp, file);
-    else await fs.rename(tmp, file);
-  } finally {
-    if (options.noClobber) await fs.rm(tmp, { force: true });
-  }
 }
 
 async function newRsaKey(): Promise<{ privateKey: KeyObject; forgeKey: forge.pki.rsa.PrivateKey; forgePublic: forge.pki.rsa.PublicKey }> {
@@ -228,8 +203,8 @@ export async function ensureCertificates(dir: string, options: CertificateOption
     const made = await createCa(now);
     ca = made.ca;
     // Key first: a crash between the two writes leaves a mismatch, which the next run repairs.
-    await writeFileAtomic(caFiles.keyPath, made.keyPem, { mode: 0o600 });
-    await writeFileAtomic(caFiles.certPath, made.certPem);
+    await writeFileAtomic(caFiles.keyPath, made.keyPem, { mode: 0o600, dirMode: 0o755 });
+    await writeFileAtomic(caFiles.certPath, made.certPem, { mode: 0o644, dirMode: 0o755 });
     entries.push({ name: 'ca', ...caFiles, action: caReason === 'missing' ? 'created' : 'renewed', reason: caReason, notAfter: new Date(ca.x509.validTo).toISOString() });
   }
 
@@ -243,8 +218,8 @@ export async function ensureCertificates(dir: string, options: CertificateOption
         return { name: service, certPath, keyPath, action: 'kept', notAfter: new Date(notAfter).toISOString() };
       }
       const leaf = await createLeaf(ca, service, namespace, now);
-      await writeFileAtomic(keyPath, leaf.keyPem, { mode: 0o600 });
-      await writeFileAtomic(certPath, leaf.certPem);
+      await writeFileAtomic(keyPath, leaf.keyPem, { mode: 0o600, dirMode: 0o755 });
+      await writeFileAtomic(certPath, leaf.certPem, { mode: 0o644, dirMode: 0o755 });
       const notAfter = new X509Certificate(leaf.certPem).validTo;
       return { name: service, certPath, keyPath, action: reason === 'missing' ? 'created' : 'renewed', reason, notAfter: new Date(notAfter).toISOString() };
     }),

@@ -13,7 +13,7 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
  * stops everything it started and exits 0 only when every outcome is the expected one.
  */
 
-const HELP = `Usage: npm run demo [-- --ports auto]
+const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
 eight scenario calls (1-4, each valid and with expired=1), prints a table and a verdict, stops
@@ -22,6 +22,11 @@ every process it started. Exit code 0 only when every outcome is the expected on
   --ports default   the documented ports: factory 5555, servicea 3000, serviceb 3001/8443,
                     servicec 3002/9443 (default); a taken port stops the demo with its name
   --ports auto      free ports chosen by the system, for a machine where those are taken
+  --ports F,A,B,C,BH,CH
+                    these ports for the factory, servicea, serviceb, servicec, serviceb's
+                    HTTPS and servicec's HTTPS; a taken port stops the demo with its name
+  --state-dir DIR   keep certificates in DIR/certs and keys in DIR/keys (default: the
+                    repository's certs/ and keys/)
   -h, --help        this text
 
 Certificates go to certs/ (npm run certs), the factory's keys to keys/, servicea's own key
@@ -62,28 +67,45 @@ async function systemPort(): Promise<number> {
 
 const describePort = (key: keyof PortPlan) => (key.endsWith('_https') ? `${key.replace('_https', '')} (HTTPS)` : key);
 
-async function planPorts(mode: string): Promise<PortPlan> {
-  if (mode === 'auto') {
+const PORT_KEYS = Object.keys(DEFAULT_PORTS) as (keyof PortPlan)[];
+
+/** `default`, `auto` or six comma-separated ports in PORT_KEYS order; undefined when malformed. */
+function parsePorts(value: string): PortPlan | 'auto' | undefined {
+  if (value === 'auto') return 'auto';
+  if (value === 'default') return DEFAULT_PORTS;
+  const parts = value.split(',').map((p) => p.trim());
+  if (parts.length !== PORT_KEYS.length || !parts.every((p) => /^\d{1,5}$/.test(p) && Number(p) >= 1 && Number(p) <= 65535)) return undefined;
+  const ports = parts.map(Number);
+  if (new Set(ports).size !== ports.length) return undefined;
+  return Object.fromEntries(PORT_KEYS.map((key, i) => [key, ports[i]!])) as unknown as PortPlan;
+}
+
+async function planPorts(wanted: PortPlan | 'auto'): Promise<PortPlan> {
+  if (wanted === 'auto') {
     const plan = { ...DEFAULT_PORTS };
-    for (const key of Object.keys(plan) as (keyof PortPlan)[]) plan[key] = await systemPort();
+    for (const key of PORT_KEYS) plan[key] = await systemPort();
     return plan;
   }
-  for (const [key, port] of Object.entries(DEFAULT_PORTS) as [keyof PortPlan, number][]) {
-    if (!(await isFree(port))) {
-      throw new DemoError(`Port ${port} is already in use, and ${describePort(key)} needs it: stop what listens there, or run npm run demo -- --ports auto.`);
+  for (const key of PORT_KEYS) {
+    if (!(await isFree(wanted[key]))) {
+      throw new DemoError(`Port ${wanted[key]} is already in use, and ${describePort(key)} needs it: stop what listens there, or run npm run demo -- --ports auto.`);
     }
   }
-  return DEFAULT_PORTS;
+  return wanted;
 }
 
 class DemoError extends Error {}
 
 /** The environment of each process: explicit, so a stray variable in the shell changes nothing. */
-function environments(p: PortPlan): Record<Role, Record<string, string>> {
+function environments(p: PortPlan, state: string): Record<Role, Record<string, string>> {
   const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' };
+  const selfKeys = path.join(state, 'keys', 'servicea-self');
   const service = {
     ...base,
     HOST,
+    CERTS_DIR: path.join(state, 'certs'),
+    SERVICE_KEYS_DIR: selfKeys,
+    PEER_KEYS_DIR: selfKeys,
     FACTORY_URL: `http://${HOST}:${p['jwt-factory']}`,
     SERVICEA_URL: `http://${HOST}:${p.servicea}`,
     SERVICEB_URL: `http://${HOST}:${p.serviceb}`,
@@ -92,7 +114,7 @@ function environments(p: PortPlan): Record<Role, Record<string, string>> {
     SERVICEC_HTTPS_URL: `https://${HOST}:${p.servicec_https}`,
   };
   return {
-    'jwt-factory': { ...base, HOST, PORT: String(p['jwt-factory']), PUBLIC_URL: `http://localhost:${p['jwt-factory']}` },
+    'jwt-factory': { ...base, HOST, PORT: String(p['jwt-factory']), PUBLIC_URL: `http://localhost:${p['jwt-factory']}`, KEYS_DIR: path.join(state, 'keys') },
     servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '' },
     serviceb: { ...service, PORT: String(p.serviceb), HTTPS_PORT: String(p.serviceb_https) },
     servicec: { ...service, PORT: String(p.servicec), HTTPS_PORT: String(p.servicec_https) },
@@ -156,7 +178,10 @@ function table(rows: string[][]): string {
 async function main(): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ options: { ports: { type: 'string', default: 'default' }, help: { type: 'boolean', short: 'h', default: false } }, strict: true }));
+    ({ values } = parseArgs({
+      options: { ports: { type: 'string', default: 'default' }, 'state-dir': { type: 'string', default: ROOT }, help: { type: 'boolean', short: 'h', default: false } },
+      strict: true,
+    }));
   } catch (err) {
     process.stderr.write(`demo: ${(err as Error).message}\n\n${HELP}\n`);
     return 2;
@@ -165,19 +190,23 @@ async function main(): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
-  if (values.ports !== 'default' && values.ports !== 'auto') {
-    process.stderr.write(`demo: --ports must be default or auto (got "${values.ports}")\n`);
+  const wanted = parsePorts(values.ports);
+  if (wanted === undefined) {
+    process.stderr.write(`demo: --ports must be default, auto or six different ports such as 5555,3000,3001,3002,8443,9443 (got "${values.ports}")\n`);
     return 2;
   }
 
-  const ports = await planPorts(values.ports);
-  // The processes run from the repository root and read certs/ there, whatever our cwd is.
-  const certs = await ensureCertificates(path.join(ROOT, 'certs'));
+  const ports = await planPorts(wanted);
+  // Absolute, so the processes (started from the repository root) find it whatever our cwd is.
+  const state = path.resolve(values['state-dir']);
+  const certsDir = path.join(state, 'certs');
+  const shown = path.relative(process.cwd(), certsDir) || '.';
+  const certs = await ensureCertificates(certsDir);
   const made = certs.entries.filter((e) => e.action !== 'kept').length;
-  process.stdout.write(`certificates: ${made === 0 ? 'kept' : `${made} created or renewed`} in certs/ (clients trust certs/ca.pem)\n`);
+  process.stdout.write(`certificates: ${made === 0 ? 'kept' : `${made} created or renewed`} in ${shown}/ (clients trust ${path.join(shown, 'ca.pem')})\n`);
 
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-suite-demo-'));
-  const env = environments(ports);
+  const env = environments(ports, state);
   const started: Launched[] = [];
   let launching: Promise<unknown> = Promise.resolve();
   let interrupted = false;

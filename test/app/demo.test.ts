@@ -1,7 +1,10 @@
 import { spawn } from 'node:child_process';
+import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/process.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, ROOT } from '../helpers/process.js';
 
 /** Runs `tsx scripts/demo.ts ...args` to its end; resolves with its exit code and output. */
 function runDemo(args: string[]): Promise<{ code: number | null; out: string }> {
@@ -27,9 +30,17 @@ const alive = (pid: number) => {
   }
 };
 
+let state: string;
+beforeAll(async () => {
+  state = await mkdtemp(path.join(tmpdir(), 'demo-state-'));
+});
+afterAll(async () => {
+  await rm(state, { recursive: true, force: true });
+});
+
 describe('npm run demo', () => {
   it('plays the eight calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
-    const { code, out } = await runDemo(['--ports', 'auto']);
+    const { code, out } = await runDemo(['--ports', 'auto', '--state-dir', state]);
     expect(out).toContain('Verdict: all 8 outcomes as expected.');
     expect(code).toBe(0);
     const rows = out.split('\n').filter((l) => /^\| \d /.test(l));
@@ -38,5 +49,30 @@ describe('npm run demo', () => {
     const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
     expect(pids).toHaveLength(4);
     expect(pids.filter(alive)).toEqual([]);
+    // Everything it made is in the state folder: the certificates, the factory's keys, servicea's key pair.
+    expect(await readdir(path.join(state, 'certs'))).toContain('ca.pem');
+    expect(await readdir(path.join(state, 'keys'))).toEqual(expect.arrayContaining(['servicea.json', 'servicea-self']));
+    expect((await stat(path.join(state, 'keys', 'servicea.json'))).mode & 0o777).toBe(0o600);
   }, 120_000);
+
+  it('names the taken port and who needs it, exits 1 and starts nothing', async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+    const taken = (blocker.address() as { port: number }).port;
+    try {
+      const ports = [await freePort(), await freePort(), taken, await freePort(), await freePort(), await freePort()];
+      const { code, out } = await runDemo(['--ports', ports.join(','), '--state-dir', state]);
+      expect(out).toContain(`demo: Port ${taken} is already in use, and serviceb needs it`);
+      expect(out).not.toContain('started ');
+      expect(code).toBe(1);
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+  }, 60_000);
+
+  it('refuses a malformed --ports with exit 2 and the accepted forms', async () => {
+    const { code, out } = await runDemo(['--ports', '1,2,3']);
+    expect(code).toBe(2);
+    expect(out).toContain('--ports must be default, auto or six different ports');
+  }, 60_000);
 });

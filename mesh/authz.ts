@@ -12,22 +12,26 @@ import type { HeaderMap } from './jwt.js';
  * never matches; names `ns[NS]-policy[NAME]-rule[N]`).
  */
 
+/** What the sidecar knows of the connection a request came on (AuthorizationPolicy `source` and `to`). */
+export interface ConnectionAttributes {
+  /** Destination port of the workload the request reached (`ports`, `destination.port`). */
+  port?: number;
+  /** The peer's mTLS identity, e.g. cluster.local/ns/jwt-suite/sa/servicea (`principals`, `namespaces`; needs mTLS). */
+  sourcePrincipal?: string;
+  sourceIp?: string;
+  remoteIp?: string;
+  destinationIp?: string;
+  sni?: string;
+}
+
 /** What RBAC can see of a request once jwt_authn has run. */
-export interface AuthzRequest {
+export interface AuthzRequest extends ConnectionAttributes {
   method: string;
   /** :path as the RBAC filter gets it (query included; url_path matchers ignore the query). */
   path: string;
   /** :authority. */
   host: string;
   headers: HeaderMap;
-  /** Destination port of the workload the request reached. */
-  port?: number;
-  /** The peer's mTLS identity, e.g. cluster.local/ns/jwt-suite/sa/servicea (needs mTLS). */
-  sourcePrincipal?: string;
-  sourceIp?: string;
-  remoteIp?: string;
-  destinationIp?: string;
-  sni?: string;
   /** The verified JWT payload (jwt_authn metadata "payload"), normalised as Envoy stores it. */
   payload?: Record<string, unknown>;
 }

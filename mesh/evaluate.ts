@@ -1,6 +1,6 @@
 import type { AuthorizationPolicy, MeshPolicy, RequestAuthentication } from './policies.js';
 import { CLOCK_SKEW_SECONDS, STATUS, fakeJwks, loadJwks, runJwtAuthn, type HeaderMap, type JwtContext, type LoadedJwks, type Provider, type Status } from './jwt.js';
-import { matchPolicy, type AuthzRequest } from './authz.js';
+import { matchPolicy, type AuthzRequest, type ConnectionAttributes } from './authz.js';
 
 /**
  * evaluate(): what the workload's sidecar does with one request under the given
@@ -10,7 +10,7 @@ import { matchPolicy, type AuthzRequest } from './authz.js';
  */
 
 /** One request as a client sends it. */
-export interface MeshRequest {
+export interface MeshRequest extends ConnectionAttributes {
   method: string;
   /** Path, optionally with a query string. */
   path: string;
@@ -21,14 +21,6 @@ export interface MeshRequest {
   cookies?: Record<string, string>;
   /** Scheme the sidecar saw (x-forwarded-proto), used in the 401 realm. Default http. */
   scheme?: string;
-  /** Destination port (AuthorizationPolicy `ports`, `destination.port`). */
-  port?: number;
-  /** The caller's mTLS identity, e.g. cluster.local/ns/jwt-suite/sa/servicea (`principals`, `namespaces`). */
-  sourcePrincipal?: string;
-  sourceIp?: string;
-  remoteIp?: string;
-  destinationIp?: string;
-  sni?: string;
 }
 
 export interface Workload {

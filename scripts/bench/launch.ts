@@ -3,6 +3,7 @@ import { openSync, closeSync, readSync, readFileSync, readdirSync, fstatSync } f
 import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { childStopper } from '../../lib/process.js';
 
 /** The repository root: every script of the suite is started from there. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -57,15 +58,7 @@ export function launch(
     stdio: ['ignore', fd, fd],
   });
   closeSync(fd);
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const stop = async (graceMs = 10_000) => {
-    if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-    child.kill('SIGTERM');
-    const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-    const code = await exited;
-    clearTimeout(killer);
-    return code;
-  };
+  const stop = childStopper(child, 10_000);
   const timeoutMs = options.timeoutMs ?? 60_000;
   return new Promise<Launched>((resolve, reject) => {
     const reader = openSync(options.logFile, 'r');

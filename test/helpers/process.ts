@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { childStopper } from '../../lib/process.js';
 
 /** The repository root, from which scripts are started. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -35,7 +36,7 @@ export function startProcess(
   });
   let out = '';
   let buffered = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const stop = childStopper(child, 5000);
   return new Promise<Started>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
@@ -52,14 +53,7 @@ export function startProcess(
             listening: parsed,
             port: parsed.port,
             output: () => out,
-            stop: async (graceMs = 5000) => {
-              if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
-              child.kill('SIGTERM');
-              const killer = setTimeout(() => child.kill('SIGKILL'), graceMs);
-              const code = await exited;
-              clearTimeout(killer);
-              return code;
-            },
+            stop,
           });
         }
       } catch {

@@ -193,6 +193,9 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
   const nowSeconds = Math.floor(input.now.getTime() / 1000);
   if (state.path !== withQuery(req.path, req.query)) steps.push(`the path is normalised to ${state.path.split('?')[0]} (Istio's default path normalisation)`);
 
+  if (input.policies.length === 0) {
+    steps.push('no RequestAuthentication or AuthorizationPolicy was given (other kinds, such as PeerAuthentication or Deployments, are not read): with no policy the sidecar checks nothing and lets the request through');
+  }
   const skipped: string[] = [];
   const applies = (p: MeshPolicy) => {
     const why = whyNotInScope(p, input);

@@ -56,6 +56,12 @@ describe('POST /mesh/evaluate input handling', () => {
     expect(after.body).toMatchObject({ status: 403, body: 'RBAC: access denied' });
   });
 
+  it('says so when nothing sent is a policy: a Service alone lets the request through', async () => {
+    const res = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml: 'apiVersion: v1\nkind: Service\nmetadata: {name: s}\n' });
+    expect(res.body.status).toBe(200);
+    expect(res.body.steps[0]).toMatch(/^no RequestAuthentication or AuthorizationPolicy was given/);
+  });
+
   it('a policy with an unknown field answers 400 invalid_policy naming the field', async () => {
     const policies = [{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'p' }, spec: { rules: [{ from: [{ source: { requestPrincipal: ['*'] } }] }] } }];
     const res = await request(app).post('/mesh/evaluate').send({ ...minimal, policies });

@@ -1,6 +1,5 @@
 import { z } from 'zod';
 import { parseEnv, setting, type Env } from '../lib/config.js';
-import { ConfigError } from '../lib/errors.js';
 
 /** The three roles one service process can play. */
 export const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
@@ -63,10 +62,12 @@ export interface ServiceConfig {
   logLevel: string;
 }
 
-/** Narrows a command-line word to a service name, or throws a ConfigError listing the choices. */
+/** Narrows a command-line word to a service name, or throws an error listing the choices. */
 export function assertServiceName(name: string | undefined): ServiceName {
   if (name && (SERVICE_NAMES as readonly string[]).includes(name)) return name as ServiceName;
-  throw new ConfigError('service name', `must be one of ${SERVICE_NAMES.join(', ')} (got "${name ?? ''}")`);
+  throw new Error(
+    name ? `unknown service "${name}": it must be one of ${SERVICE_NAMES.join(', ')}` : `which service? Name one of ${SERVICE_NAMES.join(', ')} (npm run servicea)`,
+  );
 }
 
 /** Trailing slashes would double up when paths are appended. */

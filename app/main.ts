@@ -46,7 +46,22 @@ function readCa(certsDir: string): string {
   }
 }
 
+const USAGE = `Usage: npm run servicea | npm run serviceb | npm run servicec
+
+Runs one of the suite's services (tsx app/main.ts <service>). Settings come from
+app/.<service>.env, overridden by the environment; every setting and its meaning is in
+README.md, "The services", Settings. servicea calls the others; serviceb and servicec verify.`;
+
 async function main(): Promise<void> {
+  const args = process.argv.slice(3);
+  if (process.argv[2] === '--help' || process.argv[2] === '-h' || args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (args.length > 0) {
+    process.stderr.write(`${process.argv[2]}: unknown argument "${args[0]}": settings come from app/.${process.argv[2]}.env and the environment (--help)\n`);
+    process.exit(2);
+  }
   const serviceName = assertServiceName(process.argv[2]);
   const config = loadServiceConfig(serviceName, { ...readEnvFile(serviceName), ...process.env });
   const logger = createLogger({ level: config.logLevel, name: serviceName });

@@ -114,7 +114,31 @@ function supervise(config: FactoryConfig, logger: Logger): void {
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/** `--help`: the usage and every setting with its default (read from the schema, so it cannot drift). */
+function usage(): string {
+  const defaults = loadFactoryConfig({});
+  const width = Math.max(...Object.keys(defaults).map((k) => k.length));
+  return [
+    'Usage: npm run jwt-factory',
+    '',
+    'The central JWT issuer. Settings come from the environment and an optional .env in the working',
+    'directory (the environment wins); their meaning is in README.md, "jwt-factory", Settings.',
+    '',
+    'Settings and their defaults:',
+    ...Object.entries(defaults).map(([key, value]) => `  ${key.padEnd(width)}  ${String(value)}`),
+  ].join('\n');
+}
+
 function main(): void {
+  const args = process.argv.slice(2);
+  if (args.includes('--help') || args.includes('-h')) {
+    process.stdout.write(`${usage()}\n`);
+    return;
+  }
+  if (args.length > 0) {
+    process.stderr.write(`jwt-factory: unknown argument "${args[0]}": settings come from the environment (npm run jwt-factory -- --help)\n`);
+    process.exit(2);
+  }
   let config: FactoryConfig;
   try {
     config = loadFactoryConfig(readEnv());

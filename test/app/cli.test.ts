@@ -1,22 +1,7 @@
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { ROOT } from '../helpers/process.js';
+import { runScript } from '../helpers/process.js';
 
-const run = async (args: string[]) => {
-  try {
-    const { stdout, stderr } = await promisify(execFile)(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'app', 'main.ts'), ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', PORT: '0', HTTPS_PORT: '', HOST: '127.0.0.1' },
-      timeout: 20_000,
-    });
-    return { code: 0, stdout, stderr };
-  } catch (err) {
-    const e = err as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-};
+const run = (args: string[]) => runScript('app/main.ts', args, { env: { PORT: '0', HTTPS_PORT: '', HOST: '127.0.0.1' } });
 
 describe('npm run servicea|serviceb|servicec -- --help', () => {
   it('prints the usage for a service and starts nothing', async () => {

@@ -1,24 +1,14 @@
-import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, ROOT } from '../helpers/process.js';
+import { freePort, runScript } from '../helpers/process.js';
 
-/** Runs `tsx scripts/demo.ts ...args` to its end; resolves with its exit code and output. */
-function runDemo(args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'demo.ts'), ...args], {
-      cwd: ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.once('exit', (code) => resolve({ code, out }));
-  });
+/** Runs `tsx scripts/demo.ts ...args` to its end; resolves with its exit code and output (stdout, then stderr). */
+async function runDemo(args: string[]): Promise<{ code: number | null; out: string }> {
+  const { code, stdout, stderr } = await runScript('scripts/demo.ts', args, { timeoutMs: 110_000 });
+  return { code, out: stdout + stderr };
 }
 
 const alive = (pid: number) => {

@@ -6,7 +6,7 @@ export const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
 export type ServiceName = (typeof SERVICE_NAMES)[number];
 
 /**
- * Default HTTP ports, as in DESIGN.md. The HTTPS ports (8443 on B, 9443 on C) come from
+ * Default HTTP ports, as in the suite's design (../shared/DESIGN.md) and the README. The HTTPS ports (8443 on B, 9443 on C) come from
  * `app/.serviceb.env` / `.servicec.env`: an empty or absent HTTPS_PORT means no HTTPS listener.
  */
 const DEFAULT_PORTS: Record<ServiceName, number> = { servicea: 3000, serviceb: 3001, servicec: 3002 };

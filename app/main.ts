@@ -50,7 +50,7 @@ const USAGE = `Usage: npm run servicea | npm run serviceb | npm run servicec
 
 Runs one of the suite's services (tsx app/main.ts <service>). Settings come from
 app/.<service>.env, overridden by the environment; every setting and its meaning is in
-README.md, "The services", Settings. servicea calls the others; serviceb and servicec verify.`;
+README.md, "The services' settings". servicea calls the others; serviceb and servicec verify.`;
 
 async function main(): Promise<void> {
   const args = process.argv.slice(3);

@@ -1,5 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import { parseEnv, setting } from '../lib/config.js';
+import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseNow, parseWorkload, readJwksFile } from './args.js';
@@ -69,7 +72,14 @@ async function main(): Promise<void> {
   const fixedNow = parseNow(values.now);
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  const logger = createLogger({ level: process.env.LOG_LEVEL ?? 'info', name: 'mesh-gateway' });
+  let level: string;
+  try {
+    level = parseEnv(z.object({ LOG_LEVEL: setting.logLevel() }), process.env).LOG_LEVEL;
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.message);
+    throw err;
+  }
+  const logger = createLogger({ level, name: 'mesh-gateway' });
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const digest = await inputDigest(values.policies!, values['jwks-file']);

@@ -25,6 +25,7 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --namespace <ns>          the workload's namespace                                   (default "default")
   --root-namespace <ns>     Istio's root namespace                                     (default istio-system)
   --source-principal <id>   mTLS identity assumed for every caller, e.g. cluster.local/ns/jwt-suite/sa/servicea
+  --destination-port <n>    the workload's port in the cluster, for rules with ports    (default: the upstream's port)
   --jwks-file <file>        a JWKS, or a map of JWKS keyed by jwksUri or issuer (else jwksUri is fetched)
   --fetch-timeout <ms>      bound of one JWKS fetch                                    (default 5000)
   --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
@@ -43,6 +44,7 @@ async function main(): Promise<void> {
       namespace: { type: 'string' },
       'root-namespace': { type: 'string' },
       'source-principal': { type: 'string' },
+      'destination-port': { type: 'string' },
       'jwks-file': { type: 'string' },
       'fetch-timeout': { type: 'string', default: '5000' },
       ca: { type: 'string' },
@@ -66,6 +68,10 @@ async function main(): Promise<void> {
   if (upstream.protocol !== 'http:' && upstream.protocol !== 'https:') throw new UsageError('--upstream must use http or https');
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be 0..65535, got "${values.port}"`);
+  const destinationPort = values['destination-port'] === undefined ? undefined : Number(values['destination-port']);
+  if (destinationPort !== undefined && (!Number.isInteger(destinationPort) || destinationPort < 1 || destinationPort > 65535)) {
+    throw new UsageError(`--destination-port must be 1..65535, got "${values['destination-port']}"`);
+  }
   const fetchTimeout = Number(values['fetch-timeout']);
   if (!Number.isFinite(fetchTimeout) || fetchTimeout <= 0) throw new UsageError('--fetch-timeout must be a positive number of ms');
   const workload = parseWorkload(values.workload, values.namespace);
@@ -102,6 +108,7 @@ async function main(): Promise<void> {
     workload,
     rootNamespace: values['root-namespace'],
     sourcePrincipal: values['source-principal'],
+    destinationPort,
     now: fixedNow ? () => fixedNow : undefined,
     logger,
   });

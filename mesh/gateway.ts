@@ -29,6 +29,11 @@ export interface GatewayDeps {
   rootNamespace?: string;
   /** The mTLS identity the sidecar would have verified for every caller (the gateway has no mTLS). */
   sourcePrincipal?: string;
+  /**
+   * The port the workload listens on in the cluster (AuthorizationPolicy `ports`,
+   * `destination.port`); default the upstream's port, which is the same when nothing is remapped.
+   */
+  destinationPort?: number;
   /** A fixed clock (to replay a decision); default: the real time of each request. */
   now?: () => Date;
   logger: Logger;
@@ -51,6 +56,7 @@ function requestHeaders(req: IncomingMessage): Record<string, string[]> {
 export function createGateway(deps: GatewayDeps): http.Server {
   const client = deps.upstream.protocol === 'https:' ? https : http;
   const upstreamPort = Number(deps.upstream.port || (deps.upstream.protocol === 'https:' ? 443 : 80));
+  const destinationPort = deps.destinationPort ?? upstreamPort;
   const basePath = deps.upstream.pathname.replace(/\/$/, '');
   // Node's `ca` replaces the trusted roots; keep the system ones and add the given CA.
   const ca = deps.ca ? [...rootCertificates, deps.ca.toString()] : undefined;
@@ -67,8 +73,8 @@ export function createGateway(deps: GatewayDeps): http.Server {
         method: req.method ?? 'GET',
         path: req.url ?? '/',
         headers: requestHeaders(req),
-        // The sidecar's destination port is the port the application listens on: the upstream's.
-        port: upstreamPort,
+        // The sidecar's destination port is the port the application listens on in the pod.
+        port: destinationPort,
         sourcePrincipal: deps.sourcePrincipal,
         sourceIp: req.socket.remoteAddress,
       },

@@ -1,5 +1,5 @@
 import { createServer } from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,15 +9,17 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 /**
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
  * starts the factory and servicea/serviceb/servicec as real processes, plays the four
- * scenarios (each valid and with expired=1), prints what was expected and what happened,
- * stops everything it started and exits 0 only when every outcome is the expected one.
+ * scenarios (each valid and with expired=1), then sends five calls to serviceb through
+ * mesh-gateway enforcing k8s/istio, prints what was expected and what happened, stops
+ * everything it started and exits 0 only when every outcome is the expected one.
  */
 
 const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
-eight scenario calls (1-4, each valid and with expired=1), prints a table and a verdict, stops
-every process it started. Exit code 0 only when every outcome is the expected one.
+eight scenario calls (1-4, each valid and with expired=1), then five calls to serviceb through
+mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer), prints the tables and a
+verdict, stops every process it started. Exit code 0 only when every outcome is the expected one.
 
   --ports default   the documented ports: factory 5555, servicea 3000, serviceb 3001/8443,
                     servicec 3002/9443 (default); a taken port stops the demo with its name
@@ -168,6 +170,56 @@ async function play(base: string, call: Call): Promise<{ outcome: string; ok: bo
   return { outcome, ok, ms: Math.round(performance.now() - started) };
 }
 
+/** One request sent to serviceb through mesh-gateway, which enforces k8s/istio as serviceb's sidecar. */
+interface MeshCall {
+  label: string;
+  /** issueToken query for the token to present; undefined: no token. */
+  token?: string;
+  /** `200 B valid`, or Envoy's status and body. */
+  expected: string;
+}
+
+const MESH_CALLS: MeshCall[] = [
+  { label: "servicea's token for B", token: '', expected: '200 B valid' },
+  { label: 'no token', expected: '403 RBAC: access denied' },
+  { label: 'expired token', token: '?expired=1', expected: '401 Jwt is expired' },
+  { label: 'token for another audience', token: '?variant=wrong-audience', expected: '403 Audiences in Jwt are not allowed' },
+  { label: 'token with an unknown kid', token: '?variant=unknown-kid', expected: "401 Jwks doesn't have key to match kid or alg from Jwt" },
+];
+
+/** The cluster identity and port of the k8s/istio rules: serviceb, called by servicea's service account on 3001. */
+const MESH_WORKLOAD = ['--workload', 'app=serviceb', '--namespace', 'jwt-suite', '--source-principal', 'cluster.local/ns/jwt-suite/sa/servicea', '--destination-port', '3001'];
+
+/** Sends one MeshCall through the gateway and says what happened in the same words as the expectation. */
+async function playMesh(gateway: string, factory: string, call: MeshCall): Promise<{ outcome: string; ok: boolean; ms: number }> {
+  const started = performance.now();
+  let outcome: string;
+  try {
+    const headers: Record<string, string> = {};
+    if (call.token !== undefined) {
+      const issued = await fetch(`${factory}/issueToken/servicea${call.token}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ aud: 'serviceb' }),
+        signal: AbortSignal.timeout(15_000),
+      });
+      if (!issued.ok) throw new DemoError(`the factory answered ${issued.status} to issueToken${call.token}`);
+      headers.authorization = `Bearer ${await issued.text()}`;
+    }
+    const res = await fetch(`${gateway}/scenario1-server`, { headers, signal: AbortSignal.timeout(15_000) });
+    const text = await res.text();
+    if (res.status === 200) {
+      const body = JSON.parse(text) as { valid?: boolean; error?: { name?: string } };
+      outcome = `200 B ${body.valid === true ? 'valid' : (body.error?.name ?? 'no verdict')}`;
+    } else {
+      outcome = `${res.status} ${text}`;
+    }
+  } catch (err) {
+    outcome = `no answer: ${(err as Error).message}`;
+  }
+  return { outcome, ok: outcome === call.expected, ms: Math.round(performance.now() - started) };
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   const line = (r: string[]) => `| ${r.map((cell, i) => (i === 3 ? cell.padStart(widths[i]!) : cell.padEnd(widths[i]!))).join(' | ')} |`;
@@ -263,12 +315,37 @@ async function main(): Promise<number> {
     }
     if (interrupted) return 130;
     process.stdout.write(`${table(rows)}\n\n`);
-    const verdict =
-      good === CALLS.length
-        ? `Verdict: all ${CALLS.length} outcomes as expected.`
-        : `Verdict: ${CALLS.length - good} of ${CALLS.length} outcomes were not the expected ones (logs in ${logDir}).`;
+
+    // The same receiver behind the Istio rules of k8s/istio, enforced locally by mesh-gateway.
+    const factoryBase = `http://${HOST}:${ports['jwt-factory']}`;
+    const jwksFile = path.join(logDir, 'servicea-jwks.json');
+    await writeFile(jwksFile, await (await fetch(`${factoryBase}/keys/servicea/jwks.json`)).text());
+    const gw = await launch('mesh/gateway-main.ts', {
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' },
+      args: ['--policies', path.join(ROOT, 'k8s', 'istio'), '--upstream', `http://${HOST}:${ports.serviceb}`, '--port', '0', '--host', HOST, ...MESH_WORKLOAD, '--jwks-file', jwksFile],
+      logFile: path.join(logDir, 'mesh-gateway.log'),
+      timeoutMs: 60_000,
+    });
+    started.push(gw);
+    process.stdout.write(`started mesh-gateway pid ${gw.pid}, port ${gw.port}: k8s/istio enforced in front of serviceb, as its sidecar would\n\n`);
+    const meshRows = [['through the mesh rules to serviceb', 'expected', 'outcome', 'ms', '']];
+    let meshGood = 0;
+    for (const call of MESH_CALLS) {
+      if (interrupted) return 130;
+      const r = await playMesh(`http://${HOST}:${gw.port}`, factoryBase, call);
+      if (r.ok) meshGood += 1;
+      meshRows.push([call.label, call.expected, r.outcome, String(r.ms), r.ok ? 'ok' : 'UNEXPECTED']);
+    }
+    if (interrupted) return 130;
+    process.stdout.write(`${table(meshRows)}\n\n`);
+
+    const total = CALLS.length + MESH_CALLS.length;
+    const allGood = good === CALLS.length && meshGood === MESH_CALLS.length;
+    const verdict = allGood
+      ? `Verdict: all ${CALLS.length} outcomes as expected; the mesh rules answered all ${MESH_CALLS.length} calls as Istio would.`
+      : `Verdict: ${total - good - meshGood} of ${total} outcomes were not the expected ones (logs in ${logDir}).`;
     process.stdout.write(`${verdict}\n`);
-    if (good === CALLS.length) {
+    if (allGood) {
       await stopAll();
       await rm(logDir, { recursive: true, force: true });
       return 0;

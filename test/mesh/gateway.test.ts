@@ -10,6 +10,7 @@ import { silentLogger } from '../../lib/logger.js';
 import { createGateway } from '../../mesh/gateway.js';
 import { inputDigest } from '../../mesh/sources.js';
 import { startProcess, type Started } from '../helpers/process.js';
+import { loadPolicyObjects } from '../../mesh/policies.js';
 import { CASES, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx, type Ctx } from './cases.js';
 import { assertOutcome, type Outcome } from './outcome.js';
 
@@ -178,6 +179,36 @@ describe('gateway behaviour around the table', () => {
       secure.closeAllConnections();
       await new Promise((resolve) => secure.close(resolve));
     }
+  });
+
+  it('rules with ports see the workload\'s cluster port from --destination-port, else the upstream\'s', async () => {
+    const policies = loadPolicyObjects(
+      [{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'port-3001' }, spec: { rules: [{ to: [{ operation: { ports: ['3001'] } }] }] } }],
+      'ports',
+    );
+    const upstreamUrl = new URL(`http://127.0.0.1:${upstreamPort}`);
+    const gateways = [
+      createGateway({ rules: () => ({ policies, jwks: {} }), upstream: upstreamUrl, destinationPort: 3001, logger: silentLogger() }),
+      createGateway({ rules: () => ({ policies, jwks: {} }), upstream: upstreamUrl, logger: silentLogger() }),
+    ];
+    try {
+      const [mapped, unmapped] = await Promise.all(
+        gateways.map(async (g) => {
+          await new Promise<void>((resolve) => g.listen(0, '127.0.0.1', resolve));
+          return send((g.address() as AddressInfo).port, { method: 'GET', path: '/p', headers: { host: 'serviceb' } });
+        }),
+      );
+      expect(mapped!.status).toBe(200);
+      expect(unmapped).toMatchObject({ status: 403, body: 'RBAC: access denied' });
+    } finally {
+      for (const g of gateways) await new Promise((resolve) => g.close(resolve));
+    }
+  });
+
+  it('a --destination-port outside 1..65535 exits 2', async () => {
+    await expect(
+      startProcess('mesh/gateway-main.ts', { args: ['--policies', dir, '--upstream', 'http://127.0.0.1:1', '--destination-port', '0'], timeoutMs: 15_000 }),
+    ).rejects.toThrow(/exited with code 2[\s\S]*--destination-port must be 1..65535, got "0"/);
   });
 
   it('missing --upstream exits 2 with the usage text', async () => {

@@ -33,6 +33,8 @@ const schema = z
     ROTATION_PUBLISH_AHEAD: setting.seconds(0, 0, 86_400),
     // POST /mesh/evaluate with fetchJwks: true makes the factory fetch URLs a client chose: off unless trusted.
     MESH_FETCH_JWKS: setting.bool(false),
+    // Unknown keyIds are created on first use (the original sample's contract): bound how many.
+    MAX_KEYS: setting.integer(100_000, 1, 10_000_000),
     MESH_FETCH_TIMEOUT_MS: setting.integer(5000, 100, 60_000),
   })
   .superRefine((c, ctx) => {

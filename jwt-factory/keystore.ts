@@ -22,7 +22,7 @@ import { writeFileAtomic } from '../lib/files.js';
 const generateKeyPairAsync = promisify(generateNodeKeyPair);
 
 /** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
-const NOT_WRITABLE = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
+const NOT_WRITABLE: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
 
 /** The clock every time-dependent decision reads (injected so tests can stand at exact instants). */
 export type Clock = () => Date;
@@ -67,6 +67,8 @@ export interface KeyStoreOptions {
   defaultAlg?: Algorithm;
   /** Seconds a rotated-out key keeps verifying: longest token lifetime + clock tolerance. */
   retireAfterSeconds: number;
+  /** The most keyIds this store creates (loading is never limited). Default: no limit. */
+  maxKeys?: number;
 }
 
 /** The public JWK members we publish, per key type (RFC 7517/7518/8037); never d, p, q, dp, dq, qi, k. */
@@ -274,6 +276,7 @@ export type KeyStore = ReturnType<typeof createKeyStore>;
 export function createKeyStore(options: KeyStoreOptions) {
   const { dir, clock, logger } = options;
   const defaultAlg = options.defaultAlg ?? 'RS256';
+  const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
   const entries = new Map<string, KeyEntry>();
   const locks = new Map<string, Promise<unknown>>();
   const listeners: ChangeListener[] = [];
@@ -451,6 +454,12 @@ export function createKeyStore(options: KeyStoreOptions) {
         if (existing) {
           entries.set(keyId, existing);
           return { entry: existing, created: false };
+        }
+        // Every unknown keyId on /issueToken creates a key: a bound keeps callers from filling the disk.
+        if (entries.size >= maxKeys) {
+          throw new AppError('key_limit_reached', 403, `This factory holds ${entries.size} keys, its MAX_KEYS limit: it creates no more. Use an existing keyId, or raise MAX_KEYS.`, {
+            details: { maxKeys },
+          });
         }
         const chosen = alg ?? defaultAlg;
         const version = await toVersion(await generateSigningKey(chosen), chosen, { createdAt: clock() });

@@ -38,6 +38,7 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
     logger,
     defaultAlg: config.ALGORITHM,
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
+    maxKeys: config.MAX_KEYS,
   });
   await keystore.load();
   if (cluster.isWorker) {

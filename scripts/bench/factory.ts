@@ -40,6 +40,8 @@ export async function startFactory(settings: FactorySettings): Promise<Launched>
       HOST: '127.0.0.1',
       KEYS_DIR: settings.keysDir,
       LOG_LEVEL: settings.logLevel,
+      // --keys N may load up to N keys and then create its own: the limit is not what is measured.
+      MAX_KEYS: '10000000',
       ...(settings.workers ? { WORKERS: String(settings.workers) } : {}),
     },
     logFile: settings.logFile,

@@ -452,3 +452,22 @@ describe('bad input', () => {
     expect(bad.text).not.toMatch(/at .*\.(ts|js):\d+/);
   });
 });
+
+describe('MAX_KEYS', () => {
+  it('an unknown keyId past the limit answers 403 key_limit_reached, writes nothing, and known keys keep working', async () => {
+    const small = await makeFactory({ MAX_KEYS: '2' });
+    try {
+      await request(small.app).post('/keys/a').expect(200);
+      await request(small.app).post('/issueToken/b').send({}).expect(200);
+      const refused = await request(small.app).post('/issueToken/c').send({ aud: 'x' }).expect(403);
+      expect(refused.headers['content-type']).toMatch(/^application\/json/);
+      expect(refused.body.error).toMatchObject({ code: 'key_limit_reached', maxKeys: 2 });
+      await request(small.app).get('/keys/c').expect(403);
+      expect((await readdir(small.dir)).sort()).toEqual(['a.json', 'b.json']);
+      await request(small.app).post('/issueToken/a').send({ aud: 'x' }).expect(200);
+      await request(small.app).get('/keys/b').expect(200);
+    } finally {
+      await small.cleanup();
+    }
+  });
+});

@@ -32,6 +32,7 @@ export async function makeFactory(env: Record<string, string> = {}) {
     logger,
     defaultAlg: config.ALGORITHM,
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
+    maxKeys: config.MAX_KEYS,
   });
   await keystore.load();
   const app = createApp({ config, keystore, logger, clock: time.clock });

@@ -1,6 +1,7 @@
 import type { Logger } from '../lib/logger.js';
 import type { FactoryConfig } from './config.js';
-import type { Clock, KeyStore } from './keystore.js';
+import type { Clock } from './keys.js';
+import type { KeyStore } from './keystore.js';
 
 /** What the factory's routes need: passed to createApp, so tests build an app with their own store and clock. */
 export interface FactoryDeps {

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { JWK } from 'jose';
-import { activeVersions, type Clock, type KeyEntry, type KeyStore } from './keystore.js';
+import { activeVersions, type Clock, type KeyEntry } from './keys.js';
+import type { KeyStore } from './keystore.js';
 
 /** A serialized JWKS with its strong ETag. */
 export interface JwksDocument {

@@ -1,60 +1,16 @@
-import {
-  createPrivateKey,
-  createPublicKey,
-  createSecretKey,
-  generateKeyPair as generateNodeKeyPair,
-  randomBytes,
-  type KeyObject,
-  type JsonWebKey,
-} from 'node:crypto';
+import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
-import { promisify } from 'node:util';
 import path from 'node:path';
-import { calculateJwkThumbprint, base64url, type JWK } from 'jose';
 import { AppError } from '../lib/errors.js';
+import { writeFileAtomic } from '../lib/files.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import type { Logger } from '../lib/logger.js';
-import type { VerificationKey } from '../lib/jwt.js';
-import { ALGORITHMS, type Algorithm } from './config.js';
-import { writeFileAtomic } from '../lib/files.js';
-
-const generateKeyPairAsync = promisify(generateNodeKeyPair);
+import type { Algorithm } from './config.js';
+import { fingerprint, generateSigningKey, isActive, parseKeyFile, serializeEntry, toVersion, type Clock, type KeyEntry } from './keys.js';
 
 /** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
 const NOT_WRITABLE: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
-
-/** The clock every time-dependent decision reads (injected so tests can stand at exact instants). */
-export type Clock = () => Date;
-
-/** One generation of a keyId's key: the current signer, or a rotated-out key kept until it retires. */
-export interface KeyVersion {
-  readonly kid: string;
-  readonly alg: Algorithm;
-  /** Private key (asymmetric) or the HMAC secret (HS256). Never leaves the factory. */
-  readonly signingKey: KeyObject;
-  /** The key verification uses: the public key, or the secret for HS256. */
-  readonly verifyKey: KeyObject;
-  /** Public members only (allow-listed), with kid, alg and use; undefined for HS256. */
-  readonly publicJwk: Readonly<JWK> | undefined;
-  /** The public key as SPKI PEM; undefined for HS256. */
-  readonly publicPem: string | undefined;
-  readonly createdAt: Date;
-  /** When a key published ahead of time starts signing; undefined: signs from creation. */
-  readonly activateAt: Date | undefined;
-  /** When a rotated-out key stops verifying and leaves the JWKS. */
-  readonly retireAt: Date | undefined;
-}
-
-/** Everything the factory knows about one keyId. */
-export interface KeyEntry {
-  readonly keyId: string;
-  readonly alg: Algorithm;
-  /** The newest version: it signs unless it was published ahead and its activateAt is still to come (see signingVersion). */
-  readonly current: KeyVersion;
-  /** Older versions, newest first (possibly already retired: filter with `activeVersions`). */
-  readonly previous: readonly KeyVersion[];
-}
 
 /** Why the store changed: `local` when this process made the change (a worker then tells its peers). */
 export type ChangeListener = (keyId: string, origin: 'local' | 'reload') => void;
@@ -71,174 +27,8 @@ export interface KeyStoreOptions {
   maxKeys?: number;
 }
 
-/** The public JWK members we publish, per key type (RFC 7517/7518/8037); never d, p, q, dp, dq, qi, k. */
-const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
-  RSA: ['kty', 'n', 'e'],
-  EC: ['kty', 'crv', 'x', 'y'],
-  OKP: ['kty', 'crv', 'x'],
-};
-
-const FILE_FORMAT = 'jwt-factory-key/1';
-
 /** Keys loaded at once at start-up: enough to keep the thread pool busy with their kid checks. */
 const LOAD_CONCURRENCY = 32;
-
-/** What a key file holds: the keyId and its versions (current first), each as a private JWK. */
-interface StoredKeyFile {
-  format: typeof FILE_FORMAT;
-  keyId: string;
-  alg: Algorithm;
-  versions: Array<{ kid: string; alg: Algorithm; createdAt: string; activateAt?: string; retireAt?: string; jwk: JsonWebKey }>;
-}
-
-/** Picks the allow-listed public members of a JWK. */
-function publicMembers(jwk: JsonWebKey): Record<string, string> {
-  const members = PUBLIC_MEMBERS[String(jwk.kty)];
-  if (!members) throw new Error(`unsupported key type ${String(jwk.kty)}`);
-  const out: Record<string, string> = {};
-  for (const m of members) {
-    const value = (jwk as Record<string, unknown>)[m];
-    if (typeof value !== 'string') throw new Error(`public key misses ${m}`);
-    out[m] = value;
-  }
-  return out;
-}
-
-const isAlgorithm = (value: unknown): value is Algorithm => typeof value === 'string' && (ALGORITHMS as readonly string[]).includes(value);
-
-/** Generates a fresh signing key for `alg`, in the libuv thread pool (never blocks the event loop). */
-async function generateSigningKey(alg: Algorithm): Promise<KeyObject> {
-  switch (alg) {
-    case 'RS256':
-    case 'RS384':
-    case 'RS512':
-    case 'PS256':
-      return (await generateKeyPairAsync('rsa', { modulusLength: 2048, publicExponent: 0x10001 })).privateKey;
-    case 'ES256':
-      return (await generateKeyPairAsync('ec', { namedCurve: 'P-256' })).privateKey;
-    case 'ES384':
-      return (await generateKeyPairAsync('ec', { namedCurve: 'P-384' })).privateKey;
-    case 'EdDSA':
-      return (await generateKeyPairAsync('ed25519')).privateKey;
-    case 'HS256':
-      // RFC 7518 §3.2: an HS256 key must be at least 256 bits.
-      return createSecretKey(randomBytes(32));
-  }
-}
-
-/**
- * Builds a version from its signing key. The kid is the RFC 7638 thumbprint of the public key;
- * for HS256 a thumbprint would be a hash of the secret (an offline guessing oracle), so its
- * kid is a random 128-bit value generated once and persisted.
- */
-async function toVersion(
-  signingKey: KeyObject,
-  alg: Algorithm,
-  meta: { kid?: string; createdAt: Date; activateAt?: Date; retireAt?: Date },
-): Promise<KeyVersion> {
-  if (alg === 'HS256') {
-    if (signingKey.type !== 'secret') throw new Error('HS256 needs a secret key');
-    const kid = meta.kid ?? base64url.encode(randomBytes(16));
-    return Object.freeze({ kid, alg, signingKey, verifyKey: signingKey, publicJwk: undefined, publicPem: undefined, createdAt: meta.createdAt, activateAt: meta.activateAt, retireAt: meta.retireAt });
-  }
-  if (signingKey.type !== 'private') throw new Error(`${alg} needs a private key`);
-  const publicKey = createPublicKey(signingKey);
-  const members = publicMembers(publicKey.export({ format: 'jwk' }));
-  assertKeyFitsAlg(members, alg);
-  const kid = await calculateJwkThumbprint(members as JWK, 'sha256');
-  const publicJwk = Object.freeze({ ...members, kid, alg, use: 'sig' }) as JWK;
-  const publicPem = publicKey.export({ format: 'pem', type: 'spki' }).toString();
-  return Object.freeze({ kid, alg, signingKey, verifyKey: publicKey, publicJwk, publicPem, createdAt: meta.createdAt, activateAt: meta.activateAt, retireAt: meta.retireAt });
-}
-
-/** Refuses a stored key whose type does not match its algorithm (a tampered or mislabelled file). */
-function assertKeyFitsAlg(jwk: Record<string, string>, alg: Algorithm): void {
-  const expected: Record<Algorithm, string> = {
-    RS256: 'RSA', RS384: 'RSA', RS512: 'RSA', PS256: 'RSA', ES256: 'EC:P-256', ES384: 'EC:P-384', EdDSA: 'OKP:Ed25519', HS256: 'oct',
-  };
-  const actual = jwk.kty === 'RSA' ? 'RSA' : `${jwk.kty}:${jwk.crv}`;
-  if (actual !== expected[alg]) throw new Error(`key type ${actual} does not fit ${alg}`);
-}
-
-/** Imports a stored private JWK (or oct secret) as a KeyObject. */
-function importStoredJwk(jwk: JsonWebKey): KeyObject {
-  if (jwk.kty === 'oct') {
-    if (typeof jwk.k !== 'string') throw new Error('secret key misses k');
-    return createSecretKey(Buffer.from(jwk.k, 'base64url'));
-  }
-  return createPrivateKey({ key: jwk, format: 'jwk' });
-}
-
-/** Parses a key file's text into an entry; throws on anything malformed. */
-async function parseKeyFile(text: string, keyId: string): Promise<KeyEntry> {
-  let data: Partial<StoredKeyFile>;
-  try {
-    data = JSON.parse(text) as Partial<StoredKeyFile>;
-  } catch {
-    // JSON.parse quotes the text it failed on, and this text holds private keys: never pass it on.
-    throw new Error('not valid JSON');
-  }
-  if (data.format !== FILE_FORMAT || data.keyId !== keyId || !isAlgorithm(data.alg) || !Array.isArray(data.versions) || data.versions.length === 0) {
-    throw new Error('not a jwt-factory key file');
-  }
-  const versions: KeyVersion[] = [];
-  for (const v of data.versions) {
-    if (!isAlgorithm(v.alg) || v.alg !== data.alg) throw new Error('version algorithm differs from the key algorithm');
-    const createdAt = new Date(v.createdAt);
-    const activateAt = v.activateAt === undefined ? undefined : new Date(v.activateAt);
-    const retireAt = v.retireAt === undefined ? undefined : new Date(v.retireAt);
-    if ([createdAt, activateAt, retireAt].some((d) => d !== undefined && Number.isNaN(d.getTime()))) throw new Error('bad date');
-    const version = await toVersion(importStoredJwk(v.jwk), v.alg, { kid: v.alg === 'HS256' ? v.kid : undefined, createdAt, activateAt, retireAt });
-    if (version.kid !== v.kid) throw new Error('stored kid does not match the key');
-    versions.push(version);
-  }
-  const [current, ...previous] = versions;
-  return Object.freeze({ keyId, alg: data.alg, current: current!, previous: Object.freeze(previous) });
-}
-
-/** Serializes an entry (private material included: the file is written with mode 0600). */
-function serializeEntry(entry: KeyEntry): string {
-  const file: StoredKeyFile = {
-    format: FILE_FORMAT,
-    keyId: entry.keyId,
-    alg: entry.alg,
-    versions: [entry.current, ...entry.previous].map((v) => ({
-      kid: v.kid,
-      alg: v.alg,
-      createdAt: v.createdAt.toISOString(),
-      ...(v.activateAt ? { activateAt: v.activateAt.toISOString() } : {}),
-      ...(v.retireAt ? { retireAt: v.retireAt.toISOString() } : {}),
-      jwk: v.signingKey.export({ format: 'jwk' }),
-    })),
-  };
-  return `${JSON.stringify(file, null, 2)}\n`;
-}
-
-/** What identifies an entry's state: its versions' kids and retire times. */
-const fingerprint = (entry: KeyEntry): string =>
-  [entry.current, ...entry.previous].map((v) => `${v.kid}@${v.retireAt?.getTime() ?? ''}`).join(',');
-
-/** True while a version still verifies and is published. */
-export const isActive = (version: KeyVersion, now: Date): boolean => version.retireAt === undefined || version.retireAt.getTime() > now.getTime();
-
-/**
- * The version that signs at `now`: the newest one that is active and not waiting for its
- * activateAt. A key published ahead is in the JWKS before it signs, so caches learn it first.
- */
-export function signingVersion(entry: KeyEntry, now: Date): KeyVersion {
-  const ready = (v: KeyVersion) => isActive(v, now) && (v.activateAt === undefined || v.activateAt.getTime() <= now.getTime());
-  return [entry.current, ...entry.previous].find(ready) ?? entry.current;
-}
-
-/** The versions of an entry that still verify at `now`: the newest first. */
-export function activeVersions(entry: KeyEntry, now: Date): KeyVersion[] {
-  return [entry.current, ...entry.previous.filter((v) => isActive(v, now))];
-}
-
-/** The keys `verifyJwt` may use for an entry at `now`, each pinned to its algorithm. */
-export function verificationKeys(entry: KeyEntry, now: Date): VerificationKey[] {
-  return activeVersions(entry, now).map((v) => ({ kid: v.kid, alg: v.alg, key: v.verifyKey }));
-}
 
 /** A file's text, or undefined when it does not exist (any other failure throws). */
 async function readIfExists(file: string): Promise<string | undefined> {

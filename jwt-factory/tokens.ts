@@ -3,7 +3,7 @@ import { SignJWT, type JWTPayload, type JWTHeaderParameters } from 'jose';
 import { z } from 'zod';
 import { badRequest } from '../lib/errors.js';
 import { verifyJwt, type VerifyOptions } from '../lib/jwt.js';
-import { signingVersion, verificationKeys, type KeyEntry, type KeyVersion } from './keystore.js';
+import { signingVersion, verificationKeys, type KeyEntry, type KeyVersion } from './keys.js';
 
 /**
  * Issue and verify as pure functions over (key entry, claims, options, clock): no HTTP here.

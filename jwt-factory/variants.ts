@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { base64url, generateKeyPair, SignJWT, UnsecuredJWT, type JWTPayload } from 'jose';
 import type { Algorithm } from './config.js';
-import { signingVersion, type KeyEntry, type KeyVersion } from './keystore.js';
+import { signingVersion, type KeyEntry, type KeyVersion } from './keys.js';
 import { buildClaims, describeToken, EXPIRED_BY, signPayload, type Claims, type IssueOptions, type IssuedToken } from './tokens.js';
 
 /**

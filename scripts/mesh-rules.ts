@@ -1,7 +1,8 @@
 import { readFile, stat } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { activeVersions, createKeyStore } from '../jwt-factory/keystore.js';
+import { activeVersions } from '../jwt-factory/keys.js';
+import { createKeyStore } from '../jwt-factory/keystore.js';
 import { silentLogger } from '../lib/logger.js';
 import {
   DEFAULT_ISSUER,

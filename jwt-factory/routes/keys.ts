@@ -5,7 +5,7 @@ import { assertKeyId } from '../../lib/keyid.js';
 import { ALGORITHMS } from '../config.js';
 import type { FactoryDeps } from '../deps.js';
 import type { JwksDocument } from '../jwks.js';
-import { activeVersions, signingVersion, type KeyEntry, type KeyVersion } from '../keystore.js';
+import { activeVersions, signingVersion, type KeyEntry, type KeyVersion } from '../keys.js';
 
 /** `?publishAhead=N`: seconds the new key is published before it signs (Istio refetches JWKS every 20 min). */
 const publishAheadQuery = (max: number) =>

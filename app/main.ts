@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
+import { readIfExistsSync } from '../lib/files.js';
 import { createLogger } from '../lib/logger.js';
 import { listen, describeListenError, drainOnSignal } from '../lib/server.js';
 import { createHttpClient } from '../lib/httpclient.js';
@@ -28,11 +29,8 @@ const APP_DIR = path.dirname(fileURLToPath(import.meta.url));
  */
 function readEnvFile(service: string): Record<string, string> {
   for (const dir of [APP_DIR, path.resolve('app')]) {
-    try {
-      return parseDotenv(readFileSync(path.join(dir, `.${service}.env`)));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
+    const text = readIfExistsSync(path.join(dir, `.${service}.env`));
+    if (text !== undefined) return parseDotenv(text);
   }
   return {};
 }

@@ -1,7 +1,7 @@
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { JWK } from 'jose';
+import { readIfExists } from '../lib/files.js';
 import { TokenError, verificationKeyFromJwk, type VerificationKey } from '../lib/jwt.js';
 import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
 
@@ -68,14 +68,9 @@ export function createPeerKeys(options: PeerKeysOptions): PeerKeys {
       return parseAnswer('servicea', answer, jwksSchema);
     }
     const file = path.join(options.dir, 'jwks.json');
-    let text: string;
-    try {
-      text = await fs.readFile(file, 'utf8');
-    } catch (err) {
-      // No file yet: servicea has not created its key, so no token of it can be valid.
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { keys: [] };
-      throw err;
-    }
+    const text = await readIfExists(file);
+    // No file yet: servicea has not created its key, so no token of it can be valid.
+    if (text === undefined) return { keys: [] };
     return parseAnswer('peer-keys-dir', { status: 200, contentType: 'application/json', text }, jwksSchema);
   };
 

@@ -1,9 +1,8 @@
 import { generateKeyPair, createPrivateKey, createPublicKey, randomUUID, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
-import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { exportJWK, calculateJwkThumbprint, SignJWT, type JWK } from 'jose';
-import { writeFileAtomic } from '../lib/files.js';
+import { readIfExists, writeFileAtomic } from '../lib/files.js';
 
 /**
  * servicea's own signing key for scenarios 3 and 4. One ES256 key pair (small tokens, fast
@@ -59,14 +58,8 @@ export function createSelfKeyStore(dir: string): SelfKeyStore {
   let pending: Promise<{ key: SelfKey; created: boolean }> | undefined;
 
   const readFromDisk = async (): Promise<SelfKey | undefined> => {
-    let pem: string;
-    try {
-      pem = await fs.readFile(privatePath, 'utf8');
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw err;
-    }
-    return fromPem(pem);
+    const pem = await readIfExists(privatePath);
+    return pem === undefined ? undefined : fromPem(pem);
   };
 
   const publish = (k: SelfKey) => writeFileAtomic(jwksPath, `${JSON.stringify({ keys: [k.publicJwk] }, null, 2)}\n`, { mode: 0o644, dirMode: 0o755 });

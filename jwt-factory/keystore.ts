@@ -1,9 +1,8 @@
 import { createPrivateKey } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../lib/errors.js';
-import { writeFileAtomic } from '../lib/files.js';
+import { readIfExists, readIfExistsSync, writeFileAtomic } from '../lib/files.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import type { Logger } from '../lib/logger.js';
 import type { Algorithm } from './config.js';
@@ -29,26 +28,6 @@ export interface KeyStoreOptions {
 
 /** Keys loaded at once at start-up: enough to keep the thread pool busy with their kid checks. */
 const LOAD_CONCURRENCY = 32;
-
-/** A file's text, or undefined when it does not exist (any other failure throws). */
-async function readIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
-
-/** readIfExists for start-up (see readFilesSync). */
-function readIfExistsSync(file: string): string | undefined {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
-}
 
 /** The text of a keyId's file: the JSON store, or the original sample's PEM. */
 interface KeyFiles {

@@ -3,7 +3,7 @@ import { promisify } from 'node:util';
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
-import { writeFileAtomic } from './files.js';
+import { readIfExists, writeFileAtomic } from './files.js';
 
 /**
  * The suite's local TLS material: one CA and one server certificate per service, made with
@@ -142,15 +142,6 @@ async function createLeaf(ca: Ca, service: string, namespace: string, now: Date)
   ]);
   cert.sign(ca.key, forge.md.sha256.create());
   return { certPem: forge.pki.certificateToPem(cert), keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
-}
-
-async function readIfExists(file: string): Promise<string | undefined> {
-  try {
-    return await fs.readFile(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
-  }
 }
 
 /**

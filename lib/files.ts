@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, rename, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { link, mkdir, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 
 export interface AtomicWriteOptions {
@@ -50,4 +51,26 @@ export async function writeFileAtomic(file: string, data: string | Uint8Array, o
     await rm(temp, { force: true });
   }
   await syncDir(dir);
+}
+
+const missing = (err: unknown) => (err as NodeJS.ErrnoException).code === 'ENOENT';
+
+/** A file's text, or undefined when it does not exist (any other failure throws). */
+export async function readIfExists(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (err) {
+    if (missing(err)) return undefined;
+    throw err;
+  }
+}
+
+/** readIfExists for start-up, before a server listens (no request waits on it). */
+export function readIfExistsSync(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    if (missing(err)) return undefined;
+    throw err;
+  }
 }

@@ -1,5 +1,5 @@
 import { createPrivateKey } from 'node:crypto';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../lib/errors.js';
 import { readIfExists, readIfExistsSync, writeFileAtomic } from '../lib/files.js';
@@ -59,6 +59,32 @@ export function createKeyStore(options: KeyStoreOptions) {
     revision += 1;
     for (const listener of listeners) listener(keyId, origin);
   };
+
+  /**
+   * The one way an entry enters the map: caches (the JWKS) hear of it when the keyId is new
+   * or its versions moved, never when a re-read finds the same versions (tokens with made-up
+   * kids trigger re-reads, and must not churn the JWKS cache). Returns the entry kept.
+   */
+  const remember = (entry: KeyEntry, origin: 'local' | 'reload'): KeyEntry => {
+    const known = entries.get(entry.keyId);
+    if (known && fingerprint(known) === fingerprint(entry)) return known;
+    entries.set(entry.keyId, entry);
+    changed(entry.keyId, origin);
+    return entry;
+  };
+
+  /** What a keyId's file was when last read: writes are renames, so a new file has a new inode. */
+  const stamps = new Map<string, string>();
+  async function fileStamp(keyId: string): Promise<string | undefined> {
+    for (const file of [jsonPath(keyId), pemPath(keyId)]) {
+      const s = await stat(file).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') return undefined;
+        throw err;
+      });
+      if (s) return `${file}:${s.ino}:${s.mtimeMs}:${s.size}`;
+    }
+    return undefined;
+  }
 
   /** Runs `task` after every earlier task on the same keyId (one create or rotate at a time). */
   function withLock<T>(keyId: string, task: () => Promise<T>): Promise<T> {
@@ -181,6 +207,9 @@ export function createKeyStore(options: KeyStoreOptions) {
     /** The keyIds known to this process. */
     list: (): string[] => [...entries.keys()].sort(),
 
+    /** How many keyIds this process knows (cheap: /readyz asks it on every probe). */
+    size: (): number => entries.size,
+
     /** Every entry known to this process, by keyId (a stable order keeps the JWKS ETag equal across workers). */
     entries: (): KeyEntry[] => [...entries.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : 1)),
 
@@ -189,24 +218,20 @@ export function createKeyStore(options: KeyStoreOptions) {
       const known = entries.get(keyId);
       if (known) return known;
       const fromDisk = await tryReadFromDisk(keyId);
-      if (fromDisk) {
-        entries.set(keyId, fromDisk);
-        changed(keyId, 'reload');
-      }
-      return fromDisk;
+      return fromDisk && remember(fromDisk, 'reload');
     },
 
-    /** Re-reads one keyId from disk (another worker changed it); an unchanged file changes nothing. */
+    /**
+     * Re-reads one keyId from disk (another worker changed it). /verify calls it for every
+     * token whose kid is unknown, so a file unchanged since the last read costs a stat only.
+     */
     async reload(keyId: string): Promise<KeyEntry | undefined> {
-      const fromDisk = await tryReadFromDisk(keyId);
       const known = entries.get(keyId);
-      // Tokens with made-up kids trigger reloads: keep caches (JWKS) warm unless the versions moved.
-      if (fromDisk && (!known || fingerprint(known) !== fingerprint(fromDisk))) {
-        entries.set(keyId, fromDisk);
-        changed(keyId, 'reload');
-        return fromDisk;
-      }
-      return known ?? fromDisk;
+      const stamp = await fileStamp(keyId);
+      if (known && stamp !== undefined && stamps.get(keyId) === stamp) return known;
+      const fromDisk = await tryReadFromDisk(keyId);
+      if (stamp !== undefined) stamps.set(keyId, stamp);
+      return fromDisk ? remember(fromDisk, 'reload') : known;
     },
 
     /**
@@ -219,11 +244,10 @@ export function createKeyStore(options: KeyStoreOptions) {
       const known = entries.get(keyId);
       if (known) return Promise.resolve({ entry: known, created: false });
       return withLock(keyId, async () => {
-        const existing = entries.get(keyId) ?? (await tryReadFromDisk(keyId));
-        if (existing) {
-          entries.set(keyId, existing);
-          return { entry: existing, created: false };
-        }
+        const known = entries.get(keyId);
+        if (known) return { entry: known, created: false };
+        const existing = await tryReadFromDisk(keyId);
+        if (existing) return { entry: remember(existing, 'reload'), created: false };
         // Every unknown keyId on /issueToken creates a key: a bound keeps callers from filling the disk.
         if (entries.size >= maxKeys) {
           throw new AppError('key_limit_reached', 403, `This factory holds ${entries.size} keys, its MAX_KEYS limit: it creates no more. Use an existing keyId, or raise MAX_KEYS.`, {
@@ -240,13 +264,10 @@ export function createKeyStore(options: KeyStoreOptions) {
           // Another process created it first: theirs wins, ours is discarded unused.
           const winner = await readFromDisk(keyId);
           if (!winner) throw err;
-          entries.set(keyId, winner);
-          changed(keyId, 'reload');
-          return { entry: winner, created: false };
+          return { entry: remember(winner, 'reload'), created: false };
         }
-        entries.set(keyId, entry);
+        remember(entry, 'local');
         logger.info({ keyId, kid: version.kid, alg: chosen }, 'key created');
-        changed(keyId, 'local');
         return { entry, created: true };
       });
     },
@@ -271,9 +292,8 @@ export function createKeyStore(options: KeyStoreOptions) {
           .map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
         const entry: KeyEntry = Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) });
         await persist(entry, 'replace');
-        entries.set(keyId, entry);
+        remember(entry, 'local');
         logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
-        changed(keyId, 'local');
         return entry;
       });
     },
@@ -289,7 +309,7 @@ export function createKeyStore(options: KeyStoreOptions) {
         await withLock(keyId, async () => {
           const onDisk = await tryReadFromDisk(keyId);
           if (onDisk) {
-            entries.set(keyId, onDisk);
+            remember(onDisk, 'reload');
             return;
           }
           const entry = entries.get(keyId);

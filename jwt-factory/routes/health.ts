@@ -9,7 +9,7 @@ export function healthRouter(deps: FactoryDeps): Router {
   });
   router.get('/readyz', (_req, res) => {
     const ready = deps.keystore.isLoaded();
-    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'loading', keys: deps.keystore.list().length });
+    res.status(ready ? 200 : 503).json({ status: ready ? 'ready' : 'loading', keys: deps.keystore.size() });
   });
   return router;
 }

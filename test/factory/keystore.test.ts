@@ -141,6 +141,32 @@ describe('creation', () => {
     expect(b.revision()).toBeGreaterThan(revision);
   });
 
+  it('a key another store created and this one finds through getOrCreate moves the revision (the JWKS cache hears of it)', async () => {
+    const a = store();
+    const b = store();
+    await Promise.all([a.load(), b.load()]);
+    const { entry } = await a.getOrCreate('found');
+    const revision = b.revision();
+    const found = await b.getOrCreate('found');
+    expect(found).toMatchObject({ created: false });
+    expect(found.entry.current.kid).toBe(entry.current.kid);
+    expect(b.revision()).toBeGreaterThan(revision);
+    expect(b.size()).toBe(1);
+  });
+
+  it('reload picks up a second rotation too, and an unchanged file keeps the very entry it had', async () => {
+    const a = store();
+    const b = store();
+    await Promise.all([a.load(), b.load()]);
+    await a.getOrCreate('twice');
+    const first = (await b.reload('twice'))!;
+    expect(await b.reload('twice')).toBe(first);
+    const r1 = (await a.rotate('twice'))!;
+    expect((await b.reload('twice'))?.current.kid).toBe(r1.current.kid);
+    const r2 = (await a.rotate('twice'))!;
+    expect((await b.reload('twice'))?.current.kid).toBe(r2.current.kid);
+  });
+
   it('finds on disk a key another store created after load', async () => {
     const a = store();
     const b = store();

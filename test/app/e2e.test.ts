@@ -163,11 +163,11 @@ describe('the eight scenario outcomes', () => {
 });
 
 /** A token the factory issues for servicea with the given audience. */
-async function factoryToken(aud: string): Promise<string> {
+async function factoryToken(aud: string, claims: Record<string, string> = {}): Promise<string> {
   const res = await fetch(url(factory, '/issueToken/servicea'), {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'text/plain' },
-    body: JSON.stringify({ sub: 'servicea', aud }),
+    body: JSON.stringify({ sub: 'servicea', aud, ...claims }),
   });
   expect(res.status).toBe(200);
   return (await res.text()).trim();
@@ -214,6 +214,20 @@ describe('the -server routes of serviceb', () => {
     const res = await call(url(b, '/scenario3-server'), { headers: { authorization: `Bearer ${await selfToken('serviceb', 'https://evil/')}` } });
     expect(res.status).toBe(403);
     expect(res.body.error.code).toBe('issuer_invalid');
+  });
+
+  it('GET /scenario1-server refuses a factory-signed token that names another issuer, and says expiry first when both are wrong', async () => {
+    const res = await call(url(b, '/scenario1-server'), { headers: { authorization: `Bearer ${await factoryToken('serviceb', { iss: 'https://evil/' })}` } });
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ name: 'JsonWebTokenError', code: 'issuer_invalid' });
+    const expired = await fetch(url(factory, '/issueToken/servicea?expired=1'), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ aud: 'serviceb', iss: 'https://evil/' }),
+    });
+    const both = await call(url(b, '/scenario1-server'), { headers: { authorization: `Bearer ${await expired.text()}` } });
+    expect(both.status).toBe(403);
+    expect(both.body.error).toMatchObject({ name: 'TokenExpiredError', code: 'expired' });
   });
 
   it('GET /scenario1-server refuses a self-signed token (not signed by the factory key)', async () => {

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureCertificates } from '../lib/certs.js';
+import { freePort } from '../lib/ports.js';
 import { launch, ROOT, type Launched } from './bench/launch.js';
 
 /**
@@ -56,16 +57,6 @@ function isFree(port: number): Promise<boolean> {
   });
 }
 
-async function systemPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, HOST, () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const describePort = (key: keyof PortPlan) => (key.endsWith('_https') ? `${key.replace('_https', '')} (HTTPS)` : key);
 
@@ -85,7 +76,7 @@ function parsePorts(value: string): PortPlan | 'auto' | undefined {
 async function planPorts(wanted: PortPlan | 'auto'): Promise<PortPlan> {
   if (wanted === 'auto') {
     const plan = { ...DEFAULT_PORTS };
-    for (const key of PORT_KEYS) plan[key] = await systemPort();
+    for (const key of PORT_KEYS) plan[key] = await freePort(HOST);
     return plan;
   }
   for (const key of PORT_KEYS) {

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { decodeJwt, decodeProtectedHeader, type JWTHeaderParameters, type JWTPayload } from 'jose';
 import type { Algorithm } from './args.js';
-import { freePort, launch, type Launched } from './launch.js';
+import { freePort } from '../../lib/ports.js';
+import { launch, type Launched } from './launch.js';
 import type { LoadTarget } from './load.js';
 
 /** Claims every issuance request of the bench sends: what a service asks for a peer call. */

@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readSync, readFileSync, readdirSync, fstatSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { childStopper } from '../../lib/process.js';
@@ -202,14 +201,3 @@ export function treeCpuMs(pid: number): number {
   return ticks * TICK_MS;
 }
 
-/** A port that is free on 127.0.0.1 right now, for peers that must know each other's port up front. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}

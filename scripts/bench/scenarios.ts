@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { ensureCertificates } from '../../lib/certs.js';
 import type { RowName } from './args.js';
-import { freePort, launch, treeCpuMs, type Launched } from './launch.js';
+import { freePort } from '../../lib/ports.js';
+import { launch, treeCpuMs, type Launched } from './launch.js';
 import { runLoad, type LoadSettings } from './load.js';
 import type { RowResult } from './report.js';
 

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { childStopper } from '../../lib/process.js';
@@ -80,18 +79,7 @@ export function startProcess(
   });
 }
 
-/** Asks the OS for a free port on 127.0.0.1 (for peers that must know each other's port up front). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const address = srv.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../lib/ports.js';
 
 /**
  * Runs `tsx <script> ...args` to its end (a command, not a server) with a clean environment

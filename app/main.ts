@@ -78,10 +78,8 @@ async function main(): Promise<void> {
   const servers: http.Server[] = [http.createServer(app)];
   if (config.httpsPort !== undefined) {
     const tls = await loadServerTls(config.certsDir, serviceName);
-    servers.push(https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, app) as unknown as http.Server);
+    servers.push(https.createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, app));
   }
-  // Longer than the peers' keep-alive idle time, so a reused socket is not closed under a request.
-  for (const s of servers) s.keepAliveTimeout = 65_000;
 
   const wanted = [config.port, config.httpsPort];
   const bound: number[] = [];

@@ -50,8 +50,6 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
     });
   }
   const server = createServer(createApp({ config, keystore, logger, clock }));
-  // Longer than the callers' keep-alive idle time, so a reused socket is not closed under a request.
-  server.keepAliveTimeout = 65_000;
   let port: number;
   try {
     port = await listen(server, config.PORT, config.HOST);

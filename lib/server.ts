@@ -2,10 +2,16 @@ import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './logger.js';
 
-type AnyServer = HttpServer;
+/** Idle keep-alive time of every server of the suite, longer than its clients' (Node's agents, autocannon, Envoy's 60 s). */
+export const KEEP_ALIVE_MS = 65_000;
 
-/** Starts listening and resolves with the bound port (useful when `port` is 0). */
-export function listen(server: AnyServer, port: number, host: string): Promise<number> {
+/**
+ * Starts listening and resolves with the bound port (useful when `port` is 0). Idle sockets
+ * stay open KEEP_ALIVE_MS: Node's 5 s default can close a socket a client is reusing, under
+ * its request.
+ */
+export function listen(server: HttpServer, port: number, host: string): Promise<number> {
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off('listening', onListening);
@@ -32,7 +38,7 @@ export function describeListenError(err: NodeJS.ErrnoException, port: number, ho
  * On SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish (up to
  * `graceMs`), close idle keep-alive sockets, then exit 0.
  */
-export function drainOnSignal(servers: AnyServer[], logger: Logger, graceMs = 10_000, onClosed?: () => Promise<void> | void): void {
+export function drainOnSignal(servers: HttpServer[], logger: Logger, graceMs = 10_000, onClosed?: () => Promise<void> | void): void {
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -112,8 +112,6 @@ async function main(): Promise<void> {
     now: fixedNow ? () => fixedNow : undefined,
     logger,
   });
-  // As the suite's servers: longer than a client's keep-alive idle time, so a reused socket is not closed under a request.
-  server.keepAliveTimeout = 65_000;
   // Reloads run one at a time; a change during a reload triggers one more afterwards.
   let reloading: Promise<void> | undefined;
   let again = false;

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import type { Workload } from './evaluate.js';
+import { ANY_RULE } from './policies.js';
 
 /** Command-line pieces shared by `npm run mesh` and `npm run mesh-gateway`. */
 
@@ -29,10 +30,10 @@ export function parseNow(value: string | undefined): Date | undefined {
 }
 
 /**
- * `--jwks-file f`: either one JWKS ({ keys: [...] }), used for every rule without inline jwks,
- * or a map of JWKS keyed by jwksUri or issuer.
+ * `--jwks-file f`: either one JWKS ({ keys: [...] }), used for every rule without inline jwks
+ * (kept under ANY_RULE), or a map of JWKS keyed by jwksUri or issuer.
  */
-export async function readJwksFile(file: string | undefined, issuersAndUris: string[]): Promise<Record<string, unknown>> {
+export async function readJwksFile(file: string | undefined): Promise<Record<string, unknown>> {
   if (!file) return {};
   let doc: unknown;
   try {
@@ -41,6 +42,6 @@ export async function readJwksFile(file: string | undefined, issuersAndUris: str
     throw new UsageError(`--jwks-file ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`--jwks-file ${file}: expected a JSON object`);
-  if (Array.isArray((doc as { keys?: unknown }).keys)) return Object.fromEntries(issuersAndUris.map((k) => [k, doc]));
+  if (Array.isArray((doc as { keys?: unknown }).keys)) return { [ANY_RULE]: doc };
   return doc as Record<string, unknown>;
 }

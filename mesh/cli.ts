@@ -121,8 +121,7 @@ async function run(argv: string[]): Promise<number> {
   headers.host ??= [str('host') ?? workload?.labels.app ?? 'localhost'];
 
   const policies = await loadPolicyPath(str('policies')!);
-  const keys = policies.flatMap((p) => (p.kind === 'RequestAuthentication' ? p.jwtRules.flatMap((r) => [r.jwksUri, r.issuer]) : [])).filter((k): k is string => !!k);
-  const supplied = await readJwksFile(str('jwks-file'), keys);
+  const supplied = await readJwksFile(str('jwks-file'));
   const resolved = await resolveJwks(policies, supplied, { timeoutMs: fetchTimeout });
   const verdict = await evaluate({
     policies,

@@ -1,4 +1,4 @@
-import type { AuthorizationPolicy, MeshPolicy, RequestAuthentication } from './policies.js';
+import { suppliedJwks, type AuthorizationPolicy, type MeshPolicy, type RequestAuthentication } from './policies.js';
 import { CLOCK_SKEW_SECONDS, STATUS, fakeJwks, loadJwks, runJwtAuthn, type HeaderMap, type JwtContext, type LoadedJwks, type Provider, type Status } from './jwt.js';
 import { matchPolicy, type AuthzRequest, type ConnectionAttributes } from './authz.js';
 
@@ -138,13 +138,13 @@ function whyNotInScope(p: MeshPolicy, input: EvaluateInput): string | undefined 
   return undefined;
 }
 
-/** The JWKS a rule ends up with in the sidecar: inline, supplied by jwksUri or issuer, else istiod's fake one. */
+/** The JWKS a rule ends up with in the sidecar: inline, supplied (by jwksUri, issuer or "*"), else istiod's fake one. */
 function jwksFor(p: RequestAuthentication, index: number, input: EvaluateInput, steps: string[]): LoadedJwks {
   const rule = p.jwtRules[index]!;
   const label = `${p.namespace ?? input.workload?.namespace ?? ''}/${p.name} jwtRules[${index}]`;
   // request_authentication.proto: "Only one of jwks_uri and jwks should be used. jwks_uri will be ignored if it does."
   if (rule.jwks !== undefined) return loadJwks(rule.jwks);
-  const supplied = rule.jwksUri !== undefined && input.jwks?.[rule.jwksUri] !== undefined ? input.jwks[rule.jwksUri] : rule.issuer !== undefined ? input.jwks?.[rule.issuer] : undefined;
+  const supplied = suppliedJwks(rule, input.jwks);
   if (supplied !== undefined) return loadJwks(supplied);
   const uri = rule.jwksUri ?? `${(rule.issuer ?? '').replace(/\/$/, '')}/.well-known/openid-configuration`;
   steps.push(`${label}: no JWKS for ${uri}; like istiod when it cannot fetch, the sidecar gets a fake JWKS and every token of this issuer fails`);

@@ -90,8 +90,7 @@ async function main(): Promise<void> {
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const digest = await inputDigest(values.policies!, values['jwks-file']);
     const policies: MeshPolicy[] = await loadPolicyPath(values.policies!);
-    const keys = policies.flatMap((p) => (p.kind === 'RequestAuthentication' ? p.jwtRules.flatMap((r) => [r.jwksUri, r.issuer]) : [])).filter((k): k is string => !!k);
-    const supplied = await readJwksFile(values['jwks-file'], keys);
+    const supplied = await readJwksFile(values['jwks-file']);
     const resolved = await resolveJwks(policies, supplied, { timeoutMs: fetchTimeout });
     for (const note of resolved.notes) logger.info({ note }, 'jwks');
     return { policies, jwks: resolved.jwks, digest };

@@ -116,6 +116,22 @@ const metadataSchema = z
   .passthrough();
 
 export type JwtRuleSpec = z.infer<typeof jwtRuleSchema>;
+
+/** The key of a supplied JWKS that serves every rule no other key names (a bare `--jwks-file`). */
+export const ANY_RULE = '*';
+
+/**
+ * The JWKS supplied for a rule without inline `jwks`: the map's entry for its `jwksUri`, else
+ * for its `issuer`, else the ANY_RULE entry. The engine and the fetcher both ask this, so a
+ * supplied document is never replaced by a fetched one.
+ */
+export function suppliedJwks(rule: JwtRuleSpec, supplied: Readonly<Record<string, unknown>> | undefined): unknown {
+  if (!supplied) return undefined;
+  for (const key of [rule.jwksUri, rule.issuer, ANY_RULE]) {
+    if (key !== undefined && supplied[key] !== undefined) return supplied[key];
+  }
+  return undefined;
+}
 export type SourceSpec = z.infer<typeof sourceSchema>;
 export type OperationSpec = z.infer<typeof operationSchema>;
 export type ConditionSpec = z.infer<typeof conditionSchema>;

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { parsePolicyText, type MeshPolicy } from './policies.js';
+import { parsePolicyText, suppliedJwks, type MeshPolicy } from './policies.js';
 
 /**
  * The impure edges of the engine, shared by the command, the HTTP router and the gateway:
@@ -101,8 +101,7 @@ export async function resolveJwks(policies: readonly MeshPolicy[], supplied: Rec
     if (p.kind !== 'RequestAuthentication') continue;
     for (const rule of p.jwtRules) {
       if (rule.jwks !== undefined) continue;
-      if (rule.jwksUri !== undefined && jwks[rule.jwksUri] !== undefined) continue;
-      if (rule.jwksUri === undefined && rule.issuer !== undefined && jwks[rule.issuer] !== undefined) continue;
+      if (suppliedJwks(rule, jwks) !== undefined) continue;
       const target = rule.jwksUri ?? `issuer:${rule.issuer ?? ''}`;
       if (attempted.has(target)) continue;
       attempted.add(target);

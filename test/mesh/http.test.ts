@@ -157,6 +157,15 @@ describe('POST /mesh/evaluate remote JWKS', () => {
     expect(res.body.steps[0]).toContain(`fetched the JWKS for issuer ${ISS} from ${jwksUrl}`);
   });
 
+  it('a JWKS supplied by issuer (or under "*") is used as given: with fetchJwks the jwksUri is not fetched over it', async () => {
+    for (const key of [ISS, '*']) {
+      const before = hits;
+      const res = await request(app).post('/mesh/evaluate').send({ ...(await body(jwksUrl, true)), jwks: { [key]: JSON.parse(ctx.jwks(ctx.rs)) } });
+      expect(res.body).toMatchObject({ status: 200, principal: `${ISS}/servicea` });
+      expect(hits).toBe(before);
+    }
+  });
+
   it('a JWKS server that does not answer in time is reported and treated as unfetchable', async () => {
     const quick = await factoryApp({ MESH_FETCH_JWKS: 'true', MESH_FETCH_TIMEOUT_MS: '200' });
     const res = await request(quick).post('/mesh/evaluate').send(await body(slowUrl, true));

@@ -1,6 +1,7 @@
 import { createPrivateKey, createPublicKey, createSecretKey, generateKeyPair as generateNodeKeyPair, randomBytes, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { promisify } from 'node:util';
 import { base64url, calculateJwkThumbprint, type JWK } from 'jose';
+import { pickPublicMembers } from '../lib/jwk.js';
 import type { VerificationKey } from '../lib/jwt.js';
 import { ALGORITHMS, type Algorithm } from './config.js';
 
@@ -44,13 +45,6 @@ export interface KeyEntry {
   readonly previous: readonly KeyVersion[];
 }
 
-/** The public JWK members we publish, per key type (RFC 7517/7518/8037); never d, p, q, dp, dq, qi, k. */
-const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
-  RSA: ['kty', 'n', 'e'],
-  EC: ['kty', 'crv', 'x', 'y'],
-  OKP: ['kty', 'crv', 'x'],
-};
-
 const FILE_FORMAT = 'jwt-factory-key/1';
 
 /** What a key file holds: the keyId and its versions (current first), each as a private JWK. */
@@ -61,17 +55,11 @@ interface StoredKeyFile {
   versions: Array<{ kid: string; alg: Algorithm; createdAt: string; activateAt?: string; retireAt?: string; jwk: JsonWebKey }>;
 }
 
-/** Picks the allow-listed public members of a JWK. */
+/** The allow-listed public members of a key we generated or loaded. */
 function publicMembers(jwk: JsonWebKey): Record<string, string> {
-  const members = PUBLIC_MEMBERS[String(jwk.kty)];
-  if (!members) throw new Error(`unsupported key type ${String(jwk.kty)}`);
-  const out: Record<string, string> = {};
-  for (const m of members) {
-    const value = (jwk as Record<string, unknown>)[m];
-    if (typeof value !== 'string') throw new Error(`public key misses ${m}`);
-    out[m] = value;
-  }
-  return out;
+  const picked = pickPublicMembers(jwk as Record<string, unknown>);
+  if ('members' in picked) return picked.members;
+  throw new Error(picked.problem.kind === 'missing' ? `public key misses ${picked.problem.member}` : `unsupported key type ${picked.problem.kty}`);
 }
 
 const isAlgorithm = (value: unknown): value is Algorithm => typeof value === 'string' && (ALGORITHMS as readonly string[]).includes(value);

@@ -1,4 +1,5 @@
 import { stringify } from 'yaml';
+import { pickPublicMembers } from './jwk.js';
 import { KEY_ID_PATTERN } from './keyid.js';
 
 /**
@@ -44,12 +45,6 @@ export class MeshRulesError extends Error {
 /** RFC 1123 label: what Kubernetes accepts for namespaces, and what we accept for app labels. */
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
-/** The public members we publish per key type (RFC 7517/7518/8037): never d, p, q, dp, dq, qi, k. */
-const PUBLIC_MEMBERS: Record<string, readonly string[]> = {
-  RSA: ['kty', 'n', 'e'],
-  EC: ['kty', 'crv', 'x', 'y'],
-  OKP: ['kty', 'crv', 'x'],
-};
 const METADATA_MEMBERS = ['kid', 'alg', 'use'] as const;
 
 /** Istio's request principal for a token: `<iss>/<sub>` (Envoy jwt_authn, Istio RequestAuthentication docs). */
@@ -71,14 +66,13 @@ export function publicJwks(input: unknown): { keys: PublicJwk[] } {
   const out = keys.map((raw, i) => {
     const jwk = raw as Record<string, unknown>;
     if (jwk.kty === 'oct') throw new MeshRulesError(`key ${i} is symmetric (kty "oct"): a secret never goes into a mesh rule`);
-    const members = PUBLIC_MEMBERS[String(jwk.kty)];
-    if (!members) throw new MeshRulesError(`key ${i} has an unsupported kty "${String(jwk.kty)}"`);
-    const picked: PublicJwk = {};
-    for (const m of [...members, ...METADATA_MEMBERS]) {
-      const value = jwk[m];
-      if (typeof value === 'string') picked[m] = value;
-      else if (members.includes(m)) throw new MeshRulesError(`key ${i} misses its public member "${m}"`);
+    const result = pickPublicMembers(jwk);
+    if ('problem' in result) {
+      const { problem } = result;
+      throw new MeshRulesError(problem.kind === 'missing' ? `key ${i} misses its public member "${problem.member}"` : `key ${i} has an unsupported kty "${problem.kty}"`);
     }
+    const picked: PublicJwk = { ...result.members };
+    for (const m of METADATA_MEMBERS) if (typeof jwk[m] === 'string') picked[m] = jwk[m] as string;
     // Envoy picks the key by kid; a key without one matches any token, which we never publish.
     if (!picked.kid) throw new MeshRulesError(`key ${i} has no kid`);
     return picked;

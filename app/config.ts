@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseEnv, setting, type Env } from '../lib/config.js';
+import { DEFAULT_ISSUER } from '../lib/suite.js';
 
 /** The three roles one service process can play. */
 export const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
@@ -21,7 +22,7 @@ const schema = (name: ServiceName) =>
     HTTPS_PORT: setting.port(0).unwrap().optional(),
     HOST: z.string().default('0.0.0.0'),
     FACTORY_URL: url('http://localhost:5555'),
-    ISSUER: z.string().min(1).default('https://jwt-factory/'),
+    ISSUER: z.string().min(1).default(DEFAULT_ISSUER),
     SERVICEA_URL: url('http://localhost:3000'),
     SERVICEB_URL: url('http://localhost:3001'),
     SERVICEC_URL: url('http://localhost:3002'),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseEnv, setting, type Env } from '../lib/config.js';
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
+import { DEFAULT_ISSUER } from '../lib/suite.js';
 
 /** Every signing algorithm a key can be created with (one per keyId, chosen at creation). */
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA', 'HS256'] as const;
@@ -14,7 +15,7 @@ const schema = z
     PORT: setting.port(5555),
     HOST: z.string().min(1).default('0.0.0.0'),
     KEYS_DIR: z.string().min(1).default('keys'),
-    ISSUER: z.string().min(1, 'must not be empty').default('https://jwt-factory/'),
+    ISSUER: z.string().min(1, 'must not be empty').default(DEFAULT_ISSUER),
     PUBLIC_URL: z.string().url('must be an absolute URL such as http://host:port').default('http://localhost:5555'),
     ALGORITHM: z.enum(ALGORITHMS, { message: `must be one of ${ALGORITHMS.join(', ')}` }).default('RS256'),
     TOKEN_TTL: setting.seconds(3600, 1),

@@ -4,6 +4,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import forge from 'node-forge';
 import { readIfExists, writeFileAtomic } from './files.js';
+import { DEFAULT_NAMESPACE } from './suite.js';
 
 /**
  * The suite's local TLS material: one CA and one server certificate per service, made with
@@ -15,8 +16,7 @@ import { readIfExists, writeFileAtomic } from './files.js';
  *   <service>.pem, <service>-key.pem    a server certificate and its private key (0600)
  */
 
-/** The Kubernetes namespace whose service DNS names the certificates carry. */
-export const DEFAULT_NAMESPACE = 'jwt-suite';
+export { DEFAULT_NAMESPACE } from './suite.js';
 /** The services that get a server certificate when none are named. */
 export const DEFAULT_SERVICES = ['jwt-factory', 'servicea', 'serviceb', 'servicec'] as const;
 

@@ -1,6 +1,7 @@
 import { stringify } from 'yaml';
 import { pickPublicMembers } from './jwk.js';
 import { KEY_ID_PATTERN } from './keyid.js';
+import { DEFAULT_ISSUER, DEFAULT_NAMESPACE } from './suite.js';
 
 /**
  * The pure core of `npm run mesh-rules`: Istio RequestAuthentication + AuthorizationPolicy objects
@@ -8,9 +9,7 @@ import { KEY_ID_PATTERN } from './keyid.js';
  * one or more workloads with a factory token. No I/O here: the command fetches or reads the JWKS.
  */
 
-/** The factory's default ISSUER (jwt-factory/config.ts). */
-export const DEFAULT_ISSUER = 'https://jwt-factory/';
-export const DEFAULT_NAMESPACE = 'jwt-suite';
+export { DEFAULT_ISSUER, DEFAULT_NAMESPACE } from './suite.js';
 /** Istio's default trust domain: peer principals read cluster.local/ns/<ns>/sa/<service account>. */
 export const TRUST_DOMAIN = 'cluster.local';
 

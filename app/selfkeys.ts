@@ -3,6 +3,7 @@ import { promisify } from 'node:util';
 import path from 'node:path';
 import { exportJWK, calculateJwkThumbprint, SignJWT, type JWK } from 'jose';
 import { readIfExists, writeFileAtomic } from '../lib/files.js';
+import { epochSeconds } from '../lib/jwt.js';
 
 /**
  * servicea's own signing key for scenarios 3 and 4. One ES256 key pair (small tokens, fast
@@ -117,7 +118,7 @@ export interface SelfTokenOptions {
 
 /** Signs a short-lived token with servicea's key; returns the token and its jti (for logs). */
 export async function signSelfToken(key: SelfKey, options: SelfTokenOptions): Promise<{ token: string; jti: string }> {
-  const nowSeconds = Math.floor(options.now.getTime() / 1000);
+  const nowSeconds = epochSeconds(options.now);
   const exp = options.expired ? nowSeconds - 3600 : nowSeconds + options.ttlSeconds;
   const jti = randomUUID();
   const token = await new SignJWT({})

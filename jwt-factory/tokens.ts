@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, type JWTPayload, type JWTHeaderParameters } from 'jose';
 import { z } from 'zod';
 import { badRequest } from '../lib/errors.js';
-import { verifyJwt, type VerifyOptions } from '../lib/jwt.js';
+import { epochSeconds, verifyJwt, type VerifyOptions } from '../lib/jwt.js';
 import { signingVersion, verificationKeys, type KeyEntry, type KeyVersion } from './keys.js';
 
 /**
@@ -44,9 +44,6 @@ export interface IssueOptions {
   expired?: boolean;
   now: Date;
 }
-
-/** One second's integer epoch time, as Envoy requires (positive integers). */
-export const epochSeconds = (date: Date): number => Math.floor(date.getTime() / 1000);
 
 /** Seconds by which an `expired` token is past its `exp`: an hour, far beyond the 60 s skew. */
 export const EXPIRED_BY = 3600;

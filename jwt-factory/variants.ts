@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { base64url, generateKeyPair, SignJWT, UnsecuredJWT, type JWTPayload } from 'jose';
 import type { Algorithm } from './config.js';
 import { signingVersion, type KeyEntry, type KeyVersion } from './keys.js';
+import { epochSeconds } from '../lib/jwt.js';
 import { buildClaims, describeToken, EXPIRED_BY, signPayload, type Claims, type IssueOptions, type IssuedToken } from './tokens.js';
 
 /**
@@ -93,7 +94,7 @@ async function signOversize(signer: KeyVersion, payload: JWTPayload, limit: numb
 /** Issues the named negative token for an entry. */
 export async function issueVariant(variant: Variant, entry: KeyEntry, claims: Claims, options: VariantOptions): Promise<IssuedToken & { variant: Variant; verdict: Verdict }> {
   const base = buildClaims(entry.keyId, claims, options);
-  const now = Math.floor(options.now.getTime() / 1000);
+  const now = epochSeconds(options.now);
   let payload: JWTPayload = base;
   let token: string;
   const signer = signingVersion(entry, options.now);
@@ -101,7 +102,7 @@ export async function issueVariant(variant: Variant, entry: KeyEntry, claims: Cl
   let alg: string = entry.alg;
   switch (variant) {
     case 'expired':
-      payload = { ...base, iat: now - EXPIRED_BY - options.ttl, exp: now - EXPIRED_BY };
+      payload = buildClaims(entry.keyId, claims, { ...options, expired: true });
       token = await signPayload(signer, payload);
       break;
     case 'not-yet-valid':

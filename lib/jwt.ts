@@ -11,6 +11,9 @@ export const MAX_TOKEN_BYTES = 8192;
 /** Envoy's jwt_authn default clock skew (seconds). */
 export const DEFAULT_CLOCK_TOLERANCE = 60;
 
+/** Integer epoch seconds, as JWT times are (Envoy requires positive integers). */
+export const epochSeconds = (date: Date): number => Math.floor(date.getTime() / 1000);
+
 /** A verification key pinned to exactly one algorithm. */
 export interface VerificationKey {
   kid: string;
@@ -124,7 +127,7 @@ const list = (v: string | string[] | undefined) => (v === undefined ? [] : Array
 
 /** The nbf / exp verdict on a payload at `options.now` (with tolerance), as jsonwebtoken orders it. */
 function checkTimes(p: JWTPayload, options: VerifyOptions): TokenError | undefined {
-  const now = Math.floor(options.now.getTime() / 1000);
+  const now = epochSeconds(options.now);
   const tolerance = options.clockTolerance ?? DEFAULT_CLOCK_TOLERANCE;
   if (typeof p.nbf === 'number' && p.nbf > now + tolerance) {
     return new TokenError('NotBeforeError', 'not_before', 'jwt not active', { date: new Date(p.nbf * 1000) });

@@ -1,3 +1,4 @@
+import { epochSeconds } from '../lib/jwt.js';
 import { suppliedJwks, type AuthorizationPolicy, type MeshPolicy, type RequestAuthentication } from './policies.js';
 import { CLOCK_SKEW_SECONDS, STATUS, fakeJwks, loadJwks, runJwtAuthn, type HeaderMap, type JwtContext, type LoadedJwks, type Provider, type Status } from './jwt.js';
 import { matchPolicy, type AuthzRequest, type ConnectionAttributes } from './authz.js';
@@ -190,7 +191,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
   const headers = toHeaderMap(req.headers);
   const state = { headers, path: normalizePath(withQuery(req.path, req.query)), cookies: parseCookies(headers, req.cookies) };
   const host = headers.get(':authority')?.[0] ?? headers.get('host')?.[0] ?? '';
-  const nowSeconds = Math.floor(input.now.getTime() / 1000);
+  const nowSeconds = epochSeconds(input.now);
   if (state.path !== withQuery(req.path, req.query)) steps.push(`the path is normalised to ${state.path.split('?')[0]} (Istio's default path normalisation)`);
 
   if (input.policies.length === 0) {

@@ -52,6 +52,9 @@ export const requestPrincipal = (issuer: string, subject: string) => `${issuer}/
 /** The mTLS peer principal of a service account. */
 export const peerPrincipal = (namespace: string, serviceAccount: string) => `${TRUST_DOMAIN}/ns/${namespace}/sa/${serviceAccount}`;
 
+/** The JWKS of one factory key: what a rule that trusts one caller fetches. */
+export const keyJwksUrl = (factoryUrl: string, key: string) => `${factoryUrl}/keys/${key}/jwks.json`;
+
 /** The factory's cluster address in a namespace. */
 export const factoryClusterUrl = (namespace: string) => `http://jwt-factory.${namespace}.svc.cluster.local:5555`;
 
@@ -81,7 +84,7 @@ export function publicJwks(input: unknown): { keys: PublicJwk[] } {
 }
 
 /** Refuses options Kubernetes or Istio would refuse, naming the flag; fills in the defaults. */
-function validateOptions(options: MeshRulesOptions): Required<Pick<MeshRulesOptions, 'issuer' | 'namespace' | 'factoryUrl'>> {
+export function validateOptions(options: MeshRulesOptions): Required<Pick<MeshRulesOptions, 'issuer' | 'namespace' | 'factoryUrl'>> {
   if (!KEY_ID_PATTERN.test(options.key)) throw new MeshRulesError(`--key "${options.key}" is not a keyId (^[A-Za-z0-9._-]{1,64}$)`);
   // The caller's service account is named after the key, so the key must also be a valid name there.
   if (!DNS_LABEL.test(options.key)) throw new MeshRulesError(`--key "${options.key}" must also be a Kubernetes service account name (lower case, digits, "-")`);
@@ -140,7 +143,7 @@ export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
           {
             issuer,
             // The per-key JWKS: only keys of options.key verify, so another key's token with a forged sub fails.
-            ...(jwks ? { jwks: JSON.stringify(jwks) } : { jwksUri: `${factoryUrl}/keys/${options.key}/jwks.json` }),
+            ...(jwks ? { jwks: JSON.stringify(jwks) } : { jwksUri: keyJwksUrl(factoryUrl, options.key) }),
             audiences,
             // The app verifies the token too; without this Envoy removes it after checking.
             forwardOriginalToken: true,

@@ -10,6 +10,8 @@ import {
   MeshRulesError,
   buildMeshRules,
   factoryClusterUrl,
+  keyJwksUrl,
+  validateOptions,
   publicJwks,
   renderYaml,
   type MeshRulesOptions,
@@ -95,15 +97,14 @@ export function parseMeshRulesArgs(argv: string[]): MeshRulesRequest | 'help' {
     port,
   };
   // Validate every flag now, before any file is read or URL fetched.
-  buildMeshRules(options);
-  const factoryUrl = (values['factory-url'] ?? factoryClusterUrl(values.namespace ?? DEFAULT_NAMESPACE)).replace(/\/+$/, '');
+  const { factoryUrl } = validateOptions(options);
   const jwksFrom: MeshRulesRequest['jwksFrom'] =
     values['jwks-file'] !== undefined
       ? { kind: 'file', file: values['jwks-file'] }
       : values['keys-dir'] !== undefined
         ? { kind: 'dir', dir: values['keys-dir'] }
         : values['inline-jwks']
-          ? { kind: 'fetch', url: `${factoryUrl}/keys/${values.key}/jwks.json` }
+          ? { kind: 'fetch', url: keyJwksUrl(factoryUrl, options.key) }
           : { kind: 'none' };
   return { options, jwksFrom };
 }
@@ -116,8 +117,8 @@ async function jwksFromKeysDir(dir: string, key: string): Promise<unknown> {
   const info = await stat(dir).catch(() => undefined);
   if (!info?.isDirectory()) throw new KeySourceError(`--keys-dir ${dir} is not a directory`);
   const now = new Date();
+  // get() reads just this key's file: no need to load (and check) every key of the folder.
   const store = createKeyStore({ dir, clock: () => now, logger: silentLogger(), retireAfterSeconds: 0 });
-  await store.load();
   const entry = await store.get(key);
   if (!entry) throw new KeySourceError(`${dir} holds no readable key "${key}" (create it with the factory first)`);
   const keys = activeVersions(entry, now).map((v) => v.publicJwk);

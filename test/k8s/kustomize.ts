@@ -185,9 +185,8 @@ export function hasKubectlKustomize(): boolean {
   return version.status === 0 && match !== null && Number(match[1]) >= 4;
 }
 
-/** `kubectl kustomize dir` parsed into objects; undefined when no suitable kubectl is installed. */
-export function kubectlKustomize(dir: string): K8sObject[] | undefined {
-  if (!hasKubectlKustomize()) return undefined;
+/** `kubectl kustomize dir` parsed into objects (callers check hasKubectlKustomize first). */
+export function kubectlKustomize(dir: string): K8sObject[] {
   const built = spawnSync('kubectl', ['kustomize', dir], { encoding: 'utf8' });
   if (built.status !== 0) throw new Error(`kubectl kustomize ${dir} failed: ${built.stderr}`);
   return parseAllDocuments(built.stdout).map((d) => d.toJS() as K8sObject);

@@ -1,14 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
 import { parseAllDocuments } from 'yaml';
 import { ensureCertificates, certificatePaths } from '../../lib/certs.js';
-import { ROOT, startProcess, type Started } from '../helpers/process.js';
+import { ROOT, runScript, startProcess, type Started } from '../helpers/process.js';
 import { parseMeshRulesArgs, renderMeshRules } from '../../scripts/mesh-rules.js';
 import { buildSecrets, runCommand as runSecrets } from '../../scripts/k8s-secrets.js';
 import { loadPolicyPath } from '../../mesh/sources.js';
@@ -211,10 +210,8 @@ describe('k8s-secrets against the local key store and certificates', () => {
   });
 
   it('the command (a real process) prints the Secrets on stdout and names only files on stderr; bad flags exit 2, a missing folder 1', async () => {
-    const tsx = path.join(ROOT, 'node_modules', '.bin', 'tsx');
-    const script = path.join(ROOT, 'scripts', 'k8s-secrets.ts');
-    const ok = spawnSync(tsx, [script, '--keys-dir', keysDir, '--certs-dir', certsDir], { encoding: 'utf8', cwd: ROOT });
-    expect(ok.status).toBe(0);
+    const ok = await runScript('scripts/k8s-secrets.ts', ['--keys-dir', keysDir, '--certs-dir', certsDir]);
+    expect(ok.code).toBe(0);
     const docs = parseAllDocuments(ok.stdout).map((d) => d.toJS() as K8sObject);
     expect(docs.map((d) => d.metadata.name)).toEqual(['jwt-factory-keys', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
     expect(ok.stderr).toMatch(/jwt-factory-keys: keys servicea, serviceb, servicec/);

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { buildMeshRules, MeshRulesError, publicJwks, renderYaml } from '../../lib/meshrules.js';
 import { parseMeshRulesArgs, renderMeshRules, runCommand, USAGE } from '../../scripts/mesh-rules.js';
-import { ROOT } from '../helpers/process.js';
+import { ROOT, runScript } from '../helpers/process.js';
 import { validateObject } from './manifests.js';
 import type { K8sObject } from './kustomize.js';
 import type { IstioPolicy } from './workloads.js';
@@ -15,12 +14,6 @@ async function run(argv: string[]): Promise<IstioPolicy[]> {
   const request = parseMeshRulesArgs(argv);
   if (request === 'help') throw new Error('unexpected help');
   return parse(await renderMeshRules(request));
-}
-
-/** Runs the real command, as a user would (npm run mesh-rules is `tsx scripts/mesh-rules.ts`). */
-function cli(args: string[]) {
-  const r = spawnSync(path.join(ROOT, 'node_modules', '.bin', 'tsx'), [path.join(ROOT, 'scripts', 'mesh-rules.ts'), ...args], { encoding: 'utf8', cwd: ROOT, timeout: 30_000 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
 /** Runs the command in this process and collects what it writes. */
@@ -133,9 +126,9 @@ describe('mesh-rules: flags', () => {
     for (const flag of ['--key', '--audience', '--workload', '--issuer', '--namespace', '--factory-url', '--port', '--inline-jwks', '--keys-dir', '--jwks-file', '--help']) expect(USAGE).toContain(flag);
   });
 
-  it('the command prints YAML and exits 0 (a real process, as npm run mesh-rules starts it)', () => {
-    const ok = cli(['--key', 'servicea', '--audience', 'serviceb']);
-    expect(ok.status).toBe(0);
+  it('the command prints YAML and exits 0 (a real process, as npm run mesh-rules starts it)', async () => {
+    const ok = await runScript('scripts/mesh-rules.ts', ['--key', 'servicea', '--audience', 'serviceb']);
+    expect(ok.code).toBe(0);
     expect(parse(ok.stdout).map((o) => o.kind)).toEqual(['RequestAuthentication', 'AuthorizationPolicy']);
   });
 

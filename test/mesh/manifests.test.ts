@@ -1,13 +1,11 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, type MeshRequest } from '../../mesh/evaluate.js';
 import type { MeshPolicy } from '../../mesh/policies.js';
 import { loadPolicyPath } from '../../mesh/sources.js';
-import { ROOT, startProcess, type Started } from '../helpers/process.js';
+import { ROOT, runScript, startProcess, type Started } from '../helpers/process.js';
 
 /**
  * The suite's own Istio overlay (k8s/istio) evaluated against tokens the real factory issues:
@@ -15,8 +13,6 @@ import { ROOT, startProcess, type Started } from '../helpers/process.js';
  * its per-key JWKS is supplied under the jwksUri the RequestAuthentication names.
  */
 
-const execFileP = promisify(execFile);
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
 
 let factory: Started;
 let keysDir: string;
@@ -151,15 +147,7 @@ describe('npm run mesh -- explain on k8s/istio', () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  const explain = async (args: string[]) => {
-    try {
-      const { stdout, stderr } = await execFileP(TSX, [path.join(ROOT, 'mesh/cli.ts'), ...args], { cwd: ROOT });
-      return { code: 0, stdout, stderr };
-    } catch (err) {
-      const e = err as { code: number; stdout: string; stderr: string };
-      return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-    }
-  };
+  const explain = (args: string[]) => runScript('mesh/cli.ts', args);
   const common = () => ['explain', '--policies', 'k8s/istio', '--path', '/scenario1-server', '--workload', 'app=serviceb', '--namespace', 'jwt-suite', '--port', '3001', '--source-principal', FROM_SERVICEA, '--jwks-file', jwksFile];
 
   it('an expired token prints the verdict and the reason, exit 1', async () => {

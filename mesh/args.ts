@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { Workload } from './evaluate.js';
 import { ANY_RULE } from './policies.js';
 
@@ -33,11 +32,10 @@ export function parseNow(value: string | undefined): Date | undefined {
  * `--jwks-file f`: either one JWKS ({ keys: [...] }), used for every rule without inline jwks
  * (kept under ANY_RULE), or a map of JWKS keyed by jwksUri or issuer.
  */
-export async function readJwksFile(file: string | undefined): Promise<Record<string, unknown>> {
-  if (!file) return {};
+export function parseJwksFile(text: string, file: string): Record<string, unknown> {
   let doc: unknown;
   try {
-    doc = JSON.parse(await readFile(file, 'utf8'));
+    doc = JSON.parse(text);
   } catch (err) {
     throw new UsageError(`--jwks-file ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { UsageError, parseNow, parseWorkload, readJwksFile } from './args.js';
+import { UsageError, parseNow, parseWorkload } from './args.js';
 import { evaluate, type Verdict } from './evaluate.js';
 import { PolicyError } from './policies.js';
-import { loadPolicyPath, resolveJwks } from './sources.js';
+import { loadInputs } from './sources.js';
 
 const HELP = `Usage: npm run mesh -- explain --policies <dir|file> [options]
 
@@ -120,9 +120,8 @@ async function run(argv: string[]): Promise<number> {
   if (token) (headers.authorization ??= []).push(`Bearer ${token}`);
   headers.host ??= [str('host') ?? workload?.labels.app ?? 'localhost'];
 
-  const policies = await loadPolicyPath(str('policies')!);
-  const supplied = await readJwksFile(str('jwks-file'));
-  const resolved = await resolveJwks(policies, supplied, { timeoutMs: fetchTimeout });
+  const resolved = await loadInputs(str('policies')!, str('jwks-file'), { timeoutMs: fetchTimeout });
+  const { policies } = resolved;
   const verdict = await evaluate({
     policies,
     request: { method: str('method')!, path, headers, port, sourcePrincipal: str('source-principal') },

@@ -5,10 +5,10 @@ import { parseEnv, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { UsageError, parseNow, parseWorkload, readJwksFile } from './args.js';
+import { UsageError, parseNow, parseWorkload } from './args.js';
 import { createGateway, type GatewayRules } from './gateway.js';
-import { PolicyError, type MeshPolicy } from './policies.js';
-import { inputDigest, loadPolicyPath, resolveJwks, watchInputs } from './sources.js';
+import { PolicyError } from './policies.js';
+import { loadInputs, watchInputs } from './sources.js';
 
 const HELP = `Usage: npm run mesh-gateway -- --policies <dir|file> --upstream <url> [options]
 
@@ -88,12 +88,9 @@ async function main(): Promise<void> {
   const logger = createLogger({ level, name: 'mesh-gateway' });
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
-    const digest = await inputDigest(values.policies!, values['jwks-file']);
-    const policies: MeshPolicy[] = await loadPolicyPath(values.policies!);
-    const supplied = await readJwksFile(values['jwks-file']);
-    const resolved = await resolveJwks(policies, supplied, { timeoutMs: fetchTimeout });
-    for (const note of resolved.notes) logger.info({ note }, 'jwks');
-    return { policies, jwks: resolved.jwks, digest };
+    const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
+    for (const note of notes) logger.info({ note }, 'jwks');
+    return { policies, jwks, digest };
   };
   const first = await load();
   let rules: GatewayRules = first;

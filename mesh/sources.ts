@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { UsageError, parseJwksFile } from './args.js';
 import { parsePolicyText, suppliedJwks, type MeshPolicy } from './policies.js';
 
 /**
@@ -17,20 +18,55 @@ async function policyFiles(target: string): Promise<string[]> {
   return info.isDirectory() ? (await readdir(target)).filter((f) => POLICY_EXT.has(path.extname(f))).sort().map((f) => path.join(target, f)) : [target];
 }
 
-/** Reads one policy file, or every .yaml/.yml/.json file of a directory (sorted by name). */
-export async function loadPolicyPath(target: string): Promise<MeshPolicy[]> {
-  const out: MeshPolicy[] = [];
-  for (const file of await policyFiles(target)) out.push(...parsePolicyText(await readFile(file, 'utf8'), file));
-  return out;
+interface InputFile {
+  file: string;
+  text: string;
 }
 
-/** sha256 over the policy files and the optional JWKS file, to tell which inputs a reload saw. */
-export async function inputDigest(policyPath: string, jwksFile?: string): Promise<string> {
-  const hash = createHash('sha256');
-  for (const file of [...(await policyFiles(policyPath)), ...(jwksFile ? [jwksFile] : [])]) {
-    hash.update(`${path.basename(file)}\0`).update(await readFile(file)).update('\0');
+/** One policy file, or every .yaml/.yml/.json file of a directory (sorted by name), read once. */
+async function readPolicyFiles(target: string): Promise<InputFile[]> {
+  return Promise.all((await policyFiles(target)).map(async (file) => ({ file, text: await readFile(file, 'utf8') })));
+}
+
+async function readJwksInput(file: string): Promise<InputFile> {
+  try {
+    return { file, text: await readFile(file, 'utf8') };
+  } catch (err) {
+    throw new UsageError(`--jwks-file ${file}: ${err instanceof Error ? err.message : String(err)}`);
   }
+}
+
+/** sha256 over input files, to tell which inputs a reload saw. */
+function digestOf(inputs: readonly InputFile[]): string {
+  const hash = createHash('sha256');
+  for (const { file, text } of inputs) hash.update(`${path.basename(file)}\0`).update(text).update('\0');
   return hash.digest('hex').slice(0, 16);
+}
+
+const parsePolicies = (inputs: readonly InputFile[]): MeshPolicy[] => inputs.flatMap(({ file, text }) => parsePolicyText(text, file));
+
+/** Reads one policy file, or every .yaml/.yml/.json file of a directory (sorted by name). */
+export async function loadPolicyPath(target: string): Promise<MeshPolicy[]> {
+  return parsePolicies(await readPolicyFiles(target));
+}
+
+/** The digest loadInputs reports for these files (sha256 over the policy files, then the JWKS file). */
+export async function inputDigest(policyPath: string, jwksFile?: string): Promise<string> {
+  return digestOf([...(await readPolicyFiles(policyPath)), ...(jwksFile ? [await readJwksInput(jwksFile)] : [])]);
+}
+
+/**
+ * What the command and the gateway load: the policies, the supplied JWKS (`--jwks-file`), the
+ * JWKS fetched for the other rules, and the digest of exactly the bytes that were parsed (an
+ * editor saving in between cannot make the two disagree).
+ */
+export async function loadInputs(policyPath: string, jwksFile: string | undefined, options: ResolveOptions = {}): Promise<ResolvedJwks & { policies: MeshPolicy[]; digest: string }> {
+  const policyInputs = await readPolicyFiles(policyPath);
+  const jwksInput = jwksFile ? await readJwksInput(jwksFile) : undefined;
+  const policies = parsePolicies(policyInputs);
+  const supplied = jwksInput ? parseJwksFile(jwksInput.text, jwksInput.file) : {};
+  const resolved = await resolveJwks(policies, supplied, options);
+  return { ...resolved, policies, digest: digestOf([...policyInputs, ...(jwksInput ? [jwksInput] : [])]) };
 }
 
 /**

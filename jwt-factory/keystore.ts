@@ -26,6 +26,12 @@ export interface KeyStoreOptions {
   maxKeys?: number;
 }
 
+/** The keyId a key store file name stands for (`<keyId>.json`, or the original `<keyId>-private.pem`); undefined for any other file. */
+export function keyIdOfFile(name: string): string | undefined {
+  if (name.startsWith('.')) return undefined;
+  return /^(.+?)(\.json|-private\.pem)$/.exec(name)?.[1];
+}
+
 /** Keys loaded at once at start-up: enough to keep the thread pool busy with their kid checks. */
 const LOAD_CONCURRENCY = 32;
 
@@ -157,15 +163,14 @@ export function createKeyStore(options: KeyStoreOptions) {
       const skipped: string[] = [];
       const keyIds = new Set<string>();
       for (const name of names) {
-        if (name.startsWith('.')) continue;
-        const match = /^(.+?)(\.json|-private\.pem)$/.exec(name);
-        if (!match) continue;
-        if (!KEY_ID_PATTERN.test(match[1]!)) {
+        const keyId = keyIdOfFile(name);
+        if (keyId === undefined) continue;
+        if (!KEY_ID_PATTERN.test(keyId)) {
           skipped.push(name);
           logger.warn({ file: name }, 'skipped key file whose name is not a valid keyId');
           continue;
         }
-        keyIds.add(match[1]!);
+        keyIds.add(keyId);
       }
       const ids = [...keyIds];
       let next = 0;

@@ -42,7 +42,7 @@ export class MeshRulesError extends Error {
 }
 
 /** RFC 1123 label: what Kubernetes accepts for namespaces, and what we accept for app labels. */
-const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 const METADATA_MEMBERS = ['kid', 'alg', 'use'] as const;
 

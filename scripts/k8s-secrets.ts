@@ -3,9 +3,12 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createKeyStore } from '../jwt-factory/keystore.js';
+import { SERVICE_NAMES } from '../app/config.js';
+import { createKeyStore, keyIdOfFile } from '../jwt-factory/keystore.js';
+import { certificatePaths } from '../lib/certs.js';
 import { silentLogger } from '../lib/logger.js';
-import { renderYaml } from '../lib/meshrules.js';
+import { DNS_LABEL, renderYaml } from '../lib/meshrules.js';
+import { DEFAULT_NAMESPACE } from '../lib/suite.js';
 import type { CommandIo } from './mesh-rules.js';
 
 /**
@@ -16,7 +19,7 @@ import type { CommandIo } from './mesh-rules.js';
  * `kubectl apply -f -`. Key material goes nowhere else: stderr names files only.
  */
 
-export const USAGE = `Usage: npm run k8s-secrets -- [--keys-dir keys] [--certs-dir certs] [--namespace jwt-suite] [--apply]
+export const USAGE = `Usage: npm run k8s-secrets -- [--keys-dir keys] [--certs-dir certs] [--namespace ${DEFAULT_NAMESPACE}] [--apply]
 
 Prints the Secrets the k8s/ manifests mount, as YAML on stdout:
   jwt-factory-keys      every key file of --keys-dir (the factory's <keyId>.json, or the
@@ -27,13 +30,12 @@ Prints the Secrets the k8s/ manifests mount, as YAML on stdout:
 
   --keys-dir <dir>      default keys
   --certs-dir <dir>     default certs (npm run certs makes it)
-  --namespace <ns>      default jwt-suite
+  --namespace <ns>      default ${DEFAULT_NAMESPACE}
   --apply               run kubectl apply -f - instead of printing (kubectl must be on PATH)
   --help                this text
 
 The YAML holds private keys: pipe it to kubectl or a sealed-secrets tool, do not commit it.`;
 
-export const SERVICES = ['servicea', 'serviceb', 'servicec'] as const;
 /** Kubernetes refuses a Secret larger than 1 MiB. */
 const SECRET_LIMIT = 1024 * 1024;
 
@@ -84,10 +86,11 @@ async function keyFiles(dir: string): Promise<{ files: Map<string, Buffer>; keyI
   if (skipped.length > 0) throw new SecretsError(`the factory cannot read ${skipped.join(', ')} in ${dir}: fix or remove before packaging`);
   const keyIds = store.list();
   if (keyIds.length === 0) throw new SecretsError(`${dir} holds no key: the factory in the cluster cannot create keys (its key directory is read-only)`);
+  const loaded = new Set(keyIds);
   const files = new Map<string, Buffer>();
   for (const name of await readdir(dir)) {
-    const match = /^(.+?)(\.json|-private\.pem)$/.exec(name);
-    if (!name.startsWith('.') && match && keyIds.includes(match[1]!)) files.set(name, await readFile(path.join(dir, name)));
+    const keyId = keyIdOfFile(name);
+    if (keyId !== undefined && loaded.has(keyId)) files.set(name, await readFile(path.join(dir, name)));
   }
   return { files, keyIds };
 }
@@ -95,10 +98,11 @@ async function keyFiles(dir: string): Promise<{ files: Map<string, Buffer>; keyI
 /** ca.pem and one service's certificate and key. */
 async function tlsFiles(dir: string, service: string): Promise<Map<string, Buffer>> {
   const files = new Map<string, Buffer>();
-  for (const name of ['ca.pem', `${service}.pem`, `${service}-key.pem`]) {
-    const content = await readFile(path.join(dir, name)).catch(() => undefined);
-    if (!content) throw new SecretsError(`${path.join(dir, name)} is missing: run npm run certs first`);
-    files.set(name, content);
+  const { caPath, certPath, keyPath } = certificatePaths(dir, service);
+  for (const file of [caPath, certPath, keyPath]) {
+    const content = await readFile(file).catch(() => undefined);
+    if (!content) throw new SecretsError(`${file} is missing: run npm run certs first`);
+    files.set(path.basename(file), content);
   }
   return files;
 }
@@ -108,9 +112,9 @@ export async function buildSecrets(options: SecretsOptions): Promise<{ objects: 
   const keys = await keyFiles(options.keysDir);
   const objects = [secret('jwt-factory-keys', options.namespace, keys.files)];
   const summary = [`jwt-factory-keys: keys ${keys.keyIds.join(', ')}`];
-  const missing = SERVICES.filter((s) => !keys.keyIds.includes(s));
+  const missing = SERVICE_NAMES.filter((s) => !keys.keyIds.includes(s));
   if (missing.length > 0) summary.push(`note: no factory key for ${missing.join(', ')}: /issueToken/<keyId> for it will fail in the cluster`);
-  for (const service of SERVICES) {
+  for (const service of SERVICE_NAMES) {
     const files = await tlsFiles(options.certsDir, service);
     objects.push(secret(`${service}-tls`, options.namespace, files));
     summary.push(`${service}-tls: ${[...files.keys()].join(', ')}`);
@@ -134,8 +138,8 @@ export function parseSecretsArgs(argv: string[]): (SecretsOptions & { apply: boo
       },
     });
     if (values.help) return 'help';
-    const namespace = values.namespace ?? 'jwt-suite';
-    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) throw new SecretsError(`--namespace "${namespace}" is not a Kubernetes namespace name`, true);
+    const namespace = values.namespace ?? DEFAULT_NAMESPACE;
+    if (!DNS_LABEL.test(namespace)) throw new SecretsError(`--namespace "${namespace}" is not a Kubernetes namespace name`, true);
     return { keysDir: values['keys-dir'] ?? 'keys', certsDir: values['certs-dir'] ?? 'certs', namespace, apply: values.apply ?? false };
   } catch (err) {
     if (err instanceof SecretsError) throw err;

@@ -189,10 +189,11 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
   const req = input.request;
   const method = req.method.toUpperCase();
   const headers = toHeaderMap(req.headers);
-  const state = { headers, path: normalizePath(withQuery(req.path, req.query)), cookies: parseCookies(headers, req.cookies) };
+  const asSent = withQuery(req.path, req.query);
+  const state = { headers, path: normalizePath(asSent), cookies: parseCookies(headers, req.cookies) };
   const host = headers.get(':authority')?.[0] ?? headers.get('host')?.[0] ?? '';
   const nowSeconds = epochSeconds(input.now);
-  if (state.path !== withQuery(req.path, req.query)) steps.push(`the path is normalised to ${state.path.split('?')[0]} (Istio's default path normalisation)`);
+  if (state.path !== asSent) steps.push(`the path is normalised to ${state.path.split('?')[0]} (Istio's default path normalisation)`);
 
   if (input.policies.length === 0) {
     steps.push('no RequestAuthentication or AuthorizationPolicy was given (other kinds, such as PeerAuthentication or Deployments, are not read): with no policy the sidecar checks nothing and lets the request through');
@@ -235,7 +236,6 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
     } else {
       const status = await runJwtAuthn(providers, ctx);
       if (status !== 'Ok') {
-        const p = ctx.payloadProvider ?? providers[0]!;
         steps.push(`jwt_authn refuses the request: ${status === 'JwtAudienceNotAllowed' ? '403' : '401'} "${STATUS[status]}"`);
         return {
           ...jwtRefusal(status, req, host, originalPath),
@@ -243,7 +243,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
           claims: null,
           upstreamHeaders: {},
           upstreamPath: state.path,
-          decidedBy: `RequestAuthentication ${providers.length === 1 ? p.policy : providers.map((x) => x.policy).filter((v, i, a) => a.indexOf(v) === i).join(', ')} (jwt_authn: ${STATUS[status]})`,
+          decidedBy: `RequestAuthentication ${[...new Set(providers.map((x) => x.policy))].join(', ')} (jwt_authn: ${STATUS[status]})`,
           steps,
         };
       }

@@ -475,14 +475,6 @@ function appendHeader(headers: HeaderMap, name: string, value: string): void {
   headers.set(key, [...(headers.get(key) ?? []), value]);
 }
 
-/** What one provider verification produced. */
-export interface ProviderResult {
-  status: Status;
-  /** The verified payload Envoy stores as dynamic metadata ("payload"), when Ok. */
-  payload?: Record<string, unknown>;
-  provider?: Provider;
-}
-
 /** Shared state of one request's jwt_authn run. */
 export interface JwtContext {
   req: RequestState;
@@ -503,21 +495,21 @@ function sanitize(p: Provider, req: RequestState): void {
  * ProviderVerifierImpl + AuthenticatorImpl for one provider: the provider's locations are
  * extracted; tokens are checked last-found first; every token must pass, the first failure ends it.
  */
-export async function verifyProvider(p: Provider, ctx: JwtContext): Promise<ProviderResult> {
+async function verifyProvider(p: Provider, ctx: JwtContext): Promise<Status> {
   sanitize(p, ctx.req);
   const tokens = extractTokens([p], ctx.req);
   const label = `${p.name} (issuer ${p.rule.issuer ?? '(any)'}, from ${p.policy})`;
   if (tokens.length === 0) {
     ctx.steps.push(`${label}: no token at its locations (${describeLocations(p.rule)})`);
-    return { status: 'JwtMissed', provider: p };
+    return 'JwtMissed';
   }
   while (tokens.length > 0) {
     const t = tokens.pop()!;
     const where = describeLocation(t.location);
     const status = await verifyOne(p, t, ctx, `${label}: token in ${where}`);
-    if (status !== 'Ok') return { status, provider: p };
+    if (status !== 'Ok') return status;
   }
-  return { status: 'Ok', payload: ctx.payload, provider: p };
+  return 'Ok';
 }
 
 function describeLocations(rule: JwtRuleSpec): string {
@@ -608,7 +600,7 @@ async function anyOf(children: (() => Promise<Status>)[], allowMissing: boolean)
  * without any token passes; a token that any provider rejects fails unless another accepts it.
  */
 export async function runJwtAuthn(providers: readonly Provider[], ctx: JwtContext): Promise<Status> {
-  const provider = (p: Provider) => async () => (await verifyProvider(p, ctx)).status;
+  const provider = (p: Provider) => () => verifyProvider(p, ctx);
   const optional = (p: Provider) => () => anyOf([provider(p)], true);
   if (providers.length === 1) return optional(providers[0]!)();
   const all = async (): Promise<Status> => {

@@ -3,6 +3,9 @@ import { ConfigError } from './errors.js';
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
+/** pino's levels, quietest last. */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
 /**
  * Parses an environment object against a zod object schema whose keys are variable names.
  * Returns a frozen result, or throws a ConfigError whose sentence names the first bad variable.
@@ -57,12 +60,7 @@ export const setting = {
       .enum(['true', 'false', '1', '0', 'yes', 'no'], { message: 'must be true or false' })
       .transform((v) => v === 'true' || v === '1' || v === 'yes')
       .default(fallback),
-  logLevel: () =>
-    z
-      .enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], {
-        message: 'must be one of fatal, error, warn, info, debug, trace, silent',
-      })
-      .default('info'),
+  logLevel: () => z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   byteSize: (fallback: string) =>
     z
       .string()

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { LOG_LEVELS } from '../../lib/config.js';
 
 /** The algorithms the factory issues with, in the order the table shows them. */
 export const ALGORITHMS = ['RS256', 'ES256', 'EdDSA'] as const;
@@ -145,8 +146,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         : { kind: 'rows' };
   const quick = parsed.quick ?? false;
   const logLevel = parsed['log-level'] ?? 'info';
-  if (!['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(logLevel)) {
-    throw new UsageError(`--log-level must be one of fatal, error, warn, info, debug, trace, silent (got "${logLevel}")`);
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new UsageError(`--log-level must be one of ${LOG_LEVELS.join(', ')} (got "${logLevel}")`);
   }
   return {
     mode,

@@ -5,6 +5,7 @@ import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js'
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
 import { discoveryRouter } from './routes/discovery.js';
+import { oidcRouter } from './oidc/routes.js';
 import { healthRouter } from './routes/health.js';
 import { keysRouter } from './routes/keys.js';
 import { tokensRouter } from './routes/tokens.js';
@@ -37,6 +38,9 @@ export function createApp(deps: FactoryDeps): Express {
   app.use(express.json({ limit: deps.config.BODY_LIMIT }));
 
   for (const router of factoryRouters(deps)) app.use(router);
+  if (deps.oidc) {
+    app.use(oidcRouter(deps.oidc, { bodyLimit: deps.config.BODY_LIMIT, secureCookies: deps.config.PUBLIC_URL.startsWith('https:'), sessionTtl: deps.config.OIDC_SESSION_TTL }));
+  }
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
 
   app.use(notFoundHandler);

@@ -26,6 +26,10 @@ describe('loadFactoryConfig', () => {
       MESH_FETCH_JWKS: false,
       MESH_FETCH_TIMEOUT_MS: 5000,
       MAX_KEYS: 100000,
+      OIDC_KEY_ID: 'oidc',
+      OIDC_ALG: 'RS256',
+      OIDC_SESSION_TTL: 28800,
+      OIDC_LOCKOUT_AFTER: 5,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

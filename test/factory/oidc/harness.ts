@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import request from 'supertest';
 import type { Express } from 'express';
+import { expect } from 'vitest';
 import { loadFactoryConfig } from '../../../jwt-factory/config.js';
 import { createApp } from '../../../jwt-factory/http.js';
 import { createKeyStore } from '../../../jwt-factory/keystore.js';
@@ -135,4 +136,13 @@ export async function loginForCode(app: Express, query: Record<string, string>, 
 /** The webui's authorization query with PKCE. */
 export function webuiQuery(challenge: string, extra: Record<string, string> = {}) {
   return { client_id: 'webui', redirect_uri: 'http://localhost:3000/callback', response_type: 'code', scope: 'openid profile email', state: 'st-1', nonce: 'n-1', code_challenge: challenge, code_challenge_method: 'S256', ...extra };
+}
+
+/** Every OAuth error answer: the status, JSON, the RFC 6749 §5.2 body, never cached. */
+export function expectOAuthError(res: request.Response, status: number, error: string) {
+  expect(res.status).toBe(status);
+  expect(res.headers['content-type']).toMatch(/^application\/json/);
+  expect(res.body.error).toBe(error);
+  expect(typeof res.body.error_description).toBe('string');
+  expect(res.headers['cache-control']).toBe('no-store');
 }

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { basic, claimsOf, headerOf, makeOidcFactory, ISSUER } from './harness.js';
+import { basic, expectOAuthError, claimsOf, headerOf, makeOidcFactory, ISSUER } from './harness.js';
 
 type Factory = Awaited<ReturnType<typeof makeOidcFactory>>;
 let f: Factory;
@@ -17,14 +17,6 @@ const token = (body: string | Record<string, string>, auth?: string) => {
   return r.send(body);
 };
 
-/** Every OAuth error answer: the status, JSON, RFC 6749 §5.2 body, never cached. */
-function expectOAuthError(res: request.Response, status: number, error: string) {
-  expect(res.status).toBe(status);
-  expect(res.headers['content-type']).toMatch(/^application\/json/);
-  expect(res.body.error).toBe(error);
-  expect(typeof res.body.error_description).toBe('string');
-  expect(res.headers['cache-control']).toBe('no-store');
-}
 
 describe('POST /token with the password grant', () => {
   it("answers the WSO2 seed's verbatim curl (Basic client auth, scope=openid) with an id_token and an access_token", async () => {

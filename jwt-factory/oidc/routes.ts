@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { parse as parseCookies } from 'cookie';
 import express, { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
 import { authenticateClient } from './clientauth.js';
-import { authorize, endSession, findSession, issueCode, logoutTarget, requestFromForm, startSession, validateAuthorization, type AuthorizationRequest, type Redirect } from './authorize.js';
+import { authorize, endSession, issueCode, logoutTarget, requestFromForm, startSession, validateAuthorization, type AuthorizationRequest, type Redirect } from './authorize.js';
 import { OAuthError, oauthError } from './errors.js';
 import { checkPassword, tokenRequest } from './grants.js';
 import { errorPage, formPostPage, loggedOutPage, loginPage } from './pages.js';

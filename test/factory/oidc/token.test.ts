@@ -174,3 +174,13 @@ describe('GET /.well-known/openid-configuration with OIDC_CONFIG', () => {
     expect((await request(f.app).get('/utils/keys')).body).toContain('oidc');
   });
 });
+
+describe('POST /issueToken/:keyId with OIDC_CONFIG', () => {
+  it("refuses the provider's own keyId with 403 key_reserved, and still issues for other keyIds", async () => {
+    const res = await request(f.app).post('/issueToken/oidc').send({ sub: 'alice' });
+    expect(res.status).toBe(403);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body.error.code).toBe('key_reserved');
+    expect((await request(f.app).post('/issueToken/servicea').send({})).status).toBe(200);
+  });
+});

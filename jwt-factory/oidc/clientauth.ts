@@ -44,7 +44,13 @@ function parseBasic(header: string | undefined): { id: string; secret: string } 
 
 /** The keys a private_key_jwt client signs with, each pinned to one algorithm. */
 async function clientKeys(ctx: ProviderContext, client: Client): Promise<VerificationKey[]> {
-  const jwks: JWK[] = client.jwks ? client.jwks.keys : await ctx.fetchJwks(client.jwks_uri!);
+  let jwks: JWK[];
+  try {
+    jwks = client.jwks ? client.jwks.keys : await ctx.fetchJwks(client.jwks_uri!);
+  } catch {
+    // The client's own key endpoint failing is the client's problem: a 401, never our 500.
+    throw invalidClient("The client's jwks_uri could not be read");
+  }
   const keys: VerificationKey[] = [];
   for (const jwk of jwks) {
     const alg = jwk.alg ?? client.token_endpoint_auth_signing_alg;

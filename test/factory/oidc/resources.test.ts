@@ -19,6 +19,10 @@ beforeAll(async () => {
     grant_types: [client_credentials]
     audiences: [serviceb]
     jwks: { keys: [${JSON.stringify(jwk)}] }
+  - client_id: remote
+    token_endpoint_auth_method: private_key_jwt
+    grant_types: [client_credentials]
+    jwks_uri: http://127.0.0.1:1/jwks.json
 `;
   f = await makeOidcFactory({ yaml: testConfigYaml(extra) });
 });
@@ -212,6 +216,11 @@ describe('private_key_jwt (RFC 7523)', () => {
     const old = await assertion();
     f.time.advance(121_000);
     expectOAuthError(await withAssertion(old), 401, 'invalid_client');
+  });
+
+  it("answers 401 invalid_client, not a 500, when the client's jwks_uri cannot be read", async () => {
+    const jwt = await new SignJWT({ jti: randomUUID() }).setProtectedHeader({ alg: 'ES256' }).setIssuer('remote').setSubject('remote').setAudience(ISSUER).setExpirationTime(Math.floor(f.time.clock().getTime() / 1000) + 60).sign(clientKey);
+    expectOAuthError(await withAssertion(jwt), 401, 'invalid_client');
   });
 
   it('refuses a client secret for a private_key_jwt client', async () => {

@@ -14,6 +14,9 @@ COPY jwt-factory ./jwt-factory
 COPY app ./app
 COPY mesh ./mesh
 COPY scripts ./scripts
+# The browser console: its sources and the suite's Istio rules it bundles as examples.
+COPY console ./console
+COPY k8s/istio ./k8s/istio
 RUN npm run build
 
 # --- runtime: production dependencies and the compiled code only --------------------------

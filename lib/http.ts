@@ -53,6 +53,7 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
           ...(appError.expose ? appError.details : undefined),
         },
       };
+      if (appError.headers) res.set(appError.headers);
       res.status(appError.status).json(body);
       return;
     }

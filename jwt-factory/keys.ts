@@ -119,7 +119,7 @@ function assertKeyFitsAlg(jwk: Record<string, string>, alg: Algorithm): void {
 }
 
 /** Imports a stored private JWK (or oct secret) as a KeyObject. */
-function importStoredJwk(jwk: JsonWebKey): KeyObject {
+export function importStoredJwk(jwk: JsonWebKey): KeyObject {
   if (jwk.kty === 'oct') {
     if (typeof jwk.k !== 'string') throw new Error('secret key misses k');
     return createSecretKey(Buffer.from(jwk.k, 'base64url'));

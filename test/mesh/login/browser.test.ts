@@ -17,6 +17,7 @@ import { createWebui } from '../../../webui/app.js';
 import { startTestProvider, type TestProvider } from '../../helpers/oidc-provider.js';
 import { freePort, ROOT } from '../../helpers/process.js';
 import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../../helpers/tools.js';
+import { send } from './send.js';
 
 /**
  * The login at the gateway in a real browser: Debian's chromium logs alice in at a real
@@ -49,19 +50,6 @@ async function serve(server: http.Server, port = 0): Promise<number> {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
   return (server.address() as AddressInfo).port;
-}
-
-function send(url: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const r = http.request(url, { method: options.method ?? 'GET', headers: options.headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    r.on('error', reject);
-    r.end();
-  });
 }
 
 /** A backend like serviceb's /hello behind its sidecar: 200 only with a valid access token of the provider. */

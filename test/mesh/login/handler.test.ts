@@ -7,6 +7,7 @@ import { silentLogger } from '../../../lib/logger.js';
 import { createLogin, type LoginOptions } from '../../../mesh/login/handler.js';
 import type { IssuedTokens, OidcClient } from '../../../mesh/login/oidc.js';
 import { createMemorySessionStore, type SessionRecord } from '../../../mesh/login/store.js';
+import { send as sendTo } from './send.js';
 
 /**
  * The login hook's decisions with a stand-in provider and a fixed clock: what ends a session,
@@ -52,18 +53,7 @@ let server: http.Server;
 /** What the hook handed on (the headers the rules and the upstream would see). */
 let forwarded: Record<string, string[]> | undefined;
 
-function send(path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port, path, method, headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
-    r.on('error', reject);
-    r.end();
-  });
-}
+const send = (path: string, headers: Record<string, string> = {}, method = 'GET') => sendTo(`http://127.0.0.1:${port}${path}`, { headers, method });
 
 /** Stores a session directly and returns its cookie header. */
 async function session(overrides: Partial<SessionRecord['tokens']> = {}, id = randomBytes(32).toString('base64url')): Promise<string> {

@@ -1,10 +1,10 @@
-import http from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestProvider, type TestProvider } from '../../helpers/oidc-provider.js';
 import { freePort, runScript, startProcess, type Started } from '../../helpers/process.js';
+import { send } from './send.js';
 
 /** `mesh-gateway --login-issuer …` as a real process: the flags, the secret from the environment, the first redirect. */
 
@@ -13,18 +13,7 @@ let dir: string;
 let gateway: Started;
 let port: number;
 
-function get(pathname: string, headers: Record<string, string>): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    http
-      .get({ host: '127.0.0.1', port, path: pathname, headers, agent: false }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (c: string) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      })
-      .on('error', reject);
-  });
-}
+const get = (pathname: string, headers: Record<string, string>) => send(`http://127.0.0.1:${port}${pathname}`, { headers });
 
 const SECRET = 'main-test-client-secret';
 

@@ -14,6 +14,7 @@ export const LOGIN_FLAGS = {
   'login-client-id': { type: 'string' },
   'public-url': { type: 'string' },
   'login-scope': { type: 'string', default: 'openid profile email offline_access' },
+  'login-client-auth': { type: 'string', default: 'client_secret_basic' },
   'login-api-prefix': { type: 'string', multiple: true },
   'login-id-token-header': { type: 'string' },
   'login-access-token-header': { type: 'string' },
@@ -35,6 +36,7 @@ comes from the environment variable LOGIN_CLIENT_SECRET, never from the command 
   --public-url <url>            the origin browsers use, e.g. https://webui.example     (required with --login-issuer)
                                 (redirect_uri = <url><callback path>; https makes the cookie Secure and __Host-)
   --login-scope <scopes>        scopes asked for                                        (default "openid profile email offline_access")
+  --login-client-auth <m>       client_secret_basic or client_secret_post                (default client_secret_basic)
   --login-api-prefix <path>     requests under it get 401 JSON, never a redirect, repeatable (default /api/)
   --login-id-token-header <h>   forward the id token in this header too (Gloo's idTokenHeader)
   --login-access-token-header <h> forward the access token in this header too (Gloo's accessTokenHeader)
@@ -102,6 +104,8 @@ export function parseLogin(
     if (eq <= 0) throw new UsageError(`--login-claim-header expects claim=header, got "${pair}"`);
     return { claim: pair.slice(0, eq), header: headerName('login-claim-header', pair.slice(eq + 1)) };
   });
+  const clientAuth = values['login-client-auth'] ?? 'client_secret_basic';
+  if (clientAuth !== 'client_secret_basic' && clientAuth !== 'client_secret_post') throw new UsageError(`--login-client-auth must be client_secret_basic or client_secret_post, got "${clientAuth}"`);
   const max = Number(values['session-max']);
   if (!Number.isInteger(max) || max < 1) throw new UsageError(`--session-max must be a positive whole number, got "${values['session-max']}"`);
   const now = deps.now ?? Date.now;
@@ -128,6 +132,7 @@ export function parseLogin(
       clientSecret: secret,
       redirectUri: `${publicUrl.origin}${callbackPath}`,
       scope: values['login-scope'] ?? 'openid',
+      clientAuth,
       timeoutSeconds: 10,
     }),
     store: deps.store ?? createMemorySessionStore({ now, maxEntries: max }),

@@ -45,6 +45,8 @@ export interface OidcClientOptions {
   clientSecret: string;
   redirectUri: string;
   scope: string;
+  /** How the secret travels to the token endpoint (RFC 6749 §2.3.1): HTTP Basic, which every server must support, or the form body. */
+  clientAuth: 'client_secret_basic' | 'client_secret_post';
   /** Seconds each call to the provider may take. */
   timeoutSeconds: number;
 }
@@ -83,7 +85,13 @@ export function createOidcClient(options: OidcClientOptions): OidcClient {
   let discovered: Promise<client.Configuration> | undefined;
   const config = (): Promise<client.Configuration> => {
     discovered ??= client
-      .discovery(options.issuer, options.clientId, options.clientSecret, undefined, { execute, timeout: options.timeoutSeconds })
+      .discovery(
+        options.issuer,
+        options.clientId,
+        undefined,
+        options.clientAuth === 'client_secret_post' ? client.ClientSecretPost(options.clientSecret) : client.ClientSecretBasic(options.clientSecret),
+        { execute, timeout: options.timeoutSeconds },
+      )
       .catch((err: unknown) => {
         discovered = undefined;
         throw err;

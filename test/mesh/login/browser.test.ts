@@ -105,7 +105,7 @@ function gateway(publicUrl: string, upstream: string, issuer: string): http.Serv
       ],
       refreshAheadMs: 30_000,
     },
-    oidc: createOidcClient({ issuer: new URL(issuer), clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: `${publicUrl}/callback`, scope: 'openid profile email offline_access api', timeoutSeconds: 5 }),
+    oidc: createOidcClient({ issuer: new URL(issuer), clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: `${publicUrl}/callback`, scope: 'openid profile email offline_access api', clientAuth: 'client_secret_basic', timeoutSeconds: 5 }),
     store,
     now,
     logger: silentLogger(),

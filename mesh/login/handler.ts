@@ -218,7 +218,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     if (session?.kind === 'session') logger.info({ sub: session.sub }, 'logged out');
     let target: string = `${origin}/`;
     try {
-      target = (await oidc.endSessionUrl(idToken ?? '', `${origin}/`))?.href ?? target;
+      target = (await oidc.endSessionUrl(idToken || undefined, `${origin}/`))?.href ?? target;
     } catch (err) {
       logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'issuer unavailable for logout; the gateway session ended');
     }

@@ -36,7 +36,7 @@ export interface OidcClient {
   /** The refresh_token grant (RFC 6749 §6). */
   refresh(refreshToken: string): Promise<IssuedTokens>;
   /** RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2), or undefined when the issuer has no end_session_endpoint. */
-  endSessionUrl(idToken: string, postLogoutRedirectUri: string): Promise<URL | undefined>;
+  endSessionUrl(idToken: string | undefined, postLogoutRedirectUri: string): Promise<URL | undefined>;
 }
 
 export interface OidcClientOptions {
@@ -129,7 +129,8 @@ export function createOidcClient(options: OidcClientOptions): OidcClient {
     async endSessionUrl(idToken, postLogoutRedirectUri) {
       const cfg = await config();
       if (!cfg.serverMetadata().end_session_endpoint) return undefined;
-      return client.buildEndSessionUrl(cfg, { id_token_hint: idToken, post_logout_redirect_uri: postLogoutRedirectUri });
+      // Without a session there is no hint: client_id (added by openid-client) names the client.
+      return client.buildEndSessionUrl(cfg, { ...(idToken ? { id_token_hint: idToken } : {}), post_logout_redirect_uri: postLogoutRedirectUri });
     },
   };
 }

@@ -250,6 +250,8 @@ export function createLogin(deps: LoginDeps): LoginHook {
       },
       idClaims: tokens.idClaims ?? session.idClaims,
     };
+    // A logout while the refresh ran must not be undone by writing the session back.
+    if ((await store.get(key))?.kind !== 'session') return 'ended';
     await store.set(key, next);
     logger.info({ sub: session.sub }, 'tokens refreshed');
     return next;

@@ -137,6 +137,23 @@ describe('the login hook', () => {
     expect(calls).toEqual(['refresh']);
   });
 
+  it('a logout while a refresh runs stays a logout: the refreshed tokens are not written back', async () => {
+    const cookie = await session();
+    t = T0 + 290_000;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    refreshWith = async () => {
+      await gate;
+      return { accessToken: 'at-2', expiresIn: 300 };
+    };
+    const during = send('/api/x', { ...json, cookie });
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await send('/logout', { cookie })).status).toBe(303);
+    release();
+    expect((await during).status).toBe(401);
+    expect((await send('/api/x', { ...json, cookie })).status).toBe(401);
+  });
+
   it('a refresh the provider refuses ends the session: 401 session_expired for an API call, a new login for a page', async () => {
     refreshWith = async () => {
       throw new ResponseBodyError('refused', { cause: { error: 'invalid_grant' }, response: new Response('{}', { status: 400 }) });

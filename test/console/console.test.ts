@@ -194,6 +194,19 @@ describe('the Mesh panel', () => {
     await shot('mesh');
   });
 
+  it('shows the Istio release an answer assumed and draws that release\'s filter order when the answer names them', async () => {
+    // The engine does not name a release yet: the answer is the real one with the two fields added.
+    await page.route('**/mesh/evaluate', async (route) => {
+      const real = await route.fetch();
+      await route.fulfill({ response: real, json: { ...(await real.json()), istioVersion: '1.22', filterChain: ['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW'] } });
+    });
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-release', { hasText: 'Istio release assumed: 1.22' }).waitFor();
+    expect(await page.locator('.stage').evaluateAll((els) => els.map((e) => e.getAttribute('data-stage')))).toEqual(['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW', 'upstream']);
+    expect(await page.getAttribute('.stage.decided', 'data-stage')).toBe('jwt_authn');
+    await page.unroute('**/mesh/evaluate');
+  });
+
   it('names the source and the field of an invalid pasted policy', async () => {
     await page.check('input[name="mesh-source"][value="pasted"]');
     await page.fill('#mesh-yaml', 'apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: { name: p, namespace: jwt-suite }\nspec:\n  rules:\n    - to:\n        - operation: { path: ["/x"] }\n');

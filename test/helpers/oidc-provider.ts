@@ -48,12 +48,12 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     clients: [
       {
         client_id: options.clientId,
-        ...(options.tokenEndpointAuthMethod === 'none' ? { token_endpoint_auth_method: 'none' } : { client_secret: options.clientSecret }),
+        ...(options.tokenEndpointAuthMethod === 'none' ? {} : { client_secret: options.clientSecret }),
         redirect_uris: options.redirectUris,
         post_logout_redirect_uris: options.postLogoutRedirectUris,
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
+        token_endpoint_auth_method: options.tokenEndpointAuthMethod ?? 'client_secret_basic',
       },
     ],
     jwks: { keys: [jwk] },

@@ -1,6 +1,7 @@
 import type { AuthorizationPolicy, ConditionSpec, OperationSpec, RuleSpec, SourceSpec } from './policies.js';
 import { claimPath } from './policies.js';
 import type { HeaderMap } from './jwt.js';
+import { isPathTemplate, namespaceMatches, pathTemplateMatches, requestPrincipalParts, serviceAccountMatches, type PrincipalPart } from './istio/match.js';
 
 /**
  * Istio AuthorizationPolicy as istiod turns it into Envoy RBAC and Envoy evaluates it.
@@ -60,23 +61,9 @@ function headerMatcher(pattern: string): Matcher {
   return istioString(pattern);
 }
 
-function regexEscape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** Path templates (Istio 1.21+): {*} one segment, {**} any number of segments. */
+/** Path templates (Istio 1.21+): {*} one segment, {**} any number of segments; never a RegExp. */
 function pathMatcher(pattern: string): Matcher {
-  if (pattern.includes('{*}') || pattern.includes('{**}')) {
-    const re = new RegExp(
-      '^' +
-        pattern
-          .split(/(\{\*\*\}|\{\*\})/)
-          .map((part) => (part === '{**}' ? '.*' : part === '{*}' ? '[^/]+' : regexEscape(part)))
-          .join('') +
-        '$',
-    );
-    return (v) => v !== undefined && re.test(v);
-  }
+  if (isPathTemplate(pattern)) return (v) => v !== undefined && pathTemplateMatches(pattern, v);
   return istioString(pattern);
 }
 
@@ -143,39 +130,14 @@ function claimMatches(value: unknown, pattern: string): boolean {
  * `*x` / `x*` become suffix / prefix matches on the issuer or subject part.
  */
 export function requestPrincipalMatches(pattern: string, payload: Record<string, unknown> | undefined): boolean {
-  const iss = typeof payload?.iss === 'string' ? payload.iss : undefined;
-  const sub = typeof payload?.sub === 'string' ? payload.sub : undefined;
-  const any: Matcher = (v) => v !== undefined && v.length > 0;
-  const idx = pattern.lastIndexOf('/');
-  const found = idx >= 0;
-  const pIss = found ? pattern.slice(0, idx) : pattern;
-  const pSub = found ? pattern.slice(idx + 1) : '';
-  let mIss: Matcher;
-  let mSub: Matcher;
-  if (pattern === '*') {
-    mIss = any;
-    mSub = any;
-  } else if (pattern.startsWith('*')) {
-    if (found) {
-      mIss = pIss === '*' ? any : (v) => v !== undefined && v.endsWith(pIss.slice(1));
-      mSub = (v) => v === pSub;
-    } else {
-      mIss = any;
-      mSub = (v) => v !== undefined && v.endsWith(pattern.slice(1));
-    }
-  } else if (pattern.endsWith('*')) {
-    if (found) {
-      mIss = (v) => v === pIss;
-      mSub = pSub === '*' ? any : (v) => v !== undefined && v.startsWith(pSub.slice(0, -1));
-    } else {
-      mIss = (v) => v !== undefined && v.startsWith(pattern.slice(0, -1));
-      mSub = any;
-    }
-  } else {
-    mIss = (v) => v === pIss;
-    mSub = (v) => v === pSub;
-  }
-  return mIss(iss) && mSub(sub);
+  const { iss, sub } = requestPrincipalParts(pattern);
+  const side = (part: PrincipalPart, v: unknown): boolean => {
+    if (typeof v !== 'string') return false;
+    if ('any' in part) return v.length > 0;
+    if ('exact' in part) return v === part.exact;
+    return 'prefix' in part ? v.startsWith(part.prefix) : v.endsWith(part.suffix);
+  };
+  return side(iss, payload?.iss) && side(sub, payload?.sub);
 }
 
 const SPIFFE = 'spiffe://';
@@ -205,11 +167,8 @@ function sourceChecks(s: SourceSpec, req: AuthzRequest, policyNamespace: string)
     if (p === '*') return peer !== undefined;
     return istioString(p.startsWith('*') ? p : SPIFFE + p)(peer);
   };
-  const namespace = (ns: string) => peer !== undefined && new RegExp(`^.*/ns/${ns.replace(/\*/g, '.*')}/.*$`).test(peer);
-  const serviceAccount = (value: string) => {
-    const [ns, sa] = value.includes('/') ? (value.split('/', 2) as [string, string]) : [policyNamespace, value];
-    return peer !== undefined && new RegExp(`^spiffe://.+/ns/${ns}/(.+/|)sa/${sa}(/.+)?$`).test(peer);
-  };
+  const namespace = (ns: string) => namespaceMatches(ns, peer);
+  const serviceAccount = (value: string) => serviceAccountMatches(policyNamespace, value, peer);
   return [
     field('principals (peer mTLS identity)', s.principals, s.notPrincipals, principal, peerText),
     field('requestPrincipals', s.requestPrincipals, s.notRequestPrincipals, (v) => requestPrincipalMatches(v, req.payload), principalText(req)),

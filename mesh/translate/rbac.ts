@@ -1,3 +1,4 @@
+import { requestPrincipalParts, type PrincipalPart } from '../istio/match.js';
 import { claimPath, type AuthorizationPolicy, type RuleSpec } from '../policies.js';
 
 /**
@@ -69,25 +70,12 @@ const orIds = (ids: Json[]): Json => ({ orIds: { ids } });
 const andRules = (rules: Json[]): Json => ({ andRules: { rules } });
 const orRules = (rules: Json[]): Json => ({ orRules: { rules } });
 
-/** requestPrincipalGenerator.extendedPrincipal: split at the LAST "/", iss and sub matched apart. */
+/** requestPrincipalGenerator.extendedPrincipal: iss and sub of each value matched apart, OR'ed. */
 function requestPrincipals(values: readonly string[]): Json {
-  const any = regex('.+');
+  const toMatcher = (part: PrincipalPart): Json => ('any' in part ? regex('.+') : 'exact' in part ? exact(part.exact) : 'prefix' in part ? prefix(part.prefix) : suffix(part.suffix));
   const ids = values.map((value) => {
-    const idx = value.lastIndexOf('/');
-    const found = idx >= 0;
-    const iss = found ? value.slice(0, idx) : value;
-    const sub = found ? value.slice(idx + 1) : '';
-    let mIss: Json;
-    let mSub: Json;
-    if (value === '*') [mIss, mSub] = [any, any];
-    else if (value.startsWith('*')) {
-      if (found) [mIss, mSub] = [iss === '*' ? any : suffix(iss.slice(1)), exact(sub)];
-      else [mIss, mSub] = [any, suffix(value.slice(1))];
-    } else if (value.endsWith('*')) {
-      if (found) [mIss, mSub] = [exact(iss), sub === '*' ? any : prefix(sub.slice(0, -1))];
-      else [mIss, mSub] = [prefix(value.slice(0, -1)), any];
-    } else [mIss, mSub] = [exact(iss), exact(sub)];
-    return andIds([jwtClaim('iss', mIss), jwtClaim('sub', mSub)]);
+    const { iss, sub } = requestPrincipalParts(value);
+    return andIds([jwtClaim('iss', toMatcher(iss)), jwtClaim('sub', toMatcher(sub))]);
   });
   return ids.length === 1 ? ids[0]! : orIds(ids);
 }

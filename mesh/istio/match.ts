@@ -26,29 +26,36 @@ function steps(tokens: readonly Token[]): { kind: 'char' | 'one' | 'many'; ch?: 
   return out;
 }
 
-/** Whether the whole of `s` matches the pattern (greedy wildcard matching with one backtrack point). */
-export function wildMatch(tokens: readonly Token[], s: string): boolean {
-  const p = steps(tokens);
-  const chars = [...s];
+/**
+ * The greedy wildcard walk over any sequence: `star(p)` marks a step that takes any run of
+ * items, `fits(p, x)` whether a step takes one item. One backtrack point (the last star), so for
+ * a fixed pattern the work grows linearly with the input.
+ */
+function greedy<P, X>(pattern: readonly P[], input: readonly X[], star: (p: P) => boolean, fits: (p: P, x: X) => boolean): boolean {
   let i = 0;
   let j = 0;
-  let star = -1;
+  let last = -1;
   let mark = 0;
-  while (i < chars.length) {
-    const step = p[j];
-    if (step && (step.kind === 'one' || (step.kind === 'char' && step.ch === chars[i]))) {
+  while (i < input.length) {
+    const p = pattern[j];
+    if (p !== undefined && !star(p) && fits(p, input[i]!)) {
       i++;
       j++;
-    } else if (step?.kind === 'many') {
-      star = j++;
+    } else if (p !== undefined && star(p)) {
+      last = j++;
       mark = i;
-    } else if (star >= 0) {
-      j = star + 1;
+    } else if (last >= 0) {
+      j = last + 1;
       i = ++mark;
     } else return false;
   }
-  while (p[j]?.kind === 'many') j++;
-  return j === p.length;
+  while (pattern[j] !== undefined && star(pattern[j]!)) j++;
+  return j === pattern.length;
+}
+
+/** Whether the whole of `s` matches the pattern. */
+export function wildMatch(tokens: readonly Token[], s: string): boolean {
+  return greedy(steps(tokens), [...s], (p) => p.kind === 'many', (p, ch) => p.kind === 'one' || p.ch === ch);
 }
 
 /** An Istio value where `*` means any text (namespaces): literal parts joined by `many`. */
@@ -83,27 +90,7 @@ export function isPathTemplate(pattern: string): boolean {
  * non-empty segment and `{**}` any run of segments; other segments are literal.
  */
 export function pathTemplateMatches(pattern: string, path: string): boolean {
-  const pat = pattern.split('/');
-  const segs = path.split('/');
-  let i = 0;
-  let j = 0;
-  let star = -1;
-  let mark = 0;
-  while (i < segs.length) {
-    const p = pat[j];
-    if (p !== undefined && p !== '{**}' && (p === '{*}' ? segs[i] !== '' : p === segs[i])) {
-      i++;
-      j++;
-    } else if (p === '{**}') {
-      star = j++;
-      mark = i;
-    } else if (star >= 0) {
-      j = star + 1;
-      i = ++mark;
-    } else return false;
-  }
-  while (pat[j] === '{**}') j++;
-  return j === pat.length;
+  return greedy(pattern.split('/'), path.split('/'), (p) => p === '{**}', (p, seg) => (p === '{*}' ? seg !== '' : p === seg));
 }
 
 /** How one side (iss or sub) of a request principal pattern matches. */

@@ -67,6 +67,8 @@ export interface Verdict {
   decidedBy: string;
   /** The explanation, one plain sentence per step. */
   steps: string[];
+  /** The Istio release the verdict models. */
+  istio: string;
 }
 
 /** Http::Utility::parseCookies: name=value pairs of every cookie header, first occurrence wins, quotes dropped. */
@@ -273,6 +275,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
     upstreamPath: state.path,
     decidedBy,
     steps,
+    istio: rel.version,
   });
   const enforced = authz.filter((p) => {
     if (p.dryRun) steps.push(`${p.action} ${nsOf(p)}/${p.name} is dry-run (istio.io/dry-run): evaluated for logs only, never enforced`);
@@ -319,6 +322,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
           upstreamPath: state.path,
           decidedBy: `RequestAuthentication ${[...new Set(providers.map((x) => x.policy))].join(', ')} (jwt_authn: ${STATUS[status]})`,
           steps,
+          istio: rel.version,
         };
       }
       if (ctx.payload && ctx.payloadProvider) {
@@ -340,6 +344,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
     upstreamPath: state.path,
     decidedBy,
     steps,
+    istio: rel.version,
   });
 
   if (!rel.has.customBeforeJwtAuthn) {

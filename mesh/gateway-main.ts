@@ -5,7 +5,8 @@ import { parseEnv, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { UsageError, parseNow, parseWorkload } from './args.js';
+import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
+import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { createGateway, type GatewayRules } from './gateway.js';
 import { PolicyError } from './policies.js';
 import { loadInputs, watchInputs } from './sources.js';
@@ -30,6 +31,7 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --fetch-timeout <ms>      bound of one JWKS fetch                                    (default 5000)
   --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
   --now <ISO>               decide as if at this instant (replay a refusal); default the real clock
+  --istio <version>         the Istio release to model, ${ISTIO_RANGE} (e.g. 1.28, 1.29.1) (default ${DEFAULT_ISTIO})
   --help                    this text
 `;
 
@@ -49,6 +51,7 @@ async function main(): Promise<void> {
       'fetch-timeout': { type: 'string', default: '5000' },
       ca: { type: 'string' },
       now: { type: 'string' },
+      istio: { type: 'string' },
       help: { type: 'boolean' },
     },
     strict: true,
@@ -76,6 +79,7 @@ async function main(): Promise<void> {
   if (!Number.isFinite(fetchTimeout) || fetchTimeout <= 0) throw new UsageError('--fetch-timeout must be a positive number of ms');
   const workload = parseWorkload(values.workload, values.namespace);
   const fixedNow = parseNow(values.now);
+  const istio = parseIstio(values.istio);
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
   let level: string;
@@ -106,6 +110,7 @@ async function main(): Promise<void> {
     sourcePrincipal: values['source-principal'],
     destinationPort,
     now: fixedNow ? () => fixedNow : undefined,
+    istio,
     logger,
   });
   // Reloads run one at a time; a change during a reload triggers one more afterwards.

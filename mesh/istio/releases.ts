@@ -12,6 +12,9 @@ export const ISTIO_RELEASES = ['1.24', '1.25', '1.26', '1.27', '1.28', '1.29', '
 /** The newest modelled release, the default of `--istio` and `istioVersion`. */
 export const DEFAULT_ISTIO = '1.30';
 
+/** The modelled range in words, for help texts and errors. */
+export const ISTIO_RANGE = `${ISTIO_RELEASES[0]} to ${DEFAULT_ISTIO}`;
+
 /** The Envoy minor release each Istio release's proxy is built on. */
 export const ENVOY_OF: Record<string, string> = {
   '1.24': '1.32',
@@ -91,7 +94,7 @@ function atLeast(a: string, b: string): boolean {
 export function releaseProblem(version: string): string | undefined {
   if (!/^\d+\.\d+(\.\d+)?$/.test(version)) return `"${version}" is not an Istio release (expected e.g. ${DEFAULT_ISTIO} or 1.29.1)`;
   const minor = version.split('.').slice(0, 2).join('.');
-  if (!(ISTIO_RELEASES as readonly string[]).includes(minor)) return `Istio ${version} is not modelled (modelled: ${ISTIO_RELEASES[0]} to ${DEFAULT_ISTIO})`;
+  if (!(ISTIO_RELEASES as readonly string[]).includes(minor)) return `Istio ${version} is not modelled (modelled: ${ISTIO_RANGE})`;
   return undefined;
 }
 

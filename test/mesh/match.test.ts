@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../../mesh/evaluate.js';
-import { namespaceMatches, pathTemplateMatches, serviceAccountMatches, wildMatch } from '../../mesh/istio/match.js';
+import { namespaceMatches, pathTemplateMatches, serviceAccountMatches } from '../../mesh/istio/match.js';
 import { loadPolicyObjects } from '../../mesh/policies.js';
 import { NOW, WORKLOAD } from './cases.js';
 
@@ -55,7 +55,7 @@ describe('Istio value patterns are matched as text, never as RegExps', () => {
       fastest(() => namespaceMatches('a*a*a*a*b', long)),
       fastest(() => namespaceMatches('(a+)+b', long)),
       fastest(() => serviceAccountMatches('a', 'y', long)),
-      fastest(() => wildMatch([{ many: true }, { lit: 'a/ns/a/ns/b' }, { many: true }], long)),
+      fastest(() => namespaceMatches('a/ns/a/ns/b', long)),
       fastest(() => pathTemplateMatches('/{**}/{*}/b/{**}/c', long)),
     );
     expect(worst).toBeLessThan(5);

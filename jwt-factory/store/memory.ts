@@ -1,0 +1,60 @@
+import { fingerprint, type KeyEntry } from '../keys.js';
+import type { ChangeListener } from './types.js';
+
+/**
+ * The in-memory side every store shares: the entries this process signs and verifies with,
+ * a revision counter for caches, and change listeners. Signing reads only this.
+ */
+export function createEntryMemory() {
+  const entries = new Map<string, KeyEntry>();
+  const listeners: ChangeListener[] = [];
+  let revision = 0;
+
+  const changed = (keyId: string, origin: 'local' | 'reload') => {
+    revision += 1;
+    for (const listener of listeners) listener(keyId, origin);
+  };
+
+  return {
+    entries,
+    changed,
+    /** Counts a change no single keyId names (a completed load). */
+    bump: () => {
+      revision += 1;
+    },
+    /**
+     * The one way an entry enters memory: listeners (the JWKS cache) hear of it when the keyId
+     * is new or its versions moved, never when a re-read finds the same versions (tokens with
+     * made-up kids trigger re-reads and must not churn the JWKS cache). Returns the entry kept.
+     */
+    remember(entry: KeyEntry, origin: 'local' | 'reload'): KeyEntry {
+      const known = entries.get(entry.keyId);
+      if (known && fingerprint(known) === fingerprint(entry)) return known;
+      entries.set(entry.keyId, entry);
+      changed(entry.keyId, origin);
+      return entry;
+    },
+    revision: () => revision,
+    onChange(listener: ChangeListener): void {
+      listeners.push(listener);
+    },
+    list: (): string[] => [...entries.keys()].sort(),
+    size: (): number => entries.size,
+    sorted: (): KeyEntry[] => [...entries.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : 1)),
+  };
+}
+
+/** Runs tasks one after another per keyId within this process (one create or rotate at a time). */
+export function createKeyedQueue() {
+  const tails = new Map<string, Promise<unknown>>();
+  return function run<T>(keyId: string, task: () => Promise<T>): Promise<T> {
+    const previous = tails.get(keyId) ?? Promise.resolve();
+    const next = previous.then(task, task);
+    const settled = next.catch(() => undefined);
+    tails.set(keyId, settled);
+    void settled.then(() => {
+      if (tails.get(keyId) === settled) tails.delete(keyId);
+    });
+    return next;
+  };
+}

@@ -109,6 +109,12 @@ function jwksOf(rule: JwtRuleSpec, input: TranslateInput, rel: Release): { jwks:
   return { jwks: j.text, fallback: j.fallback };
 }
 
+/** buildSpaceDelimitedClaims: permission and scope, or with the rule's own the sorted union of all. */
+export function spaceDelimitedClaims(own: readonly string[] | undefined): string[] {
+  if (own === undefined) return ['permission', 'scope'];
+  return [...new Set([...own, 'permission', 'scope'])].sort();
+}
+
 /** convertToEnvoyJwtConfig: providers origins-N and the requirement any{P, allow_missing} (or the OR/AND tree). */
 export function jwtAuthnConfig(providers: readonly TranslatedRule[]): Json {
   const byName: Json = {};
@@ -125,8 +131,7 @@ export function jwtAuthnConfig(providers: readonly TranslatedRule[]): Json {
       ...(r.outputPayloadToHeader ? { forwardPayloadHeader: r.outputPayloadToHeader } : {}),
       ...(r.outputClaimToHeaders?.length ? { claimToHeaders: r.outputClaimToHeaders.map((c) => ({ headerName: c.header, claimName: c.claim })) } : {}),
       payloadInMetadata: 'payload',
-      // buildSpaceDelimitedClaims: scope and permission, plus the rule's own.
-      normalizePayloadInMetadata: { spaceDelimitedClaims: [...new Set(['scope', 'permission', ...(r.spaceDelimitedClaims ?? [])])] },
+      normalizePayloadInMetadata: { spaceDelimitedClaims: spaceDelimitedClaims(r.spaceDelimitedClaims) },
     };
   }
   const optional = (name: string): Json => ({ requiresAny: { requirements: [{ providerName: name }, { allowMissing: {} }] } });

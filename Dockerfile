@@ -15,6 +15,9 @@ COPY app ./app
 COPY mesh ./mesh
 COPY webui ./webui
 COPY scripts ./scripts
+# The browser console: its sources and the suite's Istio rules it bundles as examples.
+COPY console ./console
+COPY k8s/istio ./k8s/istio
 RUN npm run build
 
 # --- runtime: production dependencies and the compiled code only --------------------------

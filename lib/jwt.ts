@@ -272,3 +272,22 @@ export async function verifyJwt(
   }
   throw translate(lastError, options);
 }
+
+/**
+ * The verification keys of a JWKS document: each usable key pinned to its alg; a key that cannot
+ * verify (no alg, not for signatures, a type that does not fit) is skipped, as Envoy skips it.
+ * Throws when the document has no `keys` list.
+ */
+export async function verificationKeysFromJwks(doc: unknown): Promise<VerificationKey[]> {
+  const list = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(list)) throw new Error('not a JWKS: it has no "keys" list');
+  const keys: VerificationKey[] = [];
+  for (const jwk of list) {
+    try {
+      keys.push(await verificationKeyFromJwk(jwk as JWK));
+    } catch {
+      /* not a candidate */
+    }
+  }
+  return keys;
+}

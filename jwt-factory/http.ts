@@ -6,6 +6,7 @@ import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
 import { consoleAssets, consoleRouter } from './routes/console.js';
 import { discoveryRouter } from './routes/discovery.js';
+import { oidcRouter } from './oidc/routes.js';
 import { healthRouter } from './routes/health.js';
 import { keysRouter } from './routes/keys.js';
 import { tokensRouter } from './routes/tokens.js';
@@ -38,6 +39,9 @@ export function createApp(deps: FactoryDeps): Express {
   app.use(jsonBodyParser(deps.config.BODY_LIMIT));
 
   for (const router of factoryRouters(deps)) app.use(router);
+  if (deps.oidc) {
+    app.use(oidcRouter(deps.oidc, { bodyLimit: deps.config.BODY_LIMIT, secureCookies: deps.config.PUBLIC_URL.startsWith('https:'), sessionTtl: deps.config.OIDC_SESSION_TTL }));
+  }
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
   app.use('/console', consoleRouter(consoleAssets()));
 

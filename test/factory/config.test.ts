@@ -29,6 +29,10 @@ describe('loadFactoryConfig', () => {
       KEYGEN_CONCURRENCY: 1,
       KEYGEN_QUEUE: 32,
       MAX_KEYS: 100000,
+      OIDC_KEY_ID: 'oidc',
+      OIDC_ALG: 'RS256',
+      OIDC_SESSION_TTL: 28800,
+      OIDC_LOCKOUT_AFTER: 5,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

@@ -1,5 +1,6 @@
 import type { Workload } from './evaluate.js';
 import { ANY_RULE } from './policies.js';
+import { DEFAULT_ISTIO, releaseProblem } from './istio/releases.js';
 
 /** Command-line pieces shared by `npm run mesh` and `npm run mesh-gateway`. */
 
@@ -42,4 +43,12 @@ export function parseJwksFile(text: string, file: string): Record<string, unknow
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new UsageError(`--jwks-file ${file}: expected a JSON object`);
   if (Array.isArray((doc as { keys?: unknown }).keys)) return { [ANY_RULE]: doc };
   return doc as Record<string, unknown>;
+}
+
+/** `--istio 1.28` → the Istio release to model (mesh/istio/releases.ts), default the newest. */
+export function parseIstio(value: string | undefined): string {
+  if (value === undefined) return DEFAULT_ISTIO;
+  const problem = releaseProblem(value);
+  if (problem) throw new UsageError(`--istio: ${problem}`);
+  return value;
 }

@@ -1,7 +1,7 @@
 import type { AuthorizationPolicy, ConditionSpec, OperationSpec, RuleSpec, SourceSpec } from './policies.js';
 import { claimPath } from './policies.js';
 import type { HeaderMap } from './jwt.js';
-import { globMatches, literal, starGlob, type GlobElement } from './glob.js';
+import { isPathTemplate, namespaceMatches, pathTemplateMatches, requestPrincipalParts, serviceAccountMatches, type PrincipalPart } from './istio/match.js';
 
 /**
  * Istio AuthorizationPolicy as istiod turns it into Envoy RBAC and Envoy evaluates it.
@@ -61,17 +61,9 @@ function headerMatcher(pattern: string): Matcher {
   return istioString(pattern);
 }
 
-/**
- * Path templates (Istio 1.21+): {*} one segment, {**} any number of segments. Matched by the
- * linear automaton of glob.ts: a policy's path never becomes a RegExp.
- */
+/** Path templates (Istio 1.21+): {*} one segment, {**} any number of segments; never a RegExp. */
 function pathMatcher(pattern: string): Matcher {
-  if (pattern.includes('{*}') || pattern.includes('{**}')) {
-    const elements = pattern
-      .split(/(\{\*\*\}|\{\*\})/)
-      .flatMap((part): GlobElement[] => (part === '{**}' ? [{ star: 'any' }] : part === '{*}' ? [{ one: 'segment' }, { star: 'segment' }] : literal(part)));
-    return (v) => v !== undefined && globMatches(elements, v);
-  }
+  if (isPathTemplate(pattern)) return (v) => v !== undefined && pathTemplateMatches(pattern, v);
   return istioString(pattern);
 }
 
@@ -138,61 +130,17 @@ function claimMatches(value: unknown, pattern: string): boolean {
  * `*x` / `x*` become suffix / prefix matches on the issuer or subject part.
  */
 export function requestPrincipalMatches(pattern: string, payload: Record<string, unknown> | undefined): boolean {
-  const iss = typeof payload?.iss === 'string' ? payload.iss : undefined;
-  const sub = typeof payload?.sub === 'string' ? payload.sub : undefined;
-  const any: Matcher = (v) => v !== undefined && v.length > 0;
-  const idx = pattern.lastIndexOf('/');
-  const found = idx >= 0;
-  const pIss = found ? pattern.slice(0, idx) : pattern;
-  const pSub = found ? pattern.slice(idx + 1) : '';
-  let mIss: Matcher;
-  let mSub: Matcher;
-  if (pattern === '*') {
-    mIss = any;
-    mSub = any;
-  } else if (pattern.startsWith('*')) {
-    if (found) {
-      mIss = pIss === '*' ? any : (v) => v !== undefined && v.endsWith(pIss.slice(1));
-      mSub = (v) => v === pSub;
-    } else {
-      mIss = any;
-      mSub = (v) => v !== undefined && v.endsWith(pattern.slice(1));
-    }
-  } else if (pattern.endsWith('*')) {
-    if (found) {
-      mIss = (v) => v === pIss;
-      mSub = pSub === '*' ? any : (v) => v !== undefined && v.startsWith(pSub.slice(0, -1));
-    } else {
-      mIss = (v) => v !== undefined && v.startsWith(pattern.slice(0, -1));
-      mSub = any;
-    }
-  } else {
-    mIss = (v) => v === pIss;
-    mSub = (v) => v === pSub;
-  }
-  return mIss(iss) && mSub(sub);
+  const { iss, sub } = requestPrincipalParts(pattern);
+  const side = (part: PrincipalPart, v: unknown): boolean => {
+    if (typeof v !== 'string') return false;
+    if ('any' in part) return v.length > 0;
+    if ('exact' in part) return v === part.exact;
+    return 'prefix' in part ? v.startsWith(part.prefix) : v.endsWith(part.suffix);
+  };
+  return side(iss, payload?.iss) && side(sub, payload?.sub);
 }
 
 const SPIFFE = 'spiffe://';
-
-/**
- * `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?` with ns and sa literal, in linear time. The earliest
- * `/ns/<ns>/` leaves the longest rest, and any `sa/<sa>` a later one allows, it allows too.
- */
-function serviceAccountMatches(peer: string, ns: string, sa: string): boolean {
-  if (!peer.startsWith(SPIFFE)) return false;
-  const at = peer.indexOf(`/ns/${ns}/`, SPIFFE.length + 1);
-  if (at < 0) return false;
-  const rest = peer.slice(at + `/ns/${ns}/`.length);
-  const needle = `sa/${sa}`;
-  for (let p = rest.indexOf(needle); p >= 0; p = rest.indexOf(needle, p + 1)) {
-    const before = p === 0 || (p >= 2 && rest[p - 1] === '/');
-    const end = p + needle.length;
-    const after = end === rest.length || (rest[end] === '/' && end + 1 < rest.length);
-    if (before && after) return true;
-  }
-  return false;
-}
 
 /** A field with values (OR) and notValues (NOT OR), described for the explanation. */
 function field(label: string, values: string[] | undefined, notValues: string[] | undefined, test: (v: string) => boolean, actual: string): Check | undefined {
@@ -219,12 +167,8 @@ function sourceChecks(s: SourceSpec, req: AuthzRequest, policyNamespace: string)
     if (p === '*') return peer !== undefined;
     return istioString(p.startsWith('*') ? p : SPIFFE + p)(peer);
   };
-  // generator.go srcNamespaceGenerator: regex `.*/ns/<value, * as .*>/.*`; the rest of the value is literal.
-  const namespace = (ns: string) => peer !== undefined && globMatches(starGlob(`*/ns/${ns}/*`), peer);
-  const serviceAccount = (value: string) => {
-    const [ns, sa] = value.includes('/') ? (value.split('/', 2) as [string, string]) : [policyNamespace, value];
-    return peer !== undefined && serviceAccountMatches(peer, ns, sa);
-  };
+  const namespace = (ns: string) => namespaceMatches(ns, peer);
+  const serviceAccount = (value: string) => serviceAccountMatches(policyNamespace, value, peer);
   return [
     field('principals (peer mTLS identity)', s.principals, s.notPrincipals, principal, peerText),
     field('requestPrincipals', s.requestPrincipals, s.notRequestPrincipals, (v) => requestPrincipalMatches(v, req.payload), principalText(req)),

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { UsageError, parseNow, parseWorkload } from './args.js';
+import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
+import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { evaluate, type Verdict } from './evaluate.js';
 import { PolicyError } from './policies.js';
 import { loadInputs } from './sources.js';
@@ -26,6 +27,7 @@ from RequestAuthentication and AuthorizationPolicy YAML, without a cluster.
   --fetch-timeout <ms>      bound of one JWKS fetch                                    (default 5000)
   --custom-authz allow|deny what a CUSTOM (ext_authz) provider would answer           (default allow)
   --now <ISO>               decide as if at this instant                               (default now)
+  --istio <version>         the Istio release to model, ${ISTIO_RANGE} (e.g. 1.28, 1.29.1) (default ${DEFAULT_ISTIO})
   --json                    print the verdict as JSON
   --help                    this text
 
@@ -58,6 +60,7 @@ function parse(argv: string[]): Parsed {
       'fetch-timeout': { type: 'string', default: '5000' },
       'custom-authz': { type: 'string' },
       now: { type: 'string' },
+      istio: { type: 'string' },
       json: { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -106,6 +109,7 @@ async function run(argv: string[]): Promise<number> {
   if (!Number.isFinite(fetchTimeout) || fetchTimeout <= 0) throw new UsageError('--fetch-timeout must be a positive number of ms');
   const workload = parseWorkload(values.workload as string[] | undefined, str('namespace'));
   const now = parseNow(str('now')) ?? new Date();
+  const istio = parseIstio(str('istio'));
   const path = str('path')!;
   if (!path.startsWith('/')) throw new UsageError(`--path must start with /, got "${path}"`);
 
@@ -130,6 +134,7 @@ async function run(argv: string[]): Promise<number> {
     workload,
     rootNamespace: str('root-namespace'),
     customAuthz: custom as 'allow' | 'deny' | undefined,
+    istio,
   });
   const full = { ...verdict, steps: [...resolved.notes, ...verdict.steps] };
   process.stdout.write(values.json ? `${JSON.stringify(full, null, 2).replace(JWT_LIKE, '[token]')}\n` : renderVerdict(full));

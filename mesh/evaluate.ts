@@ -1,6 +1,10 @@
 import { epochSeconds } from '../lib/jwt.js';
 import { suppliedJwks, type AuthorizationPolicy, type MeshPolicy, type RequestAuthentication } from './policies.js';
-import { CLOCK_SKEW_SECONDS, STATUS, fakeJwks, loadJwks, runJwtAuthn, type HeaderMap, type JwtContext, type LoadedJwks, type Provider, type Status } from './jwt.js';
+import { CLOCK_SKEW_SECONDS, STATUS, loadJwks, runJwtAuthn, type HeaderMap, type JwtContext, type LoadedJwks, type Provider, type Status } from './jwt.js';
+import { toHeaderMap } from './envoy/headers.js';
+import { release, type Release } from './istio/releases.js';
+import { selectorText, whyNotInScope } from './istio/scope.js';
+import { jwksText } from './translate/index.js';
 import { matchPolicy, type AuthzRequest, type ConnectionAttributes } from './authz.js';
 
 /**
@@ -41,6 +45,8 @@ export interface EvaluateInput {
   rootNamespace?: string;
   /** What the CUSTOM (ext_authz) provider answers; it cannot be called from here. Default allow. */
   customAuthz?: 'allow' | 'deny';
+  /** The Istio release modelled ("1.28", "1.29.1"), default the newest (mesh/istio/releases.ts). */
+  istio?: string;
 }
 
 export interface Verdict {
@@ -62,15 +68,8 @@ export interface Verdict {
   decidedBy: string;
   /** The explanation, one plain sentence per step. */
   steps: string[];
-}
-
-function toHeaderMap(headers: Record<string, string | string[]> | undefined): HeaderMap {
-  const map: HeaderMap = new Map();
-  for (const [k, v] of Object.entries(headers ?? {})) {
-    const key = k.toLowerCase();
-    map.set(key, [...(map.get(key) ?? []), ...(Array.isArray(v) ? v : [v])].map(String));
-  }
-  return map;
+  /** The Istio release the verdict models. */
+  istio: string;
 }
 
 /** Http::Utility::parseCookies: name=value pairs of every cookie header, first occurrence wins, quotes dropped. */
@@ -116,40 +115,18 @@ function withQuery(path: string, query: Record<string, string | string[]> | unde
   return path + (path.includes('?') ? '&' : '?') + extra;
 }
 
-function selectorText(labels: Record<string, string> | undefined): string {
-  return labels ? Object.entries(labels).map(([k, v]) => `${k}=${v}`).join(',') : '';
-}
+export { whyNotInScope } from './istio/scope.js';
 
-/**
- * Which policies reach the workload (istio/istio pilot/pkg/model/authorization.go and
- * authentication.go): those of its namespace and of the root namespace, whose selector labels
- * are all on the workload; a policy without selector covers every workload in its scope.
- * Returns why a policy does not apply, or undefined when it does.
- */
-function whyNotInScope(p: MeshPolicy, input: EvaluateInput): string | undefined {
-  const root = input.rootNamespace ?? 'istio-system';
-  // targetRef(s) bind a policy to a Gateway/Service (waypoint or gateway), never to a sidecar.
-  if (p.hasTargetRef) return 'uses targetRefs (gateway/waypoint only)';
-  const w = input.workload;
-  if (!w) return undefined;
-  const ns = p.namespace ?? w.namespace;
-  if (ns !== w.namespace && ns !== root) return `is in namespace ${ns}`;
-  const missing = Object.entries(p.matchLabels ?? {}).filter(([k, v]) => w.labels[k] !== v);
-  if (missing.length > 0) return `selects ${selectorText(p.matchLabels)}`;
-  return undefined;
-}
-
-/** The JWKS a rule ends up with in the sidecar: inline, supplied (by jwksUri, issuer or "*"), else istiod's fake one. */
-function jwksFor(p: RequestAuthentication, index: number, input: EvaluateInput, steps: string[]): LoadedJwks {
+/** The JWKS a rule ends up with in the sidecar: inline, supplied (by jwksUri, issuer or "*"), else the release's fallback. */
+function jwksFor(p: RequestAuthentication, index: number, input: EvaluateInput, rel: Release, steps: string[]): LoadedJwks {
   const rule = p.jwtRules[index]!;
   const label = `${p.namespace ?? input.workload?.namespace ?? ''}/${p.name} jwtRules[${index}]`;
-  // request_authentication.proto: "Only one of jwks_uri and jwks should be used. jwks_uri will be ignored if it does."
-  if (rule.jwks !== undefined) return loadJwks(rule.jwks);
-  const supplied = suppliedJwks(rule, input.jwks);
-  if (supplied !== undefined) return loadJwks(supplied);
+  const j = jwksText(rule, input.jwks, rel);
+  if (!j.fallback) return loadJwks(j.text);
   const uri = rule.jwksUri ?? `${(rule.issuer ?? '').replace(/\/$/, '')}/.well-known/openid-configuration`;
-  steps.push(`${label}: no JWKS for ${uri}; like istiod when it cannot fetch, the sidecar gets a fake JWKS and every token of this issuer fails`);
-  return fakeJwks(rule.jwksUri ?? rule.issuer ?? '');
+  const which = rel.has.publicOnlyJwksFallback ? 'its public-only JWKS (an RSA key whose private half was discarded, no kid)' : 'its fake JWKS (one RSA key, no kid)';
+  steps.push(`${label}: no JWKS for ${uri}; like istiod ${rel.version} when it cannot fetch, the sidecar gets ${which}, so every token of this issuer fails verification`);
+  return { ...loadJwks(j.text), fake: true };
 }
 
 /** Envoy's jwt_authn refusal: 401 (403 for audiences), www-authenticate with the original URI. */
@@ -183,6 +160,45 @@ function headersOut(map: HeaderMap): Record<string, string | string[]> {
   return out;
 }
 
+/** `<iss>/<sub>` of a verified payload, or null. */
+function principalOf(payload: Record<string, unknown> | undefined): string | null {
+  return payload && (typeof payload.iss === 'string' || typeof payload.sub === 'string') ? `${payload.iss ?? ''}/${payload.sub ?? ''}` : null;
+}
+
+/**
+ * The CUSTOM stage (builder.go buildHTTP, IsCustomBuilder): a shadow RBAC marks requests that a
+ * CUSTOM rule matches, and only those go to the provider. With several providers istiod builds
+ * no ext_authz at all and turns the CUSTOM rules into DENY rules (getBadCustomDenyRules).
+ * Returns the refusal, or undefined when the request goes on.
+ */
+function runCustom(
+  custom: readonly AuthorizationPolicy[],
+  req: AuthzRequest,
+  nsOf: (p: MeshPolicy) => string,
+  decision: 'allow' | 'deny',
+  steps: string[],
+): { decidedBy: string; refusal: { status: 403; body: string; responseHeaders: Record<string, string> } } | undefined {
+  if (custom.length === 0) return undefined;
+  const names = [...new Set(custom.map((p) => p.provider))];
+  if (names.length > 1) steps.push(`CUSTOM policies name ${names.length} providers (${names.join(', ')}); istiod allows one per workload, so their rules become DENY rules and no provider is asked`);
+  for (const p of custom) {
+    const m = matchPolicy(p, nsOf(p), req);
+    steps.push(...m.lines);
+    if (!m.matched) continue;
+    if (names.length > 1) {
+      steps.push(`the CUSTOM rule ${m.matched} now denies: 403 "RBAC: access denied"`);
+      return { decidedBy: `CUSTOM ${m.matched} (several providers: deny)`, refusal: RBAC_DENIED };
+    }
+    if (decision === 'deny') {
+      steps.push(`the external authorizer "${p.provider}" is asked and refuses (customAuthz: deny): 403`);
+      return { decidedBy: `CUSTOM ${m.matched} (provider ${p.provider})`, refusal: { status: 403, body: '', responseHeaders: {} } };
+    }
+    steps.push(`the external authorizer "${p.provider}" is asked; it cannot be called from here and is assumed to allow (pass customAuthz: deny to see its refusal)`);
+    return undefined;
+  }
+  return undefined;
+}
+
 /** Evaluates one request as the workload's sidecar would; see the module comment. */
 export async function evaluate(input: EvaluateInput): Promise<Verdict> {
   const steps: string[] = [];
@@ -193,6 +209,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
   const state = { headers, path: normalizePath(asSent), cookies: parseCookies(headers, req.cookies) };
   const host = headers.get(':authority')?.[0] ?? headers.get('host')?.[0] ?? '';
   const nowSeconds = epochSeconds(input.now);
+  const rel = release(input.istio);
   if (state.path !== asSent) steps.push(`the path is normalised to ${state.path.split('?')[0]} (Istio's default path normalisation)`);
 
   if (input.policies.length === 0) {
@@ -215,16 +232,56 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
     steps.push('no workload given: every policy is taken to apply, even those whose selector names another workload (give the workload to narrow them)');
   }
   const nsOf = (p: MeshPolicy) => p.namespace ?? input.workload?.namespace ?? 'default';
+  steps.push(`modelling Istio ${rel.version} (its sidecar runs Envoy ${rel.envoy}); pass another release to see how it differs`);
+
+  const authzRequestOf = (verified: Record<string, unknown> | undefined): AuthzRequest => ({
+    method,
+    path: state.path,
+    host,
+    headers: state.headers,
+    port: req.port,
+    sourcePrincipal: req.sourcePrincipal,
+    sourceIp: req.sourceIp,
+    remoteIp: req.remoteIp,
+    destinationIp: req.destinationIp,
+    sni: req.sni,
+    payload: verified,
+  });
+  const refuse = (decidedBy: string, refusal: { status: 403; body: string; responseHeaders: Record<string, string> }, verified?: Record<string, unknown>): Verdict => ({
+    ...refusal,
+    principal: principalOf(verified),
+    claims: verified ?? null,
+    upstreamHeaders: {},
+    upstreamPath: state.path,
+    decidedBy,
+    steps,
+    istio: rel.version,
+  });
+  const enforced = authz.filter((p) => {
+    if (p.dryRun) steps.push(`${p.action} ${nsOf(p)}/${p.name} is dry-run (istio.io/dry-run): evaluated for logs only, never enforced`);
+    if (p.action === 'AUDIT') steps.push(`AUDIT ${nsOf(p)}/${p.name} only marks requests for logging; it never allows or denies`);
+    return !p.dryRun && p.action !== 'AUDIT';
+  });
+  const byAction = (a: AuthorizationPolicy['action']) => enforced.filter((p) => p.action === a);
+  const customStage = (verified: Record<string, unknown> | undefined): Verdict | undefined => {
+    const decided = runCustom(byAction('CUSTOM'), authzRequestOf(verified), nsOf, input.customAuthz ?? 'allow', steps);
+    return decided && refuse(decided.decidedBy, decided.refusal, verified);
+  };
+  // listener_builder.go: CUSTOM's filters come before jwt_authn, so ext_authz sees no verified JWT.
+  if (rel.has.customBeforeJwtAuthn) {
+    const refused = customStage(undefined);
+    if (refused) return refused;
+  }
 
   // istiod merges the jwtRules of every RequestAuthentication and sorts them by issuer (policy_applier.go).
   const rules = reqAuthn
-    .flatMap((p) => p.jwtRules.map((rule, i) => ({ rule, policy: `${nsOf(p)}/${p.name}`, jwks: jwksFor(p, i, input, steps) })))
+    .flatMap((p) => p.jwtRules.map((rule, i) => ({ rule, policy: `${nsOf(p)}/${p.name}`, jwks: jwksFor(p, i, input, rel, steps) })))
     .sort((a, b) => ((a.rule.issuer ?? '') < (b.rule.issuer ?? '') ? -1 : (a.rule.issuer ?? '') > (b.rule.issuer ?? '') ? 1 : 0));
   const providers: Provider[] = rules.map((r, i) => ({ name: `origins-${i}`, ...r }));
 
   // filter.cc records the original URI (with its query) before any token is removed.
   const originalPath = state.path;
-  const ctx: JwtContext = { req: state, nowSeconds, steps };
+  const ctx: JwtContext = { req: state, nowSeconds, steps, claimJson: rel.has.claimToHeadersJson };
   let payload: Record<string, unknown> | undefined;
   if (providers.length === 0) {
     steps.push('no RequestAuthentication applies: no JWT is checked and requests carry no request principal');
@@ -245,6 +302,7 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
           upstreamPath: state.path,
           decidedBy: `RequestAuthentication ${[...new Set(providers.map((x) => x.policy))].join(', ')} (jwt_authn: ${STATUS[status]})`,
           steps,
+          istio: rel.version,
         };
       }
       if (ctx.payload && ctx.payloadProvider) {
@@ -255,59 +313,23 @@ export async function evaluate(input: EvaluateInput): Promise<Verdict> {
       }
     }
   }
-  const principal = payload && (typeof payload.iss === 'string' || typeof payload.sub === 'string') ? `${payload.iss ?? ''}/${payload.sub ?? ''}` : null;
-  const authzReq: AuthzRequest = {
-    method,
-    path: state.path,
-    host,
-    headers: state.headers,
-    port: req.port,
-    sourcePrincipal: req.sourcePrincipal,
-    sourceIp: req.sourceIp,
-    remoteIp: req.remoteIp,
-    destinationIp: req.destinationIp,
-    sni: req.sni,
-    payload,
-  };
+  const authzReq = authzRequestOf(payload);
   const done = (decidedBy: string, refusal?: typeof RBAC_DENIED | { status: 403; body: string; responseHeaders: Record<string, string> }): Verdict => ({
     status: refusal?.status ?? 200,
     body: refusal?.body ?? '',
     responseHeaders: refusal?.responseHeaders ?? {},
-    principal,
+    principal: principalOf(payload),
     claims: payload ?? null,
     upstreamHeaders: refusal ? {} : headersOut(state.headers),
     upstreamPath: state.path,
     decidedBy,
     steps,
+    istio: rel.version,
   });
 
-  const enforced = authz.filter((p) => {
-    if (p.dryRun) steps.push(`${p.action} ${nsOf(p)}/${p.name} is dry-run (istio.io/dry-run): evaluated for logs only, never enforced`);
-    if (p.action === 'AUDIT') steps.push(`AUDIT ${nsOf(p)}/${p.name} only marks requests for logging; it never allows or denies`);
-    return !p.dryRun && p.action !== 'AUDIT';
-  });
-  const byAction = (a: AuthorizationPolicy['action']) => enforced.filter((p) => p.action === a);
-
-  // CUSTOM first (builder.go builds ext_authz before RBAC); one provider per workload at most.
-  const custom = byAction('CUSTOM');
-  if (custom.length > 0) {
-    const names = [...new Set(custom.map((p) => p.provider))];
-    if (names.length > 1) {
-      steps.push(`CUSTOM policies name ${names.length} providers (${names.join(', ')}); istiod allows one per workload and generates a deny-all RBAC instead`);
-      return done(`CUSTOM policies with several providers (${names.join(', ')})`, RBAC_DENIED);
-    }
-    for (const p of custom) {
-      const m = matchPolicy(p, nsOf(p), authzReq);
-      steps.push(...m.lines);
-      if (m.matched) {
-        if ((input.customAuthz ?? 'allow') === 'deny') {
-          steps.push(`the external authorizer "${p.provider}" is asked and refuses (customAuthz: deny): 403`);
-          return done(`CUSTOM ${m.matched} (provider ${p.provider})`, { status: 403, body: '', responseHeaders: {} });
-        }
-        steps.push(`the external authorizer "${p.provider}" is asked; it cannot be called from here and is assumed to allow (pass customAuthz: deny to see its refusal)`);
-        break;
-      }
-    }
+  if (!rel.has.customBeforeJwtAuthn) {
+    const refused = customStage(payload);
+    if (refused) return refused;
   }
   for (const p of byAction('DENY')) {
     const m = matchPolicy(p, nsOf(p), authzReq);

@@ -1,14 +1,20 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { parseEnv, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { UsageError, parseNow, parseWorkload } from './args.js';
+import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
+import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { createGateway, type GatewayRules } from './gateway.js';
 import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
 import { PolicyError } from './policies.js';
+import { startSidecar, type RunningSidecar } from './envoy/sidecar.js';
+import { translateWorkload } from './translate/index.js';
+import { freePort } from '../lib/ports.js';
 import { loadInputs, watchInputs } from './sources.js';
 
 const HELP = `Usage: npm run mesh-gateway -- --policies <dir|file> --upstream <url> [options]
@@ -31,6 +37,9 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --fetch-timeout <ms>      bound of one JWKS fetch                                    (default 5000)
   --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
   --now <ISO>               decide as if at this instant (replay a refusal); default the real clock
+  --envoy <binary>          run this real Envoy as the sidecar instead of the engine (http upstream;
+                            the listener is replaced in place on every reload)
+  --istio <version>         the Istio release to model, ${ISTIO_RANGE} (e.g. 1.28, 1.29.1) (default ${DEFAULT_ISTIO})
   --help                    this text
 ${LOGIN_HELP}`;
 
@@ -50,6 +59,8 @@ async function main(): Promise<void> {
       'fetch-timeout': { type: 'string', default: '5000' },
       ca: { type: 'string' },
       now: { type: 'string' },
+      istio: { type: 'string' },
+      envoy: { type: 'string' },
       help: { type: 'boolean' },
       ...LOGIN_FLAGS,
     },
@@ -78,6 +89,11 @@ async function main(): Promise<void> {
   if (!Number.isFinite(fetchTimeout) || fetchTimeout <= 0) throw new UsageError('--fetch-timeout must be a positive number of ms');
   const workload = parseWorkload(values.workload, values.namespace);
   const fixedNow = parseNow(values.now);
+  const istio = parseIstio(values.istio);
+  if (values.envoy !== undefined) {
+    if (upstream.protocol !== 'http:') throw new UsageError('--envoy needs an http:// upstream');
+    if (values['source-principal'] !== undefined) throw new UsageError('--envoy sees no mTLS peer here: --source-principal works with the engine only');
+  }
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
   let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string };
@@ -89,6 +105,7 @@ async function main(): Promise<void> {
   }
   const logger = createLogger({ level: env.LOG_LEVEL, name: 'mesh-gateway' });
   const login = parseLogin(values, env, { logger });
+  if (login && values.envoy !== undefined) throw new UsageError('--envoy runs the real Envoy alone: the login mode (--login-issuer) needs the engine');
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
@@ -96,22 +113,43 @@ async function main(): Promise<void> {
     return { policies, jwks, digest };
   };
   const first = await load();
-  let rules: GatewayRules = first;
   let version = 1;
   logger.info({ policies: first.policies.length, version, digest: first.digest }, 'policies loaded');
 
-  const server = createGateway({
-    rules: () => rules,
-    upstream,
-    ca,
-    workload,
-    rootNamespace: values['root-namespace'],
-    sourcePrincipal: values['source-principal'],
-    destinationPort,
-    now: fixedNow ? () => fixedNow : undefined,
-    logger,
-    login,
-  });
+  const rulesRef = { current: first as GatewayRules };
+  const translated = (r: GatewayRules) => translateWorkload({ policies: r.policies, jwks: r.jwks, workload, rootNamespace: values['root-namespace'], istio });
+  let sidecar: RunningSidecar | undefined;
+  let sidecarDir: string | undefined;
+  if (values.envoy !== undefined) {
+    sidecarDir = await mkdtemp(path.join(tmpdir(), 'mesh-gateway-envoy-'));
+    const listenPort = port === 0 ? await freePort(values.host!) : port;
+    const upstreamPort = Number(upstream.port || 80);
+    sidecar = await startSidecar(translated(first), {
+      binary: values.envoy,
+      dir: sidecarDir,
+      host: values.host!,
+      port: listenPort,
+      adminPort: await freePort(),
+      upstream: { host: upstream.hostname, port: upstreamPort },
+      logger,
+    });
+    logger.info({ port: listenPort, upstream: upstream.origin, workload, envoy: values.envoy }, 'listening');
+  }
+  const server = sidecar
+    ? undefined
+    : createGateway({
+        rules: () => rulesRef.current,
+        upstream,
+        ca,
+        workload,
+        rootNamespace: values['root-namespace'],
+        sourcePrincipal: values['source-principal'],
+        destinationPort,
+        now: fixedNow ? () => fixedNow : undefined,
+        istio,
+        logger,
+        login,
+      });
   // Reloads run one at a time; a change during a reload triggers one more afterwards.
   let reloading: Promise<void> | undefined;
   let again = false;
@@ -121,8 +159,10 @@ async function main(): Promise<void> {
       return;
     }
     reloading = load()
-      .then((next) => {
-        rules = next;
+      .then(async (next) => {
+        // The real sidecar takes the new listener before the reload counts as done.
+        if (sidecar) await sidecar.apply(translated(next));
+        rulesRef.current = next;
         version += 1;
         logger.info({ policies: next.policies.length, version, digest: next.digest }, 'policies loaded');
       })
@@ -136,6 +176,20 @@ async function main(): Promise<void> {
       });
   };
   const stopWatching = watchInputs([values.policies!, ...(values['jwks-file'] ? [values['jwks-file']] : [])], reload);
+  if (sidecar) {
+    // The real Envoy serves; SIGTERM stops it (it drains its own connections) and exits.
+    const running = sidecar;
+    const stopAll = async () => {
+      stopWatching();
+      await running.stop();
+      if (sidecarDir) await rm(sidecarDir, { recursive: true, force: true });
+      process.exit(0);
+    };
+    process.once('SIGTERM', () => void stopAll());
+    process.once('SIGINT', () => void stopAll());
+    return;
+  }
+  if (!server) return;
   try {
     const bound = await listen(server, port, values.host!);
     logger.info({ port: bound, upstream: upstream.origin, workload }, 'listening');

@@ -37,6 +37,8 @@ export interface GatewayDeps {
   destinationPort?: number;
   /** A fixed clock (to replay a decision); default: the real time of each request. */
   now?: () => Date;
+  /** The Istio release to model (mesh/istio/releases.ts); default the newest. */
+  istio?: string;
   logger: Logger;
   /** The login at the gateway (token handler): runs before the rules, answers its own routes, supplies the user's token. */
   login?: LoginHook;
@@ -78,6 +80,7 @@ export function createGateway(deps: GatewayDeps): http.Server {
       now: deps.now?.() ?? new Date(),
       workload: deps.workload,
       rootNamespace: deps.rootNamespace,
+      istio: deps.istio,
       request: {
         method: req.method ?? 'GET',
         path: req.url ?? '/',

@@ -1,4 +1,5 @@
 import { Router } from 'express';
+import { ISTIO_RANGE, releaseProblem } from './istio/releases.js';
 import { z } from 'zod';
 import { AppError, badRequest } from '../lib/errors.js';
 import { evaluate } from './evaluate.js';
@@ -49,6 +50,7 @@ const bodySchema = z
     rootNamespace: z.string().optional(),
     customAuthz: z.enum(['allow', 'deny']).optional(),
     fetchJwks: z.boolean().optional(),
+    istioVersion: z.string().optional().refine((v) => v === undefined || releaseProblem(v) === undefined, { message: `must be a modelled Istio release, ${ISTIO_RANGE} (e.g. "1.28" or "1.29.1")` }),
   })
   .strict();
 
@@ -105,6 +107,7 @@ export function createMeshRouter(deps: MeshRouterDeps = {}): Router {
       workload: body.workload,
       rootNamespace: body.rootNamespace,
       customAuthz: body.customAuthz,
+      istio: body.istioVersion,
     });
     res.json({ ...verdict, steps: [...notes, ...verdict.steps] });
   });

@@ -54,8 +54,8 @@ export type Status = keyof typeof STATUS;
 /** Envoy's default clock skew, `kClockSkewInSecond` (RequestAuthentication has no setting for it). */
 export const CLOCK_SKEW_SECONDS = 60;
 
-/** Request headers as Envoy holds them: lower-case names, every value of a repeated header. */
-export type HeaderMap = Map<string, string[]>;
+export type { HeaderMap } from './envoy/headers.js';
+import type { HeaderMap } from './envoy/headers.js';
 
 /** A parsed token, as jwt_verify_lib's Jwt class holds it. */
 export interface ParsedJwt {
@@ -200,14 +200,8 @@ export interface LoadedJwks {
   keys: JWK[];
   /** Set when Envoy rejects the whole JWKS (a bad key makes `Jwks::getStatus()` fail). */
   invalid?: string;
-  /** True when istiod could not fetch the jwksUri and inlined its fake JWKS. */
+  /** True when istiod could not fetch the jwksUri and inlined its fallback JWKS. */
   fake?: boolean;
-}
-
-/** istio/istio pilot/pkg/model/jwks_resolver.go CreateFakeJwks: what the sidecar gets when istiod cannot fetch. */
-export function fakeJwks(jwksUri: string): LoadedJwks {
-  const n = Buffer.from(`Error-IstiodFailedToFetchJwksUri-${jwksUri}`).toString('base64url');
-  return { keys: [{ e: 'AQAB', kid: 'abc', kty: 'RSA', n }], fake: true };
 }
 
 /** Jwks::createFromJwksCore + extractJwk (src/jwks.cc): the first bad key makes the whole set invalid. */
@@ -452,11 +446,16 @@ function removeToken(t: ExtractedToken, req: RequestState): string {
   return `left cookie ${t.location.name} in place: Envoy never removes a token from a cookie, even without forwardOriginalToken`;
 }
 
-/** convertClaimDoubleToString: whole non-negative numbers as integers, others as std::to_string. */
-function claimToString(v: unknown): string | undefined {
+/**
+ * addJWTClaimToHeader: strings as they are, bools as true/false, whole non-negative numbers as
+ * integers and others as std::to_string; lists and objects as base64 of their JSON where the
+ * release's Envoy does so (RELEASE_BEHAVIOURS.claimToHeadersJson), else no header.
+ */
+function claimToString(v: unknown, json: boolean): string | undefined {
   if (typeof v === 'string') return v;
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'number') return v >= 0 && Number.isInteger(v) && v < 2 ** 64 ? BigInt(v).toString() : v.toFixed(6);
+  if (json && v !== null && typeof v === 'object') return Buffer.from(JSON.stringify(v)).toString('base64');
   return undefined;
 }
 
@@ -483,6 +482,8 @@ export interface JwtContext {
   /** The metadata "payload" key: the last successful provider overwrites it (ContextImpl::addExtractedData). */
   payload?: Record<string, unknown>;
   payloadProvider?: Provider;
+  /** The release's Envoy sends list and object claims to headers as base64 JSON. */
+  claimJson?: boolean;
 }
 
 /** ExtractorImpl::sanitizeHeaders: a client cannot smuggle the headers this provider will write. */
@@ -543,7 +544,7 @@ async function verifyOne(p: Provider, t: ExtractedToken, ctx: JwtContext, label:
   if (p.jwks.invalid) return fail('JwksNoValidKeys', `the rule's JWKS is unusable (${p.jwks.invalid})`);
   const sig = await verifySignature(jwt, p.jwks);
   if (sig.status !== 'Ok') {
-    const fake = p.jwks.fake ? '; istiod could not fetch the jwksUri, so the sidecar holds its fake JWKS (one RSA key, kid "abc")' : '';
+    const fake = p.jwks.fake ? '; istiod could not fetch the jwksUri, so the sidecar holds its fallback JWKS (one RSA key nobody can sign for)' : '';
     const kids = p.jwks.keys.map((k) => `${k.kid ?? '(no kid)'}/${k.alg ?? '(any alg)'}`).join(', ');
     const why =
       sig.status === 'JwksKidAlgMismatch'
@@ -559,12 +560,12 @@ async function verifyOne(p: Provider, t: ExtractedToken, ctx: JwtContext, label:
     ctx.steps.push(`${label}: added header ${p.rule.outputPayloadToHeader.toLowerCase()} with the base64url payload (outputPayloadToHeader)`);
   }
   for (const c of p.rule.outputClaimToHeaders ?? []) {
-    const value = claimToString(nestedClaim(jwt.payload, c.claim));
+    const value = claimToString(nestedClaim(jwt.payload, c.claim), ctx.claimJson === true);
     if (value) {
       appendHeader(ctx.req.headers, c.header, value);
       ctx.steps.push(`${label}: added header ${c.header.toLowerCase()}: ${value} from claim ${c.claim} (outputClaimToHeaders)`);
     } else {
-      ctx.steps.push(`${label}: claim ${c.claim} is missing, empty or not a string/number/bool, so header ${c.header.toLowerCase()} is not added`);
+      ctx.steps.push(`${label}: claim ${c.claim} is missing, empty or ${ctx.claimJson ? 'null' : 'not a string/number/bool'}, so header ${c.header.toLowerCase()} is not added`);
     }
   }
   if (!p.rule.forwardOriginalToken) ctx.steps.push(`${label}: ${removeToken(t, ctx.req)}`);

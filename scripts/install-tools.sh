@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NODE24_VERSION=24.22.3
-ENVOY_VERSIONS=(1.36.4 1.40.0)
+ENVOY_VERSIONS=(1.36.4 1.38.3)
 TOOLS=.tools
 
 if [ "$(id -u)" = 0 ]; then

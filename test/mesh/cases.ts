@@ -8,8 +8,14 @@ import type { MeshRequest, Workload } from '../../mesh/evaluate.js';
  * the gateway can load each set once.
  */
 
-export const NOW = new Date('2026-01-01T00:00:00Z');
-export const NOW_S = Math.floor(NOW.getTime() / 1000);
+export let NOW = new Date('2026-01-01T00:00:00Z');
+export let NOW_S = Math.floor(NOW.getTime() / 1000);
+
+/** Moves the clock every case mints its tokens with: the real-Envoy runner uses the wall clock Envoy reads. */
+export function setCaseClock(now: Date): void {
+  NOW = now;
+  NOW_S = Math.floor(now.getTime() / 1000);
+}
 export const WORKLOAD: Workload = { namespace: 'jwt-suite', labels: { app: 'serviceb' } };
 export const ISS = 'https://jwt-factory/';
 export const ISS_B = 'https://issuer-b.example/';
@@ -64,6 +70,7 @@ export async function createCtx(): Promise<Ctx> {
 }
 
 const b64 = (v: unknown) => Buffer.from(typeof v === 'string' ? v : JSON.stringify(v)).toString('base64url');
+const b64std = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64');
 
 const meta = (kind: string, name: string, namespace = 'jwt-suite', extra: Record<string, unknown> = {}) => ({
   apiVersion: 'security.istio.io/v1',
@@ -261,7 +268,7 @@ export const CASES: Case[] = [
   { name: 'lower-case "bearer" is not the Bearer prefix: no token, the header goes upstream', cite: `${ENVOY}/extractor.cc extract (value_str.find(value_prefix) is case-sensitive; not found → skip)`, set: 'authn-only', request: () => get('/api', { authorization: 'bearer garbage' }), expect: { status: 200, principal: null, headers: { authorization: 'bearer garbage' } } },
   { name: 'extra spaces after "Bearer" are skipped', cite: `${ENVOY}/extractor.cc ExtractorImpl::extractJWT (first base64url character after the prefix)`, set: 'authn-only', request: async (c) => get('/api', { authorization: `Bearer    ${await c.token('servicea')}` }), expect: { status: 200, principal: A } },
   { name: 'two tokens: a good header token and an expired query token fail together', cite: `${ENVOY}/authenticator.cc doneWithStatus ("If a request has multiple tokens, all of them must be valid")`, set: 'authn-only', request: async (c) => get(`/api?access_token=${await c.token('servicea', { exp: NOW_S - 3600 })}`, bearer(await c.token('servicea'))), expect: { status: 401, body: 'Jwt is expired' } },
-  { name: 'two Authorization headers, one garbage, fail together', cite: `${ENVOY}/extractor.cc extract (every value of the header); authenticator.cc doneWithStatus`, set: 'authn-only', request: async (c) => get('/api', { authorization: [`Bearer ${await c.token('servicea')}`, 'Bearer e30.e30.c2ln'] }), expect: { status: 401, body: 'Jwt header [alg] field is required and must be a string' } },
+  { name: 'two Authorization headers are joined with "," by Envoy, so the token is malformed', cite: `envoyproxy/envoy source/common/http/header_map_impl.cc (inline headers such as authorization coalesce with ","); ${LIB}/jwt.cc parseFromString`, set: 'authn-only', request: async (c) => get('/api', { authorization: [`Bearer ${await c.token('servicea')}`, 'Bearer e30.e30.c2ln'] }), expect: { status: 401, body: 'Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections' } },
   { name: 'a CORS preflight with a bad token is let through by jwt_authn', cite: `${ENVOY}/filter.cc isCorsPreflightRequest; ${AUTHN} BypassCorsPreflight: true`, set: 'authn-only', request: () => get('/api', { ...bearer('x.y.z'), origin: 'https://app.example', 'access-control-request-method': 'POST' }, 'OPTIONS'), expect: { status: 200, principal: null, step: 'CORS preflight' } },
   { name: 'an OPTIONS request without Origin is not a preflight: the bad token is checked', cite: `${ENVOY}/filter.cc isCorsPreflightRequest (Origin and Access-Control-Request-Method required)`, set: 'authn-only', request: () => get('/api', bearer('x.y.z'), 'OPTIONS'), expect: { status: 401, body: 'Jwt header is an invalid Base64url encoded' } },
 
@@ -277,10 +284,17 @@ export const CASES: Case[] = [
   // ---- outputs -------------------------------------------------------------------------------------------
   {
     name: 'outputPayloadToHeader and outputClaimToHeaders reach the upstream; the token header is removed',
-    cite: `${ENVOY}/authenticator.cc handleGoodJwt, addJWTClaimToHeader (strings, integers, bools; nested "a.b"; lists skipped)`,
+    cite: `${ENVOY}/authenticator.cc handleGoodJwt, addJWTClaimToHeader (strings, integers, bools; nested "a.b"; lists as base64 JSON)`,
     set: 'outputs',
     request: async (c) => get('/api', { 'x-token': await c.token('servicea', { org: { team: 'blue' }, admin: true, level: 3, groups: ['a', 'b'] }) }),
-    expect: { status: 200, principal: A, headers: { 'x-sub': 'servicea', 'x-team': 'blue', 'x-admin': 'true', 'x-level': '3' }, absent: ['x-token', 'x-groups'] },
+    expect: { status: 200, principal: A, headers: { 'x-sub': 'servicea', 'x-team': 'blue', 'x-admin': 'true', 'x-level': '3', 'x-groups': b64std(['a', 'b']) }, absent: ['x-token'] },
+  },
+  {
+    name: 'a list or object claim goes upstream as base64 of its JSON',
+    cite: `${ENVOY}/authenticator.cc addJWTClaimToHeader (list and struct values); mesh/istio/releases.ts claimToHeadersJson`,
+    set: 'outputs',
+    request: async (c) => get('/api', { 'x-token': await c.token('servicea', { groups: ['a'], org: { team: 'blue' }, level: 1.5 }) }),
+    expect: { status: 200, headers: { 'x-groups': b64std(['a']), 'x-team': 'blue', 'x-level': '1.500000' } },
   },
   {
     name: 'the payload header carries the token payload segment',
@@ -359,16 +373,17 @@ export const CASES: Case[] = [
 
   // ---- JWKS --------------------------------------------------------------------------------------------------------------
   { name: 'a JWKS supplied for the jwksUri verifies the token', cite: `${AUTHN} (remote jwks / BuildLocalJwks)`, set: 'jwks-supplied', request: async (c) => get('/api', bearer(await c.token('servicea'))), expect: { status: 200, principal: A } },
-  { name: 'an unfetchable jwksUri makes a kid token fail with the kid/alg message', cite: 'istio/istio pilot/pkg/model/jwks_resolver.go CreateFakeJwks (kid "abc")', set: 'jwks-unfetchable', request: async (c) => get('/api', bearer(await c.token('servicea'))), expect: { ...refused("Jwks doesn't have key to match kid or alg from Jwt"), step: 'fake JWKS' } },
+  { name: 'an unfetchable jwksUri makes a kid token fail verification (the fallback JWKS has no kid)', cite: 'istio/istio pilot/pkg/model/jwks_resolver.go BuildLocalJwks (PublicOnlyJwks, before it FakeJwks: no kid); google/jwt_verify_lib src/verify.cc', set: 'jwks-unfetchable', request: async (c) => get('/api', bearer(await c.token('servicea'))), expect: { ...refused('Jwt verification fails'), step: 'public-only JWKS' } },
   { name: 'an unfetchable jwksUri makes a kid-less token fail verification', cite: 'istio/istio pilot/pkg/model/jwks_resolver.go CreateFakeJwks; google/jwt_verify_lib src/verify.cc', set: 'jwks-unfetchable', request: async (c) => get('/api', bearer(await c.token('servicea', {}, { header: { alg: 'RS256' } }))), expect: refused('Jwt verification fails') },
   { name: 'an unfetchable jwksUri still lets requests without token through', cite: `${AUTHN} (allow_missing)`, set: 'jwks-unfetchable', request: () => get('/api'), expect: { status: 200 } },
   { name: 'a JWKS with a broken key has no valid key at all', cite: `${LIB}/jwks.cc createFromJwksCore (first bad key → status) ; ${ENVOY}/authenticator.cc (JwksNoValidKeys)`, set: 'jwks-invalid', request: async (c) => get('/api', bearer(await c.token('servicea'))), expect: { ...refused("Jwks doesn't have any valid public key"), step: '[e] field is missing for a RSA key' } },
 
   // ---- CUSTOM ------------------------------------------------------------------------------------------------------------
   { name: 'a CUSTOM policy hands matching requests to its provider (assumed to allow)', cite: `${AUTHZ}/builder/builder.go BuildHTTP (CUSTOM → RBAC shadow + ext_authz)`, set: 'custom', request: () => get('/ext/x'), expect: { status: 200, step: 'external authorizer "opa"' } },
+  { name: 'CUSTOM policies naming two providers: istiod turns their rules into DENY rules, so a matching path is denied', cite: `${AUTHZ}/builder/builder.go buildHTTP (getExtAuthz error → getBadCustomDenyRules)`, set: 'custom-two-providers', request: () => get('/a'), expect: { status: 403, body: 'RBAC: access denied', decidedBy: 'several providers' } },
+  { name: 'CUSTOM policies naming two providers deny nothing their rules do not match', cite: `${AUTHZ}/builder/builder.go getBadCustomDenyRules (only the CUSTOM rules, as DENY)`, set: 'custom-two-providers', request: () => get('/elsewhere'), expect: { status: 200 } },
   { name: 'CUSTOM at the edge: a page of the webui host is handed to oauth2-proxy first', cite: `${AUTHZ}/builder/builder.go BuildHTTP (ext_authz before jwt_authn and RBAC); istio.io docs "External Authorization" (oauth2-proxy)`, set: 'custom-edge', request: () => get('/', { host: 'webui.example' }), expect: { status: 200, step: 'external authorizer "oauth2-proxy"' } },
   { name: 'CUSTOM at the edge: the user token oauth2-proxy set is then verified, and the rule sees the user', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "--set-authorization-header"; ${ENVOY}/authenticator.cc`, set: 'custom-edge', request: async (c) => get('/api/me', { host: 'webui.example', ...bearer(await c.token('alice')) }), expect: { status: 200, principal: `${ISS}/alice`, step: 'external authorizer "oauth2-proxy"' } },
   { name: 'CUSTOM at the edge: an API call let through without a user token still meets requestPrincipals (403)', cite: `${AUTHZ}/builder/builder.go BuildHTTP (RBAC after ext_authz)`, set: 'custom-edge', request: () => get('/api/me', { host: 'webui.example' }), expect: { status: 403, body: 'RBAC: access denied' } },
   { name: 'CUSTOM at the edge: oauth2-proxy\'s own /oauth2/ routes are not sent to it', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "Endpoints" (/oauth2/callback)`, set: 'custom-edge', request: () => get('/oauth2/callback', { host: 'webui.example' }), expect: { status: 200, principal: null, step: 'CUSTOM ns[jwt-suite]-policy[oauth2-proxy-at-edge]-rule[0]: does not match' } },
-  { name: 'CUSTOM policies naming two providers make istiod deny everything', cite: `${AUTHZ}/builder/builder.go buildHTTP (getExtAuthz error → rbacDefaultDenyAll); extauthz.go`, set: 'custom-two-providers', request: () => get('/elsewhere'), expect: { status: 403, body: 'RBAC: access denied' } },
 ];

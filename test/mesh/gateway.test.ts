@@ -211,6 +211,12 @@ describe('gateway behaviour around the table', () => {
     ).rejects.toThrow(/exited with code 2[\s\S]*--destination-port must be 1..65535, got "0"/);
   });
 
+  it('an --istio release that is not modelled exits 2', async () => {
+    await expect(
+      startProcess('mesh/gateway-main.ts', { args: ['--policies', dir, '--upstream', 'http://127.0.0.1:1', '--istio', '2.0'], timeoutMs: 15_000 }),
+    ).rejects.toThrow(/exited with code 2[\s\S]*--istio: Istio 2.0 is not modelled/);
+  });
+
   it('missing --upstream exits 2 with the usage text', async () => {
     await expect(startProcess('mesh/gateway-main.ts', { args: ['--policies', dir], timeoutMs: 15_000 })).rejects.toThrow(/exited with code 2[\s\S]*--upstream is required[\s\S]*Usage: npm run mesh-gateway/);
   });

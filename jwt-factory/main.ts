@@ -6,7 +6,7 @@ import dotenv from 'dotenv';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { FACTORY_SETTINGS, loadFactoryConfig, type FactoryConfig } from './config.js';
+import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
 import { createKeyStore } from './keystore.js';
 import { loadOidcConfig, type OidcConfig } from './oidc/config.js';
@@ -201,6 +201,9 @@ function main(): void {
     throw err;
   }
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'jwt-factory' });
+  if (cluster.isPrimary && config.ISSUE_AUTH === 'open' && !isLoopbackHost(config.HOST)) {
+    logger.warn({ host: config.HOST }, `ISSUE_AUTH=open on ${config.HOST}: anyone who reaches this address can mint tokens for any keyId with any sub, iss and aud, and create, rotate and dump keys`);
+  }
   if (cluster.isPrimary && config.WORKERS > 1) {
     supervise(config, logger);
     return;

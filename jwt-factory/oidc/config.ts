@@ -3,6 +3,7 @@ import type { JWK } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../../lib/errors.js';
+import { KEY_ID_PATTERN } from '../../lib/keyid.js';
 import { hashProblem, storedSecret, type StoredSecret } from './secrets.js';
 
 /**
@@ -66,6 +67,8 @@ const clientSchema = z
     token_endpoint_auth_signing_alg: z.enum(ASSERTION_ALGS).optional(),
     scope: z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'must be space-separated scope tokens (RFC 6749 §3.3)').default(SCOPES.join(' ')),
     audiences: z.array(z.string().min(1)).default([]),
+    // The factory keyIds this client may issue for with ISSUE_AUTH=client (unset: its client_id).
+    key_ids: z.array(z.string().regex(KEY_ID_PATTERN, 'must match ^[A-Za-z0-9._-]{1,64}$')).min(1).optional(),
     jwks: z.object({ keys: z.array(jwkSchema.refine(publicOnly, 'must be a public key (no private members)')).min(1) }).optional(),
     jwks_uri: absoluteUrl.optional(),
     access_token_lifetime: lifetime(DEFAULT_LIFETIMES.access_token_lifetime),

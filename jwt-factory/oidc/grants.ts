@@ -44,11 +44,14 @@ export function grantScope(client: Client, requested: string | undefined, fallba
   return [...new Set(asked)].join(' ');
 }
 
+/** The audiences a client may ask tokens for: its `audiences`, else itself. */
+export const allowedAudiences = (client: Client): readonly string[] => (client.audiences.length > 0 ? client.audiences : [client.client_id]);
+
 /** RFC 8707 §2 / RFC 8693 §2.1: `resource` and `audience` pick one of the client's audiences (first = default). */
 export function pickAudience(client: Client, multi: Readonly<Record<string, readonly string[]>>): string {
   const asked = [...new Set([...(multi.resource ?? []), ...(multi.audience ?? [])])];
   if (asked.length > 1) throw oauthError('invalid_target', 'Only one resource or audience per token');
-  const allowed = client.audiences.length > 0 ? client.audiences : [client.client_id];
+  const allowed = allowedAudiences(client);
   if (asked.length === 0) return allowed[0]!;
   if (!allowed.includes(asked[0]!)) throw oauthError('invalid_target', `The audience ${asked[0]} is not allowed for this client`);
   return asked[0]!;

@@ -6,10 +6,11 @@ import type { HttpClient } from '../lib/httpclient.js';
 import type { ServiceConfig } from './config.js';
 import type { SelfKeyStore } from './selfkeys.js';
 import type { PeerKeys } from './peerkeys.js';
-import { runScenario } from './scenarios.js';
+import { createPeerKeys } from './peerkeys.js';
+import { runScenario, runUserScenario } from './scenarios.js';
 import { createTokenCache } from './tokencache.js';
 import { createVerifyCache } from './verifycache.js';
-import { verifySelfSigned, verifyWithFactory, type Verdict } from './verify.js';
+import { verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
 
 /** Everything a service needs, built by main (or a test) and passed in. */
 export interface AppDeps {
@@ -19,6 +20,8 @@ export interface AppDeps {
   /** servicea's own key pair; only servicea has one (and serves the scenario routes). */
   selfKeys?: SelfKeyStore;
   peerKeys: PeerKeys;
+  /** The factory's published keys, for user tokens (scenario 5); default: its JWKS at FACTORY_URL. */
+  factoryKeys?: PeerKeys;
   now: () => Date;
 }
 
@@ -38,6 +41,12 @@ function tokenIds(token: string): Record<string, unknown> {
     /* unreadable token: nothing to log */
   }
   return ids;
+}
+
+/** 401 with the RFC 6750 challenge: the route needs a Bearer token. */
+function askForToken(res: Response, realm: string, message: string): void {
+  res.set('WWW-Authenticate', `Bearer realm="${realm}"`);
+  res.status(401).json({ error: { code: 'token_missing', message } });
 }
 
 const isExpiredFlag = (value: unknown) => value === '1' || value === 'true';
@@ -60,11 +69,7 @@ export function createApp(deps: AppDeps): Express {
   // Receivers: every service answers the -server routes with its own name as the audience.
   const receive = (verify: (token: string) => Promise<Verdict>) => async (req: Request, res: Response) => {
     const token = bearerToken(req);
-    if (token === undefined) {
-      res.set('WWW-Authenticate', `Bearer realm="${config.serviceName}"`);
-      res.status(401).json({ error: { code: 'token_missing', message: 'A Bearer token is required in the Authorization header' } });
-      return;
-    }
+    if (token === undefined) return askForToken(res, config.serviceName, 'A Bearer token is required in the Authorization header');
     const verdict = await verify(token);
     res.locals.log = { ...tokenIds(token), valid: verdict.valid, ...(verdict.valid ? {} : { reason: verdict.error.code ?? verdict.error.name }) };
     res.status(verdict.valid ? 200 : 403).json(verdict);
@@ -85,6 +90,11 @@ export function createApp(deps: AppDeps): Express {
   app.get('/scenario2-server', viaFactory);
   app.get('/scenario3-server', selfSigned);
   app.get('/scenario4-server', selfSigned);
+  const factoryKeys = deps.factoryKeys ?? createPeerKeys({ source: 'jwks', dependency: 'jwt-factory', jwksBaseUrl: config.factoryUrl, dir: '', client: deps.client, now: deps.now });
+  app.get(
+    '/scenario5-server',
+    receive((token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() })),
+  );
 
   const selfKeys = deps.selfKeys;
   if (selfKeys) {
@@ -107,6 +117,14 @@ export function createApp(deps: AppDeps): Express {
         res.json(run.result);
       });
     }
+    // Scenario 5: the caller is a logged-in user's client; servicea passes the user's token on.
+    app.get('/scenario5', async (req, res) => {
+      const token = bearerToken(req);
+      if (token === undefined) return askForToken(res, config.serviceName, "Scenario 5 forwards the user's access token: send it as Authorization: Bearer");
+      const run = await runUserScenario({ config, client: deps.client }, token);
+      res.locals.log = { scenario: 5, ...tokenIds(token) };
+      res.json(run.result);
+    });
   }
 
   app.use(notFoundHandler);

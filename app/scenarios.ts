@@ -69,7 +69,7 @@ const errorBodySchema = z.object({ error: z.object({ code: z.string(), dependenc
  * Presents a token to a receiver. 200 and 403 carry a verdict; any other answer (including
  * the receiver's own dependency failure) is a bad answer from that receiver, and says why.
  */
-async function present(deps: ScenarioDeps, minted: Minted, url: string): Promise<ReceiverResult> {
+async function present(deps: Pick<ScenarioDeps, 'client'>, minted: Minted, url: string): Promise<ReceiverResult> {
   const answer = await deps.client.request({ dependency: minted.receiver, method: 'GET', url, headers: { authorization: `Bearer ${minted.token}` } });
   if (answer.status === 200 || answer.status === 403) {
     return { status: answer.status, ...(parseAnswer(minted.receiver, answer, verdictSchema) as Verdict) };
@@ -131,4 +131,13 @@ export async function runScenario(deps: ScenarioDeps, n: 1 | 2 | 3 | 4, expired:
     result[receiver] = results[i]!;
   });
   return { result, sent: minted.map(({ receiver, jti, kid }) => ({ receiver, jti, kid })) };
+}
+
+/**
+ * Scenario 5 as servicea: a logged-in user's access token (the caller's Bearer token) goes on
+ * to serviceb, which checks it against the factory's keys, its audience and scope.
+ */
+export async function runUserScenario(deps: Pick<ScenarioDeps, 'config' | 'client'>, token: string): Promise<ScenarioRun> {
+  const serviceb = await present(deps, { receiver: 'serviceb', token }, `${deps.config.urls.serviceb}/scenario5-server`);
+  return { result: { serviceb }, sent: [{ receiver: 'serviceb' }] };
 }

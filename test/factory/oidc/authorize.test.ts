@@ -239,6 +239,18 @@ describe('POST /token with refresh_token', () => {
     expectOAuthError(await refresh(b.refresh_token), 400, 'invalid_grant');
   });
 
+  it('keeps sessions and refresh tokens across a restart: a new provider over the same KEYS_DIR honours them', async () => {
+    const first = await tokens();
+    const login = await loginForCode(f.app, webuiQuery(pkce().challenge));
+    const restarted = await makeOidcFactory({ dir: f.dir, start: f.time.clock() });
+    const res = await request(restarted.app).post('/token').type('form').set('Authorization', basic('webui', 'webui-secret')).send({ grant_type: 'refresh_token', refresh_token: first.refresh_token });
+    expect(res.status).toBe(200);
+    expect(claimsOf(res.body.access_token).sub).toBe('alice');
+    const sso = await request(restarted.app).get('/authorize').set('Cookie', login.jar).query(webuiQuery(pkce().challenge));
+    expect(sso.status).toBe(303);
+    expect(new URL(sso.headers.location as string).searchParams.get('code')).toBeTruthy();
+  });
+
   it('keeps codes, sessions and refresh tokens on disk, hashed, mode 0600', async () => {
     const first = await tokens();
     const { readFile, stat } = await import('node:fs/promises');

@@ -55,11 +55,11 @@ ${extraClients}users:
 }
 
 /** A factory app with OIDC over a temp KEYS_DIR and a clock the test moves. */
-export async function makeOidcFactory(options: { yaml?: string; env?: Record<string, string> } = {}) {
-  const dir = await mkdtemp(path.join(tmpdir(), 'oidc-test-'));
+export async function makeOidcFactory(options: { yaml?: string; env?: Record<string, string>; dir?: string; start?: Date } = {}) {
+  const dir = options.dir ?? (await mkdtemp(path.join(tmpdir(), 'oidc-test-')));
   // ES256: a P-256 key is made in a millisecond, an RSA key in up to a second on a busy machine.
   const config = loadFactoryConfig({ KEYS_DIR: dir, ISSUER, PUBLIC_URL: ISSUER, OIDC_CONFIG: 'test.yaml', OIDC_ALG: 'ES256', ...options.env });
-  const time = manualClock(new Date('2026-06-01T12:00:00Z'));
+  const time = manualClock(options.start ?? new Date('2026-06-01T12:00:00Z'));
   const logger = silentLogger();
   const keystore = createKeyStore({ dir, clock: time.clock, logger, defaultAlg: config.ALGORITHM, retireAfterSeconds: 3600, maxKeys: 100 });
   await keystore.load();

@@ -89,6 +89,12 @@ describe('POST /introspect (RFC 7662) and POST /revoke (RFC 7009)', () => {
     expect((await form('/introspect', { token: 'garbage' }, SERVICEA)).body).toEqual({ active: false });
   });
 
+  it('answers active: false for an access token at its exp', async () => {
+    const { access_token } = await aliceTokens();
+    f.time.advance(600_000);
+    expect((await form('/introspect', { token: access_token }, SERVICEA)).body).toEqual({ active: false });
+  });
+
   it('refuses introspection without client authentication (401 invalid_client) and by a public client', async () => {
     const { access_token } = await aliceTokens();
     expectOAuthError(await form('/introspect', { token: access_token }), 401, 'invalid_client');

@@ -2,10 +2,10 @@ import { Router, type Request, type Response } from 'express';
 import { AppError, badRequest } from '../lib/errors.js';
 import { assertKeyId } from '../lib/keyid.js';
 import type { FactoryDeps } from './deps.js';
-import { ADMIN_SCOPE, bearerCaller, clientCaller, ownedKeyIds, type Caller } from './oidc/caller.js';
+import { ADMIN_SCOPE, bearerCaller, clientCaller, type Caller } from './oidc/caller.js';
+import { allowedAudiences, ownedKeyIds } from './oidc/config.js';
 import type { ProviderContext } from './oidc/context.js';
 import { OAuthError } from './oidc/errors.js';
-import { allowedAudiences } from './oidc/grants.js';
 
 /**
  * ISSUE_AUTH=client: who may get which token. Guards mounted before the factory's routes, on

@@ -22,9 +22,6 @@ export interface Caller {
   readonly scopes: ReadonlySet<string>;
 }
 
-/** The keyIds a client may issue for: its `key_ids`, by default its own client_id. */
-export const ownedKeyIds = (client: Client): readonly string[] => client.key_ids ?? [client.client_id];
-
 /**
  * Verifies a bearer access token of this issuer: typ at+jwt (RFC 9068 §4), `aud` naming the
  * factory's issuer (so a token a service received for itself cannot be replayed here), not

@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import { epochSeconds } from '../../lib/jwt.js';
-import { GRANT_TYPES, TOKEN_EXCHANGE, type Client, type GrantType, type User } from './config.js';
+import { allowedAudiences, GRANT_TYPES, JWT_BEARER_GRANT, TOKEN_EXCHANGE, type Client, type GrantType, type User } from './config.js';
 import type { ProviderContext } from './context.js';
 import { OAuthError, oauthError } from './errors.js';
 import type { Params } from './params.js';
 import { decoySecret, constantTimeEqual, secretMatches } from './secrets.js';
+import { assertionGrant } from './jwtbearer.js';
 import type { RefreshRecord } from './store.js';
 import { mintAccessToken, mintIdToken, newSecret, secretId, verifyAccessToken } from './tokens.js';
 
@@ -43,9 +44,6 @@ export function grantScope(client: Client, requested: string | undefined, fallba
   if (refused.length > 0) throw oauthError('invalid_scope', `Scope not allowed for this client: ${refused.join(' ')}`);
   return [...new Set(asked)].join(' ');
 }
-
-/** The audiences a client may ask tokens for: its `audiences`, else itself. */
-export const allowedAudiences = (client: Client): readonly string[] => (client.audiences.length > 0 ? client.audiences : [client.client_id]);
 
 /** RFC 8707 §2 / RFC 8693 §2.1: `resource` and `audience` pick one of the client's audiences (first = default). */
 export function pickAudience(client: Client, multi: Readonly<Record<string, readonly string[]>>): string {
@@ -231,6 +229,7 @@ const GRANTS: Record<GrantType, (ctx: ProviderContext, client: Client, params: P
   client_credentials: clientCredentials,
   password,
   [TOKEN_EXCHANGE]: tokenExchange,
+  [JWT_BEARER_GRANT]: assertionGrant,
 };
 
 /** The token endpoint: dispatches on grant_type for an authenticated client (RFC 6749 §5.2 names for every refusal). */

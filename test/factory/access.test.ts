@@ -4,7 +4,9 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadFactoryConfig } from '../../jwt-factory/config.js';
 import { epochSeconds } from '../../lib/jwt.js';
-import { startProcess } from '../helpers/process.js';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { runScript, startProcess } from '../helpers/process.js';
 import { makeFactory } from './harness.js';
 import { basic, claimsOf, ISSUER, makeOidcFactory } from './oidc/harness.js';
 
@@ -99,6 +101,16 @@ describe('ISSUE_AUTH: the mode and its default', () => {
     } finally {
       await Promise.all([exposed.stop(), loopback.stop()]);
     }
+  });
+});
+
+describe('OIDC_CONFIG key_ids', () => {
+  it("stops start-up with one sentence, exit 1, when a client's key_ids name the provider's own key", async () => {
+    const file = path.join(f.dir, 'reserved.yaml');
+    await writeFile(file, 'clients:\n  - client_id: servicea\n    client_secret: s\n    grant_types: [client_credentials]\n    key_ids: [servicea, oidc]\n');
+    const { code, stderr } = await runScript('jwt-factory/main.ts', [], { env: { PORT: '0', KEYS_DIR: f.dir, OIDC_CONFIG: file } });
+    expect(code).toBe(1);
+    expect(stderr).toBe(`jwt-factory: Invalid setting OIDC_CONFIG: ${file}: clients[0].key_ids: must not name OIDC_KEY_ID (oidc), the provider's own key.\n`);
   });
 });
 

@@ -7,7 +7,7 @@ import type { ServiceConfig } from './config.js';
 import type { SelfKeyStore } from './selfkeys.js';
 import type { PeerKeys } from './peerkeys.js';
 import { createPeerKeys } from './peerkeys.js';
-import { runScenario, runUserScenario } from './scenarios.js';
+import { runDelegationScenario, runScenario, runUserScenario } from './scenarios.js';
 import { createTokenCache } from './tokencache.js';
 import { createVerifyCache } from './verifycache.js';
 import { verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
@@ -91,10 +91,10 @@ export function createApp(deps: AppDeps): Express {
   app.get('/scenario3-server', selfSigned);
   app.get('/scenario4-server', selfSigned);
   const factoryKeys = deps.factoryKeys ?? createPeerKeys({ source: 'jwks', dependency: 'jwt-factory', jwksBaseUrl: config.factoryUrl, dir: '', client: deps.client, now: deps.now });
-  app.get(
-    '/scenario5-server',
-    receive((token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() })),
-  );
+  const userToken = receive((token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }));
+  app.get('/scenario5-server', userToken);
+  // Scenario 7's exchanged token is a user token too: its act claim names the service acting for the user.
+  app.get('/scenario7-server', userToken);
 
   const selfKeys = deps.selfKeys;
   if (selfKeys) {
@@ -117,14 +117,16 @@ export function createApp(deps: AppDeps): Express {
         res.json(run.result);
       });
     }
-    // Scenario 5: the caller is a logged-in user's client; servicea passes the user's token on.
-    app.get('/scenario5', async (req, res) => {
-      const token = bearerToken(req);
-      if (token === undefined) return askForToken(res, config.serviceName, "Scenario 5 forwards the user's access token: send it as Authorization: Bearer");
-      const run = await runUserScenario({ config, client: deps.client }, token);
-      res.locals.log = { scenario: 5, ...tokenIds(token) };
-      res.json(run.result);
-    });
+    // Scenarios 5 and 7: the caller is a logged-in user's client; servicea passes the user's token on, or exchanges it.
+    for (const [n, run] of [[5, runUserScenario], [7, runDelegationScenario]] as const) {
+      app.get(`/scenario${n}`, async (req, res) => {
+        const token = bearerToken(req);
+        if (token === undefined) return askForToken(res, config.serviceName, `Scenario ${n} needs the user's access token: send it as Authorization: Bearer`);
+        const outcome = await run({ config, client: deps.client }, token);
+        res.locals.log = { scenario: n, ...tokenIds(token) };
+        res.json(outcome.result);
+      });
+    }
   }
 
   app.use(notFoundHandler);

@@ -1,10 +1,11 @@
 import express, { type Express, type Router } from 'express';
 import { badRequest } from '../lib/errors.js';
 import { createMeshRouter } from '../mesh/http.js';
-import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
+import { errorMiddleware, jsonBodyParser, notFoundHandler, requestLogger } from '../lib/http.js';
 import { accessRouter } from './access.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
+import { consoleAssets, consoleRouter } from './routes/console.js';
 import { discoveryRouter } from './routes/discovery.js';
 import { oidcRouter } from './oidc/routes.js';
 import { healthRouter } from './routes/health.js';
@@ -36,7 +37,7 @@ export function createApp(deps: FactoryDeps): Express {
     }
     next();
   });
-  app.use(express.json({ limit: deps.config.BODY_LIMIT }));
+  app.use(jsonBodyParser(deps.config.BODY_LIMIT));
 
   const access = accessRouter(deps);
   if (access) app.use(access);
@@ -45,6 +46,7 @@ export function createApp(deps: FactoryDeps): Express {
     app.use(oidcRouter(deps.oidc, { bodyLimit: deps.config.BODY_LIMIT, secureCookies: deps.config.PUBLIC_URL.startsWith('https:'), sessionTtl: deps.config.OIDC_SESSION_TTL }));
   }
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
+  app.use('/console', consoleRouter(consoleAssets()));
 
   app.use(notFoundHandler);
   app.use(errorMiddleware(deps.logger));

@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
+import { createKeyGenerator } from './keygen.js';
 import { createKeyStore } from './keystore.js';
 import { loadOidcConfig, ownedKeyIds, type OidcConfig } from './oidc/config.js';
 import { createOidcProvider } from './oidc/provider.js';
@@ -43,6 +44,8 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
     defaultAlg: config.ALGORITHM,
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
     maxKeys: config.MAX_KEYS,
+    maxVersions: config.MAX_KEY_VERSIONS,
+    generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE }).generate,
   });
   await keystore.load();
   if (cluster.isWorker) {

@@ -11,8 +11,9 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 /**
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
  * starts the factory (with its OpenID Connect provider) and servicea/serviceb/servicec as real
- * processes, plays the four service scenarios (each valid and with expired=1) and scenario 5 (a
- * user logs in over HTTP and her token goes to serviceb), then sends five calls to serviceb through
+ * processes, plays the four service scenarios (each valid and with expired=1) and scenarios 5
+ * and 7 (a user logs in over HTTP; her token goes to serviceb, or is exchanged for servicec),
+ * then sends five calls to serviceb through
  * mesh-gateway enforcing k8s/istio, prints what was expected and what happened, stops
  * everything it started and exits 0 only when every outcome is the expected one.
  */
@@ -20,7 +21,7 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
-nine scenario calls (1-4, each valid and with expired=1; 5, a user who logs in), then five calls to serviceb through
+ten scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in), then five calls to serviceb through
 mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer), prints the tables and a
 verdict, stops every process it started. Exit code 0 only when every outcome is the expected one.
 
@@ -122,7 +123,8 @@ function environments(p: PortPlan, state: string): Record<Role, Record<string, s
       // Only authenticated clients mint, each its own keyId's tokens (servicea's credential: app/.servicea.env).
       ISSUE_AUTH: 'client',
     },
-    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '' },
+    // The demo client's secret of jwt-factory/oidc.demo.yaml, for scenario 7's token exchange.
+    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '', OIDC_CLIENT_SECRET: 'servicea-secret' },
     serviceb: { ...service, PORT: String(p.serviceb), HTTPS_PORT: String(p.serviceb_https) },
     servicec: { ...service, PORT: String(p.servicec), HTTPS_PORT: String(p.servicec_https) },
   };
@@ -133,7 +135,7 @@ interface Call {
   path: string;
   /** Receiver -> expected verdict name ('valid' or an error name). */
   expected: Record<string, string>;
-  /** Scenario 5: the call carries the access token of a user who logged in first. */
+  /** Scenarios 5 and 7: the call carries the access token of a user who logged in first. */
   asUser?: boolean;
 }
 
@@ -147,6 +149,7 @@ const CALLS: Call[] = [
   { scenario: '4 self-signed, B + C over HTTPS', path: '/scenario4', expected: { serviceb: 'valid', servicec: 'valid' } },
   { scenario: '4 self-signed, B + C, C expired', path: '/scenario4?expired=1', expected: { serviceb: 'valid', servicec: 'TokenExpiredError' } },
   { scenario: '5 alice logs in, her token to B', path: '/scenario5', expected: { serviceb: 'valid' }, asUser: true },
+  { scenario: '7 her token exchanged by A for C', path: '/scenario7', expected: { servicec: 'valid' }, asUser: true },
 ];
 
 /** The demo's user and the client she logs in to (jwt-factory/oidc.demo.yaml). */

@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import pg from 'pg';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
@@ -23,6 +24,8 @@ export interface PostgresKeyStoreOptions {
   pollIntervalMs?: number;
   /** How long an operation waits for a connection before answering 503. Default 2000 ms. */
   connectTimeoutMs?: number;
+  /** Generates a new signing key: the bounded queue of jwt-factory/keygen.ts in the factory. Default: generateSigningKey, unbounded. */
+  generateKey?: (alg: Algorithm) => Promise<KeyObject>;
 }
 
 /** The LISTEN/NOTIFY channel a change of any keyId is announced on (payload: the keyId). */
@@ -64,6 +67,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
   const pollIntervalMs = options.pollIntervalMs ?? 5000;
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+  const generateKey = options.generateKey ?? generateSigningKey;
   const memory = createEntryMemory();
   const queue = createKeyedQueue();
   /** The database revision each known keyId was read at. */
@@ -268,7 +272,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
           }
           const chosen = alg ?? defaultAlg;
           const now = clock();
-          const version = await toVersion(await generateSigningKey(chosen), chosen, { createdAt: now });
+          const version = await toVersion(await generateKey(chosen), chosen, { createdAt: now });
           const won = await transaction(async (client) => {
             const inserted = await client.query('INSERT INTO jf_keys (key_id, alg, created_at) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING', [keyId, chosen, now]);
             if (inserted.rowCount !== 1) return false;
@@ -305,7 +309,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
           const now = clock();
           const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
           const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
-          const version = await toVersion(await generateSigningKey(alg), alg, { createdAt: now, activateAt });
+          const version = await toVersion(await generateKey(alg), alg, { createdAt: now, activateAt });
           own(keyId, version);
           const outcome = await transaction(async (client) => {
             const locked = await client.query<{ revision: string }>('SELECT revision FROM jf_keys WHERE key_id = $1 FOR UPDATE', [keyId]);

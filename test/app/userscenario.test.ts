@@ -12,7 +12,7 @@ import { silentLogger } from '../../lib/logger.js';
 import { basic, loginForCode, makeOidcFactory, pkce, webuiQuery, ISSUER } from '../factory/oidc/harness.js';
 
 /**
- * Scenario 5: a user's access token from the factory's OIDC provider, passed by servicea to
+ * Scenarios 5 and 7: a user's access token from the factory's OIDC provider, passed by servicea to
  * serviceb, which checks it against the factory's JWKS (fetched over a real port), its
  * audience and its scope.
  */
@@ -22,6 +22,7 @@ const servers: Server[] = [];
 let client: HttpClient;
 let servicea: Express;
 let serviceb: Express;
+let unconfigured: Express;
 
 const listen = async (app: Express) => {
   const server = createServer(app);
@@ -41,7 +42,11 @@ beforeAll(async () => {
   const peerKeys = createPeerKeys({ source: 'dir', dir: factory.dir, jwksBaseUrl: '', client, now });
   serviceb = createApp({ config: loadServiceConfig('serviceb', env), logger: silentLogger(), client, peerKeys, now });
   const servicebUrl = await listen(serviceb);
-  servicea = createApp({ config: loadServiceConfig('servicea', { ...env, SERVICEB_URL: servicebUrl }), logger: silentLogger(), client, peerKeys, selfKeys: createSelfKeyStore(factory.dir), now });
+  const servicecUrl = await listen(createApp({ config: loadServiceConfig('servicec', env), logger: silentLogger(), client, peerKeys, now }));
+  const aEnv = { ...env, SERVICEB_URL: servicebUrl, SERVICEC_URL: servicecUrl };
+  const selfKeys = createSelfKeyStore(factory.dir);
+  servicea = createApp({ config: loadServiceConfig('servicea', { ...aEnv, OIDC_CLIENT_SECRET: 'servicea-secret' }), logger: silentLogger(), client, peerKeys, selfKeys, now });
+  unconfigured = createApp({ config: loadServiceConfig('servicea', aEnv), logger: silentLogger(), client, peerKeys, selfKeys, now });
 });
 
 afterAll(async () => {
@@ -100,5 +105,30 @@ describe('scenario 5: a logged-in user calls through servicea to serviceb', () =
     const res = await request(serviceb).get('/scenario5-server').set('Authorization', `Bearer ${access_token}`);
     expect(res.status).toBe(403);
     expect(res.body.error).toMatchObject({ name: 'TokenExpiredError', code: 'expired' });
+  });
+});
+
+describe('scenario 7: servicea exchanges the user token for one for servicec (RFC 8693)', () => {
+  it('servicec sees sub = alice and act.sub = servicea', async () => {
+    const { access_token } = await aliceToken('openid profile');
+    const res = await request(servicea).get('/scenario7').set('Authorization', `Bearer ${access_token}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body.servicec).toMatchObject({ status: 200, valid: true, claims: { iss: ISSUER, sub: 'alice', aud: 'servicec', client_id: 'servicea', act: { sub: 'servicea' }, scope: 'openid profile' } });
+  });
+
+  it('answers 403 token_exchange_refused when the provider refuses the user token (here: expired)', async () => {
+    const { access_token } = await aliceToken('openid profile');
+    factory.time.advance(600_000);
+    const res = await request(servicea).get('/scenario7').set('Authorization', `Bearer ${access_token}`);
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: 'token_exchange_refused', oauthError: 'invalid_request' });
+  });
+
+  it('answers 409 oidc_client_missing when servicea has no OIDC_CLIENT_SECRET', async () => {
+    const { access_token } = await aliceToken('openid profile');
+    const res = await request(unconfigured).get('/scenario7').set('Authorization', `Bearer ${access_token}`);
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('oidc_client_missing');
   });
 });

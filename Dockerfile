@@ -23,6 +23,9 @@ RUN npm run build
 # --- runtime: production dependencies and the compiled code only --------------------------
 FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
+# A container is reached from outside itself: listen on every address, and then only
+# authenticated clients of OIDC_CONFIG mint (without OIDC_CONFIG the factory says so and stops).
+ENV HOST=0.0.0.0 ISSUE_AUTH=client
 WORKDIR /srv/jwt-suite
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force

@@ -23,6 +23,9 @@ const schema = (name: ServiceName) =>
     HTTPS_PORT: setting.port(0).unwrap().optional(),
     HOST: z.string().default('0.0.0.0'),
     FACTORY_URL: url('http://localhost:5555'),
+    // Unset: servicea calls /issueToken anonymously, as a factory with ISSUE_AUTH=open accepts.
+    FACTORY_CLIENT_ID: z.string().min(1).optional(),
+    FACTORY_CLIENT_SECRET: z.string().min(1).optional(),
     ISSUER: z.string().min(1).default(DEFAULT_ISSUER),
     SERVICEA_URL: url('http://localhost:3000'),
     SERVICEB_URL: url('http://localhost:3001'),
@@ -54,6 +57,8 @@ export interface ServiceConfig {
   httpsPort: number | undefined;
   host: string;
   factoryUrl: string;
+  /** servicea's client credentials at the factory (ISSUE_AUTH=client), sent as HTTP Basic. */
+  factoryClient: { id: string; secret: string } | undefined;
   issuer: string;
   /** Plain-HTTP base URLs of the three services (servicea's also serves its JWKS). */
   urls: Record<ServiceName, string>;
@@ -97,6 +102,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     httpsPort: e.HTTPS_PORT,
     host: e.HOST,
     factoryUrl: base(e.FACTORY_URL),
+    factoryClient: e.FACTORY_CLIENT_ID !== undefined && e.FACTORY_CLIENT_SECRET !== undefined ? Object.freeze({ id: e.FACTORY_CLIENT_ID, secret: e.FACTORY_CLIENT_SECRET }) : undefined,
     issuer: e.ISSUER,
     urls: Object.freeze({ servicea: base(e.SERVICEA_URL), serviceb: base(e.SERVICEB_URL), servicec: base(e.SERVICEC_URL) }),
     httpsUrls: Object.freeze({ serviceb: base(e.SERVICEB_HTTPS_URL), servicec: base(e.SERVICEC_HTTPS_URL) }),

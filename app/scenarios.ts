@@ -39,15 +39,20 @@ interface Minted {
 
 const RECEIVERS: Record<1 | 2 | 3 | 4, Receiver[]> = { 1: ['serviceb'], 2: ['serviceb', 'servicec'], 3: ['serviceb'], 4: ['serviceb', 'servicec'] };
 
+/** RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined and base64-encoded. */
+const basicAuth = ({ id, secret }: { id: string; secret: string }) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
+
 /** Asks the factory for a token signed with servicea's factory key for one audience. */
 async function factoryToken(deps: ScenarioDeps, audience: Receiver, expired: boolean): Promise<string> {
+  const client = deps.config.factoryClient;
   const answer = await deps.client.request({
     dependency: 'jwt-factory',
     method: 'POST',
     url: `${deps.config.factoryUrl}/issueToken/${CALLER}${expired ? '?expired=1' : ''}`,
     // The factory answers JSON to clients that prefer it; the contract's answer is the token as text.
-    headers: { accept: 'text/plain' },
-    body: { sub: CALLER, aud: audience },
+    headers: { accept: 'text/plain', ...(client ? { authorization: basicAuth(client) } : {}) },
+    // No sub: the factory sets it (to the keyId when open, to the authenticated client otherwise).
+    body: { aud: audience },
   });
   if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /issueToken/${CALLER}`);
   const token = answer.text.trim();

@@ -1,4 +1,6 @@
+import { isIP } from 'node:net';
 import { z } from 'zod';
+import { ConfigError } from '../lib/errors.js';
 import { parseEnv, setting, type Env } from '../lib/config.js';
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
@@ -11,10 +13,13 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 /** The algorithms whose public keys are published (HS256 secrets never leave the factory). */
 export const PUBLIC_ALGORITHMS = ALGORITHMS.filter((a) => a !== 'HS256');
 
+export const ISSUE_AUTH_MODES = ['open', 'client'] as const;
+
 const schema = z
   .object({
     PORT: setting.port(5555),
-    HOST: z.string().min(1).default('0.0.0.0'),
+    // Loopback: a factory that mints for anyone must not be reachable from other machines by default.
+    HOST: z.string().min(1).default('127.0.0.1'),
     KEYS_DIR: z.string().min(1).default('keys'),
     ISSUER: z.string().min(1, 'must not be empty').default(DEFAULT_ISSUER),
     PUBLIC_URL: z.string().url('must be an absolute URL such as http://host:port').default('http://localhost:5555'),
@@ -54,6 +59,8 @@ const schema = z
     OIDC_SESSION_TTL: setting.seconds(28_800, 60, 2_592_000),
     // 5: OWASP's usual threshold; the delay then doubles from 30 s up to 15 min.
     OIDC_LOCKOUT_AFTER: setting.integer(5, 1, 1000),
+    // Unset: open on a loopback HOST (the original sample's contract), client anywhere else.
+    ISSUE_AUTH: z.enum(ISSUE_AUTH_MODES, { message: 'must be open or client' }).optional(),
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {
@@ -70,7 +77,17 @@ const schema = z
     }
   });
 
-export type FactoryConfig = Readonly<z.infer<typeof schema>>;
+/** Who may mint tokens and manage keys: anyone (open), or authenticated clients of OIDC_CONFIG (client). */
+export type IssueAuth = (typeof ISSUE_AUTH_MODES)[number];
+
+export type FactoryConfig = Readonly<Omit<z.infer<typeof schema>, 'ISSUE_AUTH'> & { ISSUE_AUTH: IssueAuth }>;
+
+/** True when `host` only accepts connections from this machine (127.0.0.0/8, ::1, localhost). */
+export function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
+  if (bare === 'localhost' || bare === '::1') return true;
+  return isIP(bare) === 4 && bare.startsWith('127.');
+}
 
 /** Every setting's name, in schema order (optional ones included, which a parsed config may lack). */
 export const FACTORY_SETTINGS: readonly string[] = Object.keys(schema.shape);
@@ -78,6 +95,11 @@ export const FACTORY_SETTINGS: readonly string[] = Object.keys(schema.shape);
 /** Parses and validates the factory's settings from an env object; throws a ConfigError naming the variable. */
 export function loadFactoryConfig(env: Env): FactoryConfig {
   const config = parseEnv(schema, env);
+  const issueAuth = config.ISSUE_AUTH ?? (isLoopbackHost(config.HOST) ? 'open' : 'client');
+  if (issueAuth === 'client' && config.OIDC_CONFIG === undefined) {
+    const why = config.ISSUE_AUTH === undefined ? ` (the default when HOST ${config.HOST} is not loopback)` : '';
+    throw new ConfigError('ISSUE_AUTH', `client${why} needs OIDC_CONFIG, the clients that may issue; set OIDC_CONFIG, or ISSUE_AUTH=open to let anyone who reaches the factory mint tokens`);
+  }
   // jwks_uri is built by appending a path, so a trailing slash would double it.
-  return Object.freeze({ ...config, PUBLIC_URL: config.PUBLIC_URL.replace(/\/+$/, '') });
+  return Object.freeze({ ...config, ISSUE_AUTH: issueAuth, PUBLIC_URL: config.PUBLIC_URL.replace(/\/+$/, '') });
 }

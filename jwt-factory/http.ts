@@ -2,6 +2,7 @@ import express, { type Express, type Router } from 'express';
 import { badRequest } from '../lib/errors.js';
 import { createMeshRouter } from '../mesh/http.js';
 import { errorMiddleware, jsonBodyParser, notFoundHandler, requestLogger } from '../lib/http.js';
+import { accessRouter } from './access.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
 import { consoleAssets, consoleRouter } from './routes/console.js';
@@ -38,6 +39,8 @@ export function createApp(deps: FactoryDeps): Express {
   });
   app.use(jsonBodyParser(deps.config.BODY_LIMIT));
 
+  const access = accessRouter(deps);
+  if (access) app.use(access);
   for (const router of factoryRouters(deps)) app.use(router);
   if (deps.oidc) {
     app.use(oidcRouter(deps.oidc, { bodyLimit: deps.config.BODY_LIMIT, secureCookies: deps.config.PUBLIC_URL.startsWith('https:'), sessionTtl: deps.config.OIDC_SESSION_TTL }));

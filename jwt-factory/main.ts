@@ -6,11 +6,11 @@ import dotenv from 'dotenv';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { FACTORY_SETTINGS, loadFactoryConfig, type FactoryConfig } from './config.js';
+import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
 import { createKeyGenerator } from './keygen.js';
 import { createKeyStore } from './keystore.js';
-import { loadOidcConfig, type OidcConfig } from './oidc/config.js';
+import { loadOidcConfig, ownedKeyIds, type OidcConfig } from './oidc/config.js';
 import { createOidcProvider } from './oidc/provider.js';
 import { hashSecret } from './oidc/secrets.js';
 import { createFileOidcStore } from './oidc/store.js';
@@ -170,6 +170,10 @@ function readOidcConfig(config: FactoryConfig): OidcConfig | undefined {
   if (config.OIDC_CONFIG === undefined) return undefined;
   const oidc = loadOidcConfig(config.OIDC_CONFIG);
   for (const [index, client] of [...oidc.clients.values()].entries()) {
+    // The provider's key signs only what the provider decided: no client may issue (or be granted tokens) with it.
+    if (ownedKeyIds(client).includes(config.OIDC_KEY_ID)) {
+      throw new ConfigError('OIDC_CONFIG', `${config.OIDC_CONFIG}: clients[${index}].key_ids: must not name OIDC_KEY_ID (${config.OIDC_KEY_ID}), the provider's own key`);
+    }
     for (const field of ['access_token_lifetime', 'id_token_lifetime'] as const) {
       // A rotated-out key is kept MAX_TOKEN_TTL + skew: a longer-lived token would outlive its key.
       if (client[field] > config.MAX_TOKEN_TTL) {
@@ -204,6 +208,9 @@ function main(): void {
     throw err;
   }
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'jwt-factory' });
+  if (cluster.isPrimary && config.ISSUE_AUTH === 'open' && !isLoopbackHost(config.HOST)) {
+    logger.warn({ host: config.HOST }, `ISSUE_AUTH=open on ${config.HOST}: anyone who reaches this address can mint tokens for any keyId with any sub, iss and aud, and create, rotate and dump keys`);
+  }
   if (cluster.isPrimary && config.WORKERS > 1) {
     supervise(config, logger);
     return;

@@ -120,6 +120,8 @@ function environments(p: PortPlan, state: string): Record<Role, Record<string, s
       OIDC_CONFIG: path.join(ROOT, 'jwt-factory', 'oidc.demo.yaml'),
       // ES256: its key is made at once on a fresh state folder (an RSA key can take seconds on a busy machine).
       OIDC_ALG: 'ES256',
+      // Only authenticated clients mint, each its own keyId's tokens (servicea's credential: app/.servicea.env).
+      ISSUE_AUTH: 'client',
     },
     // The demo client's secret of jwt-factory/oidc.demo.yaml, for scenario 7's token exchange.
     servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '', OIDC_CLIENT_SECRET: 'servicea-secret' },
@@ -248,6 +250,40 @@ const MESH_CALLS: MeshCall[] = [
   { label: 'token with an unknown kid', token: '?variant=unknown-kid', expected: "401 Jwks doesn't have key to match kid or alg from Jwt" },
 ];
 
+/** servicea's demo credential at the factory (jwt-factory/oidc.demo.yaml, app/.servicea.env). */
+const SERVICEA_BASIC = `Basic ${Buffer.from('servicea:servicea-secret').toString('base64')}`;
+
+/** Calls the factory refuses with ISSUE_AUTH=client: who may get which token. */
+const ISSUANCE_CALLS: { label: string; headers: Record<string, string>; body: object; expected: string }[] = [
+  { label: 'anonymous issueToken for servicea', headers: {}, body: { aud: 'serviceb' }, expected: '401 invalid_client' },
+  { label: 'servicea asks for sub admin', headers: { authorization: SERVICEA_BASIC }, body: { sub: 'admin', aud: 'serviceb' }, expected: '400 claim_not_allowed' },
+];
+
+/** Plays the issuance refusals against the factory: rows for the table and how many came out as expected. */
+async function playIssuance(factory: string): Promise<{ rows: string[][]; good: number }> {
+  const rows = [['who may get which token', 'expected', 'outcome', 'ms', '']];
+  let good = 0;
+  for (const call of ISSUANCE_CALLS) {
+    const started = performance.now();
+    let outcome: string;
+    try {
+      const res = await fetch(`${factory}/issueToken/servicea`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...call.headers },
+        body: JSON.stringify(call.body),
+        signal: AbortSignal.timeout(15_000),
+      });
+      const body = (await res.json().catch(() => ({}))) as { error?: { code?: string } };
+      outcome = `${res.status} ${body.error?.code ?? ''}`.trim();
+    } catch (err) {
+      outcome = `no answer: ${(err as Error).message}`;
+    }
+    if (outcome === call.expected) good += 1;
+    rows.push([call.label, call.expected, outcome, String(Math.round(performance.now() - started)), outcome === call.expected ? 'ok' : 'UNEXPECTED']);
+  }
+  return { rows, good };
+}
+
 /** The cluster identity and port of the k8s/istio rules: serviceb, called by servicea's service account on 3001. */
 const MESH_WORKLOAD = ['--workload', 'app=serviceb', '--namespace', 'jwt-suite', '--source-principal', 'cluster.local/ns/jwt-suite/sa/servicea', '--destination-port', '3001'];
 
@@ -260,7 +296,7 @@ async function playMesh(gateway: string, factory: string, call: MeshCall): Promi
     if (call.token !== undefined) {
       const issued = await fetch(`${factory}/issueToken/servicea${call.token}`, {
         method: 'POST',
-        headers: { 'content-type': 'application/json' },
+        headers: { 'content-type': 'application/json', authorization: SERVICEA_BASIC },
         body: JSON.stringify({ aud: 'serviceb' }),
         signal: AbortSignal.timeout(15_000),
       });
@@ -377,6 +413,8 @@ async function main(): Promise<number> {
     }
     if (interrupted) return 130;
     process.stdout.write(`${table(rows)}\n\n`);
+    const issuance = await playIssuance(factoryBase);
+    process.stdout.write(`${table(issuance.rows)}\n\n`);
 
     // The same receiver behind the Istio rules of k8s/istio, enforced locally by mesh-gateway.
     const jwksFile = path.join(logDir, 'servicea-jwks.json');
@@ -401,10 +439,10 @@ async function main(): Promise<number> {
     process.stdout.write(`${table(meshRows)}\n\n`);
 
     const total = CALLS.length + MESH_CALLS.length;
-    const allGood = good === CALLS.length && meshGood === MESH_CALLS.length;
+    const allGood = good === CALLS.length && meshGood === MESH_CALLS.length && issuance.good === ISSUANCE_CALLS.length;
     const verdict = allGood
       ? `Verdict: all ${CALLS.length} outcomes as expected; the mesh rules answered all ${MESH_CALLS.length} calls as Istio would.`
-      : `Verdict: ${total - good - meshGood} of ${total} outcomes were not the expected ones (logs in ${logDir}).`;
+      : `Verdict: ${total + ISSUANCE_CALLS.length - good - meshGood - issuance.good} of ${total + ISSUANCE_CALLS.length} outcomes were not the expected ones (logs in ${logDir}).`;
     process.stdout.write(`${verdict}\n`);
     if (allGood) {
       await stopAll();

@@ -51,12 +51,17 @@ async function clientKeys(ctx: ProviderContext, client: Client): Promise<Verific
     // The client's own key endpoint failing is the client's problem: a 401, never our 500.
     throw invalidClient("The client's jwks_uri could not be read");
   }
+  return pinnedKeys(jwks, client.token_endpoint_auth_signing_alg);
+}
+
+/** A JWKS of someone else's as verification keys, each pinned to its `alg` (or `pinnedAlg`), asymmetric only. */
+export async function pinnedKeys(jwks: readonly JWK[], pinnedAlg: string | undefined): Promise<VerificationKey[]> {
   const keys: VerificationKey[] = [];
   for (const jwk of jwks) {
-    const alg = jwk.alg ?? client.token_endpoint_auth_signing_alg;
+    const alg = jwk.alg ?? pinnedAlg;
     // Only asymmetric keys: an HS256 header with the public key as secret must never verify (RFC 8725 §2.1).
     if (alg === undefined || jwk.kty === 'oct' || alg.startsWith('HS')) continue;
-    if (client.token_endpoint_auth_signing_alg !== undefined && alg !== client.token_endpoint_auth_signing_alg) continue;
+    if (pinnedAlg !== undefined && alg !== pinnedAlg) continue;
     try {
       keys.push(await verificationKeyFromJwk({ ...jwk, alg }));
     } catch {

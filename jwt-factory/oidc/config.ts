@@ -1,8 +1,10 @@
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import type { JWK } from 'jose';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../../lib/errors.js';
+import { KEY_ID_PATTERN } from '../../lib/keyid.js';
 import { hashProblem, storedSecret, type StoredSecret } from './secrets.js';
 
 /**
@@ -17,9 +19,12 @@ export const GRANT_TYPES = [
   'client_credentials',
   'password',
   'urn:ietf:params:oauth:grant-type:token-exchange',
+  'urn:ietf:params:oauth:grant-type:jwt-bearer',
 ] as const;
 export type GrantType = (typeof GRANT_TYPES)[number];
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** RFC 7523 §2.1: a JWT from a trusted issuer (a Kubernetes service-account token) as the grant. */
+export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
@@ -66,6 +71,8 @@ const clientSchema = z
     token_endpoint_auth_signing_alg: z.enum(ASSERTION_ALGS).optional(),
     scope: z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'must be space-separated scope tokens (RFC 6749 §3.3)').default(SCOPES.join(' ')),
     audiences: z.array(z.string().min(1)).default([]),
+    // The factory keyIds this client may issue for with ISSUE_AUTH=client (unset: its client_id).
+    key_ids: z.array(z.string().regex(KEY_ID_PATTERN, 'must match ^[A-Za-z0-9._-]{1,64}$')).min(1).optional(),
     jwks: z.object({ keys: z.array(jwkSchema.refine(publicOnly, 'must be a public key (no private members)')).min(1) }).optional(),
     jwks_uri: absoluteUrl.optional(),
     access_token_lifetime: lifetime(DEFAULT_LIFETIMES.access_token_lifetime),
@@ -91,6 +98,21 @@ const clientSchema = z
     }
   });
 
+/** An issuer whose JWTs stand for a client (RFC 7523 §3): a Kubernetes cluster's service-account tokens. */
+const trustedIssuerSchema = z
+  .object({
+    issuer: z.string().min(1),
+    jwks_file: z.string().min(1).optional(),
+    jwks: z.object({ keys: z.array(jwkSchema.refine(publicOnly, 'must be a public key (no private members)')).min(1) }).optional(),
+    jwks_uri: absoluteUrl.optional(),
+    // Pins the alg of keys that do not declare one (Kubernetes' JWKS declares RS256 or ES256).
+    signing_alg: z.enum(ASSERTION_ALGS).optional(),
+    audience: z.string().min(1),
+    subjects: z.record(z.string().min(1), identifier).refine((m) => Object.keys(m).length > 0, 'must map at least one subject'),
+  })
+  .strict()
+  .refine((t) => [t.jwks_file, t.jwks, t.jwks_uri].filter((v) => v !== undefined).length === 1, { message: 'needs exactly one of jwks_file, jwks or jwks_uri', path: ['jwks'] });
+
 const userSchema = z
   .object({
     username: z.string().min(1).max(128),
@@ -111,9 +133,21 @@ const fileSchema = z
   .object({
     clients: z.array(clientSchema).min(1, 'must list at least one client'),
     users: z.array(userSchema).default([]),
+    trusted_issuers: z.array(trustedIssuerSchema).default([]),
   })
   .strict()
   .superRefine((f, ctx) => {
+    const byId = new Map(f.clients.map((c) => [c.client_id, c]));
+    const issuers = new Set<string>();
+    f.trusted_issuers.forEach((t, i) => {
+      if (issuers.has(t.issuer)) ctx.addIssue({ code: 'custom', path: ['trusted_issuers', i, 'issuer'], message: `"${t.issuer}" is listed twice` });
+      issuers.add(t.issuer);
+      for (const [subject, clientId] of Object.entries(t.subjects)) {
+        if (!byId.get(clientId)?.grant_types.includes(JWT_BEARER_GRANT)) {
+          ctx.addIssue({ code: 'custom', path: ['trusted_issuers', i, 'subjects', subject], message: `"${clientId}" must be a client whose grant_types list ${JWT_BEARER_GRANT}` });
+        }
+      }
+    });
     const seen = new Set<string>();
     f.clients.forEach((c, i) => {
       if (seen.has(c.client_id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `"${c.client_id}" is listed twice` });
@@ -141,6 +175,12 @@ export interface Client extends Omit<ClientInput, 'client_secret' | 'client_secr
   readonly displayName: string;
 }
 
+/** The audiences a client may ask tokens for: its `audiences`, else itself. */
+export const allowedAudiences = (client: Client): readonly string[] => (client.audiences.length > 0 ? client.audiences : [client.client_id]);
+
+/** The keyIds a client may issue for: its `key_ids`, by default its own client_id. */
+export const ownedKeyIds = (client: Client): readonly string[] => client.key_ids ?? [client.client_id];
+
 /** A user who can log in. */
 export interface User {
   readonly username: string;
@@ -149,9 +189,22 @@ export interface User {
   readonly claims: Readonly<Record<string, unknown>>;
 }
 
+/** A trusted issuer of assertions, by its `iss`. */
+export interface TrustedIssuer {
+  readonly issuer: string;
+  readonly jwksFile: string | undefined;
+  readonly jwks: readonly JWK[] | undefined;
+  readonly jwksUri: string | undefined;
+  readonly signingAlg: string | undefined;
+  readonly audience: string;
+  /** Assertion `sub` -> the client_id it stands for. */
+  readonly subjects: ReadonlyMap<string, string>;
+}
+
 export interface OidcConfig {
   readonly clients: ReadonlyMap<string, Client>;
   readonly users: ReadonlyMap<string, User>;
+  readonly trustedIssuers: ReadonlyMap<string, TrustedIssuer>;
 }
 
 /** `clients[1].redirect_uris[0]`: a zod path as the file's reader would write it. */
@@ -185,7 +238,23 @@ export function parseOidcConfig(text: string, name: string): OidcConfig {
     const secret = u.password_hash !== undefined ? storedSecret(u.password_hash, true) : storedSecret(u.password!, false);
     users.set(u.username, Object.freeze({ username: u.username, sub: u.sub ?? u.username, secret, claims: Object.freeze({ ...u.claims }) }));
   }
-  return Object.freeze({ clients, users });
+  const trustedIssuers = new Map<string, TrustedIssuer>();
+  for (const t of result.data.trusted_issuers) {
+    trustedIssuers.set(
+      t.issuer,
+      Object.freeze({
+        issuer: t.issuer,
+        // Relative to the config file, so a checked-in config can name a JWKS next to it.
+        jwksFile: t.jwks_file === undefined ? undefined : path.resolve(path.dirname(name), t.jwks_file),
+        jwks: t.jwks?.keys as JWK[] | undefined,
+        jwksUri: t.jwks_uri,
+        signingAlg: t.signing_alg,
+        audience: t.audience,
+        subjects: new Map(Object.entries(t.subjects)),
+      }),
+    );
+  }
+  return Object.freeze({ clients, users, trustedIssuers });
 }
 
 /** Reads and parses OIDC_CONFIG at start-up (before the server listens). */

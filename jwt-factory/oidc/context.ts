@@ -1,6 +1,7 @@
 import type { JWK } from 'jose';
 import type { Clock } from '../keys.js';
-import type { OidcConfig } from './config.js';
+import type { KeyStore } from '../keystore.js';
+import type { OidcConfig, TrustedIssuer } from './config.js';
 import type { LoginLimiter } from './limiter.js';
 import type { OidcStore } from './store.js';
 import type { TokenSigner } from './tokens.js';
@@ -46,4 +47,8 @@ export interface ProviderContext {
   readonly clockTolerance: number;
   /** Fetches a client's `jwks_uri` (injected so tests and the store of keys stay HTTP-free here). */
   readonly fetchJwks: (url: string) => Promise<JWK[]>;
+  /** The factory's keys: a jwt-bearer grant signs with the mapped service's own keyId. */
+  readonly keystore: KeyStore;
+  /** A trusted issuer's JWKS, cached; `fresh` asks for a reload (an unknown kid after the issuer rotated). */
+  readonly trustedJwks: (issuer: TrustedIssuer, fresh: boolean) => Promise<JWK[]>;
 }

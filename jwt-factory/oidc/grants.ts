@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
 import type { JWTPayload } from 'jose';
 import { epochSeconds } from '../../lib/jwt.js';
-import { GRANT_TYPES, TOKEN_EXCHANGE, type Client, type GrantType, type User } from './config.js';
+import { allowedAudiences, GRANT_TYPES, JWT_BEARER_GRANT, TOKEN_EXCHANGE, type Client, type GrantType, type User } from './config.js';
 import type { ProviderContext } from './context.js';
 import { OAuthError, oauthError } from './errors.js';
 import type { Params } from './params.js';
 import { decoySecret, constantTimeEqual, secretMatches } from './secrets.js';
+import { assertionGrant } from './jwtbearer.js';
 import type { RefreshRecord } from './store.js';
 import { mintAccessToken, mintIdToken, newSecret, secretId, verifyAccessToken } from './tokens.js';
 
@@ -48,7 +49,7 @@ export function grantScope(client: Client, requested: string | undefined, fallba
 export function pickAudience(client: Client, multi: Readonly<Record<string, readonly string[]>>): string {
   const asked = [...new Set([...(multi.resource ?? []), ...(multi.audience ?? [])])];
   if (asked.length > 1) throw oauthError('invalid_target', 'Only one resource or audience per token');
-  const allowed = client.audiences.length > 0 ? client.audiences : [client.client_id];
+  const allowed = allowedAudiences(client);
   if (asked.length === 0) return allowed[0]!;
   if (!allowed.includes(asked[0]!)) throw oauthError('invalid_target', `The audience ${asked[0]} is not allowed for this client`);
   return asked[0]!;
@@ -228,6 +229,7 @@ const GRANTS: Record<GrantType, (ctx: ProviderContext, client: Client, params: P
   client_credentials: clientCredentials,
   password,
   [TOKEN_EXCHANGE]: tokenExchange,
+  [JWT_BEARER_GRANT]: assertionGrant,
 };
 
 /** The token endpoint: dispatches on grant_type for an authenticated client (RFC 6749 §5.2 names for every refusal). */

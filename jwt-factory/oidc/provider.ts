@@ -4,6 +4,7 @@ import type { Clock } from '../keys.js';
 import type { KeyStore } from '../keystore.js';
 import { ASSERTION_ALGS, AUTH_METHODS, GRANT_TYPES, SCOPES, type OidcConfig } from './config.js';
 import { endpointsUnder, type ProviderContext } from './context.js';
+import { createTrustedJwks } from './jwtbearer.js';
 import { createLoginLimiter } from './limiter.js';
 import type { OidcStore } from './store.js';
 import { SCOPE_CLAIMS, createTokenSigner } from './tokens.js';
@@ -70,6 +71,8 @@ export async function createOidcProvider(options: OidcProviderOptions): Promise<
       jwksCache.set(url, { at: now, keys });
       return keys;
     },
+    keystore: options.keystore,
+    trustedJwks: createTrustedJwks({ fetchJwks, clock: options.clock }),
   };
   const claims = ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'at_hash', 'sid', ...Object.values(SCOPE_CLAIMS).flat()];
   for (const user of options.config.users.values()) for (const name of Object.keys(user.claims)) if (!claims.includes(name)) claims.push(name);

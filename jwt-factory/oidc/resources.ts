@@ -13,7 +13,7 @@ import { claimsForScope, secretId, verifyAccessToken } from './tokens.js';
 export const bearerChallenge = (err: OAuthError) => `Bearer realm="jwt-factory", error="${err.code}", error_description="${err.message.replace(/["\\]/g, '')}"`;
 
 /** An access token of ours that is neither expired nor revoked; invalid_token otherwise. */
-async function liveAccessToken(ctx: ProviderContext, token: string): Promise<JWTPayload> {
+export async function liveAccessToken(ctx: ProviderContext, token: string): Promise<JWTPayload> {
   const payload = await verifyAccessToken(ctx.signer, token, ctx.clock());
   if (typeof payload.jti === 'string' && (await ctx.store.isRemembered('revoked_jti', payload.jti))) throw oauthError('invalid_token', 'The access token is revoked');
   return payload;

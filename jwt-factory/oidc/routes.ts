@@ -4,7 +4,9 @@ import express, { Router, type ErrorRequestHandler, type Request, type Response 
 import { authenticateClient } from './clientauth.js';
 import { authorize, endSession, issueCode, logoutTarget, requestFromForm, startSession, validateAuthorization, type AuthorizationRequest, type Redirect } from './authorize.js';
 import { OAuthError, oauthError } from './errors.js';
+import { JWT_BEARER_GRANT } from './config.js';
 import { checkPassword, tokenRequest } from './grants.js';
+import { assertionGrant } from './jwtbearer.js';
 import { errorPage, formPostPage, loggedOutPage, loginPage } from './pages.js';
 import { readParams } from './params.js';
 import type { OidcProvider } from './provider.js';
@@ -127,7 +129,14 @@ export function oidcRouter(provider: OidcProvider, options: OidcRouterOptions): 
 
   router.post('/token', form, async (req, res) => {
     const { params, multi } = formParams(req);
-    const client = await authenticateClient(ctx, { authorization: req.get('authorization'), params }, ctx.endpoints.token);
+    const authorization = req.get('authorization');
+    // RFC 7523 §3.1: with the jwt-bearer grant, client authentication is optional; the assertion is the credential.
+    if (params.grant_type === JWT_BEARER_GRANT && authorization === undefined && params.client_id === undefined && params.client_assertion === undefined) {
+      res.locals.log = { grantType: params.grant_type };
+      noStore(res).json(await assertionGrant(ctx, undefined, params, multi));
+      return;
+    }
+    const client = await authenticateClient(ctx, { authorization, params }, ctx.endpoints.token);
     const response = await tokenRequest(ctx, client, params, multi, { address: addressOf(req) });
     res.locals.log = { clientId: client.client_id, grantType: params.grant_type };
     noStore(res).json(response);

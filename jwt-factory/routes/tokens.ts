@@ -112,8 +112,10 @@ export function tokensRouter(deps: FactoryDeps): Router {
     }
     const { token, aud, sub, iss } = parsed.data;
     let entry = await requireKey(deps, req.params.keyId, res);
-    const options = { issuer: iss ?? deps.config.ISSUER, audience: aud, subject: sub, clockTolerance: deps.config.CLOCK_TOLERANCE, now: deps.clock(), maxBytes: deps.config.TOKEN_SIZE_LIMIT };
+    // Always the factory's own issuer: a body's iss may narrow the check, never widen it to another issuer.
+    const options = { issuer: deps.config.ISSUER, audience: aud, subject: sub, clockTolerance: deps.config.CLOCK_TOLERANCE, now: deps.clock(), maxBytes: deps.config.TOKEN_SIZE_LIMIT };
     try {
+      if (iss !== undefined && iss !== deps.config.ISSUER) throw new TokenError('JsonWebTokenError', 'issuer_invalid', `jwt issuer invalid. expected: ${deps.config.ISSUER} (this factory verifies only its own tokens)`);
       let result;
       try {
         result = await verifyToken(entry, token, options);

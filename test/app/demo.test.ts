@@ -45,6 +45,9 @@ describe('npm run demo', () => {
       '403 Audiences in Jwt are not allowed',
       "401 Jwks doesn't have key to match kid or alg from Jwt",
     ]);
+    // The factory runs with ISSUE_AUTH=client: an anonymous caller and a sub override are refused.
+    const issuance = out.slice(out.indexOf('| who may get which token'), out.indexOf('| through the mesh rules')).split('\n').filter((l) => /\| ok \|$/.test(l));
+    expect(issuance.map((l) => l.split('|')[3]!.trim())).toEqual(['401 invalid_client', '400 claim_not_allowed']);
     const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
     expect(pids).toHaveLength(5);
     expect(pids.filter(alive)).toEqual([]);

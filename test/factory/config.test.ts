@@ -6,7 +6,7 @@ describe('loadFactoryConfig', () => {
     const config = loadFactoryConfig({});
     expect(config).toEqual({
       PORT: 5555,
-      HOST: '0.0.0.0',
+      HOST: '127.0.0.1',
       KEYS_DIR: 'keys',
       ISSUER: 'https://jwt-factory/',
       PUBLIC_URL: 'http://localhost:5555',
@@ -33,6 +33,7 @@ describe('loadFactoryConfig', () => {
       OIDC_ALG: 'RS256',
       OIDC_SESSION_TTL: 28800,
       OIDC_LOCKOUT_AFTER: 5,
+      ISSUE_AUTH: 'open',
     });
     expect(Object.isFrozen(config)).toBe(true);
   });

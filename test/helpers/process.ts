@@ -1,11 +1,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import path from 'node:path';
 import { childStopper } from '../../lib/process.js';
 
 /** The repository root, from which scripts are started. */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const TSX = path.join(ROOT, 'node_modules', '.bin', 'tsx');
+/**
+ * Scripts run as `node --import tsx <script>`: one process whose exit code and signal handling are
+ * the script's own. Through the tsx launcher a second process relays signals, and on a loaded
+ * machine its relay could answer a SIGTERM with 143 or leave the real process behind.
+ */
+const NODE_ARGS = ['--import', pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href];
 
 export interface Started {
   child: ChildProcess;
@@ -19,7 +24,7 @@ export interface Started {
 }
 
 /**
- * Starts `tsx <script> ...args` as a real process and waits for its "listening" log line.
+ * Starts `<script> ...args` (through tsx's loader) as a real process and waits for its "listening" log line.
  * Every main of the suite logs `{"msg":"listening","port":N}` once it accepts connections,
  * so tests can pass PORT=0 and learn the port. Rejects with the output if the process exits
  * or does not listen within `timeoutMs`.
@@ -28,7 +33,7 @@ export function startProcess(
   script: string,
   options: { args?: string[]; env?: Record<string, string>; timeoutMs?: number; cwd?: string } = {},
 ): Promise<Started> {
-  const child = spawn(TSX, [path.join(ROOT, script), ...(options.args ?? [])], {
+  const child = spawn(process.execPath, [...NODE_ARGS, path.join(ROOT, script), ...(options.args ?? [])], {
     cwd: options.cwd ?? ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -39,8 +44,7 @@ export function startProcess(
   return new Promise<Started>((resolve, reject) => {
     const timeoutMs = options.timeoutMs ?? 30_000;
     const timer = setTimeout(() => {
-      // SIGTERM first: tsx relays it to the node process it started, which a SIGKILL of tsx
-      // alone would leave running; stop() escalates to SIGKILL after its grace.
+      // SIGTERM first, so the process can drain; stop() escalates to SIGKILL after its grace.
       void stop(2000);
       reject(new Error(`${script} did not start listening within ${timeoutMs} ms:\n${out}`));
     }, timeoutMs);
@@ -85,7 +89,7 @@ export function startProcess(
 export { freePort } from '../../lib/ports.js';
 
 /**
- * Runs `tsx <script> ...args` to its end (a command, not a server) with a clean environment
+ * Runs `<script> ...args` (through tsx's loader) to its end (a command, not a server) with a clean environment
  * plus `env`; resolves with its exit code and output, whatever the code.
  */
 export function runScript(
@@ -94,7 +98,7 @@ export function runScript(
   options: { env?: Record<string, string>; timeoutMs?: number } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(TSX, [path.join(ROOT, script), ...args], {
+    const child = spawn(process.execPath, [...NODE_ARGS, path.join(ROOT, script), ...args], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseEnv, setting, type Env } from '../lib/config.js';
+import { parseEnv, serverLimitSettings, serverLimits, setting, type Env, type ServerLimits } from '../lib/config.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
 import { DEFAULT_VERIFY_CACHE_SIZE } from './verifycache.js';
 
@@ -40,6 +40,7 @@ const schema = (name: ServiceName) =>
     // Envoy's jwt_authn cache holds 100 verified tokens by default; 0 verifies every token.
     VERIFY_CACHE_SIZE: setting.integer(DEFAULT_VERIFY_CACHE_SIZE, 0, 100_000),
     LOG_LEVEL: setting.logLevel(),
+    ...serverLimitSettings,
   });
 
 /** The frozen settings of one service process. */
@@ -66,6 +67,8 @@ export interface ServiceConfig {
   /** Successful local verifications remembered (0: none). */
   verifyCacheSize: number;
   logLevel: string;
+  /** Connection limits of its HTTP and HTTPS servers (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS). */
+  limits: ServerLimits;
 }
 
 /** Narrows a command-line word to a service name, or throws an error listing the choices. */
@@ -104,5 +107,6 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     clockTolerance: e.CLOCK_TOLERANCE,
     verifyCacheSize: e.VERIFY_CACHE_SIZE,
     logLevel: e.LOG_LEVEL,
+    limits: serverLimits(e),
   });
 }

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseEnv, setting, type Env } from '../lib/config.js';
+import { parseEnv, serverLimitSettings, setting, type Env } from '../lib/config.js';
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
 
@@ -43,6 +43,8 @@ const schema = z
     KEYGEN_CONCURRENCY: setting.integer(1, 1, 16),
     // 32: about 3 s of RS256 generations waiting on one thread; beyond that a caller is better told to retry.
     KEYGEN_QUEUE: setting.integer(32, 0, 10_000),
+    // HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS: the same on every server (their defaults say why).
+    ...serverLimitSettings,
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {

@@ -3,6 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
 import dotenv from 'dotenv';
+import { serverLimits } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
@@ -55,7 +56,7 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
   const server = createServer(createApp({ config, keystore, logger, clock }));
   let port: number;
   try {
-    port = await listen(server, config.PORT, config.HOST);
+    port = await listen(server, config.PORT, config.HOST, serverLimits(config));
   } catch (err) {
     const sentence = describeListenError(err as NodeJS.ErrnoException, config.PORT, config.HOST);
     if (cluster.isWorker) process.send?.({ type: 'listen-failed', message: sentence } satisfies WorkerMessage, () => process.exit(1));

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { parseEnv, setting } from '../lib/config.js';
+import { DEFAULT_LIMITS, parseEnv, serverLimitSettings, serverLimits, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
@@ -31,6 +31,9 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
   --now <ISO>               decide as if at this instant (replay a refusal); default the real clock
   --help                    this text
+
+Environment: LOG_LEVEL (default info), and the connection limits HEADERS_TIMEOUT_MS (${DEFAULT_LIMITS.headersTimeoutMs}),
+REQUEST_TIMEOUT_MS (${DEFAULT_LIMITS.requestTimeoutMs}) and MAX_CONNECTIONS (${DEFAULT_LIMITS.maxConnections}), as on every server of the suite.
 `;
 
 async function main(): Promise<void> {
@@ -78,14 +81,14 @@ async function main(): Promise<void> {
   const fixedNow = parseNow(values.now);
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  let level: string;
+  let env: { LOG_LEVEL: string; HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number };
   try {
-    level = parseEnv(z.object({ LOG_LEVEL: setting.logLevel() }), process.env).LOG_LEVEL;
+    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...serverLimitSettings }), process.env);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  const logger = createLogger({ level, name: 'mesh-gateway' });
+  const logger = createLogger({ level: env.LOG_LEVEL, name: 'mesh-gateway' });
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
@@ -133,7 +136,7 @@ async function main(): Promise<void> {
   };
   const stopWatching = watchInputs([values.policies!, ...(values['jwks-file'] ? [values['jwks-file']] : [])], reload);
   try {
-    const bound = await listen(server, port, values.host!);
+    const bound = await listen(server, port, values.host!, serverLimits(env));
     logger.info({ port: bound, upstream: upstream.origin, workload }, 'listening');
   } catch (err) {
     logger.error({ err: { message: describeListenError(err as NodeJS.ErrnoException, port, values.host!) } }, 'cannot listen');

@@ -28,6 +28,9 @@ describe('loadFactoryConfig', () => {
       MAX_KEY_VERSIONS: 5,
       KEYGEN_CONCURRENCY: 1,
       KEYGEN_QUEUE: 32,
+      HEADERS_TIMEOUT_MS: 5000,
+      REQUEST_TIMEOUT_MS: 10000,
+      MAX_CONNECTIONS: 1000,
       MAX_KEYS: 100000,
     });
     expect(Object.isFrozen(config)).toBe(true);

@@ -5,7 +5,7 @@ import path from 'node:path';
 import dotenv from 'dotenv';
 import { serverLimits } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { createLogger, type Logger } from '../lib/logger.js';
+import { createLogger, errorFields, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
@@ -157,7 +157,7 @@ function main(): void {
     return;
   }
   serve(config, logger).catch((err: Error) => {
-    logger.fatal({ err: { name: err.name, message: err.message } }, 'start-up failed');
+    logger.fatal({ err: errorFields(logger, err) }, 'start-up failed');
     process.exit(1);
   });
 }

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { DEFAULT_LIMITS, parseEnv, serverLimitSettings, serverLimits, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, errorFields } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseNow, parseWorkload } from './args.js';
 import { createGateway, type GatewayRules } from './gateway.js';
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
         version += 1;
         logger.info({ policies: next.policies.length, version, digest: next.digest }, 'policies loaded');
       })
-      .catch((err: unknown) => logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'reload failed, keeping the previous policies'))
+      .catch((err: unknown) => logger.error({ err: errorFields(logger, err) }, 'reload failed, keeping the previous policies'))
       .finally(() => {
         reloading = undefined;
         if (again) {

@@ -48,6 +48,8 @@ async function factoryToken(deps: ScenarioDeps, audience: Receiver, expired: boo
     // The factory answers JSON to clients that prefer it; the contract's answer is the token as text.
     headers: { accept: 'text/plain' },
     body: { sub: CALLER, aud: audience },
+    // Each mint is independent: a retry gives another valid token and changes nothing else.
+    idempotent: true,
   });
   if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /issueToken/${CALLER}`);
   const token = answer.text.trim();

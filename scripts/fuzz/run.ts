@@ -47,8 +47,8 @@ export async function fuzzServer(options: {
       const kind = kindOf(outcome);
       tally.counts[kind] = (tally.counts[kind] ?? 0) + 1;
       tally.sent += 1;
-      if (isFailure(outcome) && tally.failures.filter((f) => f.kind === kind).length < 5) {
-        tally.failures.push({ kind, method: req.method, target: req.target.slice(0, 200), headers: req.headers.map(([n, v]) => [n, v.slice(0, 80)]), bodyStart: req.body.subarray(0, 160).toString('latin1') });
+      if ((isFailure(outcome) || (process.env.FUZZ_DEBUG && outcome.kind === "closed")) && tally.failures.filter((f) => f.kind === kind).length < 5) {
+        tally.failures.push({ kind, method: req.method, target: req.target.slice(0, 200), headers: req.headers.map(([n, v]) => [n, v.slice(0, 80)]), bodyStart: req.body.subarray(0, 160).toString('latin1'), ...(outcome.kind === 'closed' ? { reason: outcome.reason } : {}) } as never);
       }
       if (tally.sent % 1000 === 0) options.onProgress?.(tally.sent);
     }

@@ -44,7 +44,8 @@ export function sendRaw(port: number, req: RawRequest, timeoutMs: number, host =
       resolve(outcome);
     };
     const timer = setTimeout(() => finish({ kind: 'timeout', ms: ms() }), timeoutMs);
-    socket.on('connect', () => socket.end(encodeRequest(req, `${host}:${port}`)));
+    // write, not end: a half-closed socket makes Node's server drop a request still in progress, which no real client does.
+    socket.on('connect', () => socket.write(encodeRequest(req, `${host}:${port}`)));
     socket.on('data', (chunk: Buffer) => {
       head += chunk.toString('latin1');
       const end = head.indexOf('\r\n\r\n');

@@ -4,6 +4,7 @@ import { createMeshRouter } from '../mesh/http.js';
 import { errorMiddleware, jsonBodyParser, notFoundHandler, requestLogger } from '../lib/http.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
+import { consoleAssets, consoleRouter } from './routes/console.js';
 import { discoveryRouter } from './routes/discovery.js';
 import { healthRouter } from './routes/health.js';
 import { keysRouter } from './routes/keys.js';
@@ -38,6 +39,7 @@ export function createApp(deps: FactoryDeps): Express {
 
   for (const router of factoryRouters(deps)) app.use(router);
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
+  app.use('/console', consoleRouter(consoleAssets()));
 
   app.use(notFoundHandler);
   app.use(errorMiddleware(deps.logger));

@@ -7,6 +7,7 @@ import { createLogger, errorFields } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseNow, parseWorkload } from './args.js';
 import { createGateway, type GatewayRules } from './gateway.js';
+import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
 import { PolicyError } from './policies.js';
 import { loadInputs, watchInputs } from './sources.js';
 
@@ -31,7 +32,7 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
   --now <ISO>               decide as if at this instant (replay a refusal); default the real clock
   --help                    this text
-
+${LOGIN_HELP}
 Environment: LOG_LEVEL (default info), and the connection limits HEADERS_TIMEOUT_MS (${DEFAULT_LIMITS.headersTimeoutMs}),
 REQUEST_TIMEOUT_MS (${DEFAULT_LIMITS.requestTimeoutMs}) and MAX_CONNECTIONS (${DEFAULT_LIMITS.maxConnections}), as on every server of the suite.
 `;
@@ -53,6 +54,7 @@ async function main(): Promise<void> {
       ca: { type: 'string' },
       now: { type: 'string' },
       help: { type: 'boolean' },
+      ...LOGIN_FLAGS,
     },
     strict: true,
   });
@@ -81,14 +83,15 @@ async function main(): Promise<void> {
   const fixedNow = parseNow(values.now);
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  let env: { LOG_LEVEL: string; HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number };
+  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string; HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number };
   try {
-    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...serverLimitSettings }), process.env);
+    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...LOGIN_ENV, ...serverLimitSettings }), process.env);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
   const logger = createLogger({ level: env.LOG_LEVEL, name: 'mesh-gateway' });
+  const login = parseLogin(values, env, { logger });
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
@@ -110,6 +113,7 @@ async function main(): Promise<void> {
     destinationPort,
     now: fixedNow ? () => fixedNow : undefined,
     logger,
+    login,
   });
   // Reloads run one at a time; a change during a reload triggers one more afterwards.
   let reloading: Promise<void> | undefined;

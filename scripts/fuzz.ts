@@ -2,11 +2,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { treeRssKb } from './bench/launch.js';
 import { measureKeygenBurst, type BurstResult } from './fuzz/burst.js';
 import type { Target } from './fuzz/requests.js';
 import { fuzzServer, type FuzzTally } from './fuzz/run.js';
-import { healthStatus, startFuzzSuite } from './fuzz/suite.js';
+import { healthStatus, rssKb, startFuzzSuite } from './fuzz/suite.js';
 
 /**
  * `npm run fuzz -- --requests N`: the long form of test/fuzz. Starts the suite, sends N fuzzed
@@ -110,7 +109,7 @@ async function main(argv: string[]): Promise<number> {
   try {
     const p = suite.processes;
     const all = [['jwt-factory', p.factory], ['servicea', p.service], ['serviceb', p.serviceb], ['mesh-gateway', p.gateway]] as const;
-    const rssBefore = all.map(([, x]) => treeRssKb(x.pid).totalKb);
+    const rssBefore = all.map(([, x]) => rssKb(x.pid));
     const lines: string[] = [];
     const perTarget = Math.ceil(options.requests / options.targets.length);
     await Promise.all(
@@ -134,7 +133,7 @@ async function main(argv: string[]): Promise<number> {
     all.forEach(([name], i) => {
       const ok = name === 'mesh-gateway' ? health[i]! > 0 && health[i]! < 500 : health[i] === 200;
       if (!ok) failed = true;
-      lines.push(`${name}: /healthz ${health[i] || 'no answer'}; memory ${mb(rssBefore[i]!)} before, ${mb(treeRssKb(all[i]![1].pid).totalKb)} after`);
+      lines.push(`${name}: /healthz ${health[i] || 'no answer'}; memory ${mb(rssBefore[i]!)} before, ${mb(rssKb(all[i]![1].pid))} after`);
     });
     let burst: BurstResult | undefined;
     if (options.burst > 0) {

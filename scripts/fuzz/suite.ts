@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ensureCertificates } from '../../lib/certs.js';
@@ -97,5 +98,14 @@ export async function healthStatus(port: number, timeoutMs = 5000): Promise<numb
     return res.status;
   } catch {
     return 0;
+  }
+}
+
+/** Resident memory of a process in kB, from /proc/<pid>/status VmRSS (Linux); NaN once it has ended. */
+export function rssKb(pid: number): number {
+  try {
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
+  } catch {
+    return Number.NaN;
   }
 }

@@ -32,9 +32,13 @@ function gatedGenerator() {
   };
 }
 
-/** Resolves once `condition` holds, checking after each turn of the event loop. */
-async function until(condition: () => boolean): Promise<void> {
-  for (let i = 0; i < 1000 && !condition(); i += 1) await new Promise((r) => setImmediate(r));
+/**
+ * Resolves once `condition` holds. The bound is wall time, not a count of event-loop turns: on a
+ * loaded machine a loopback request can take many turns to reach its handler.
+ */
+async function until(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 2));
   expect(condition()).toBe(true);
 }
 

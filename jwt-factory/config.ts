@@ -43,6 +43,8 @@ const schema = z
     KEYGEN_CONCURRENCY: setting.integer(1, 1, 16),
     // 32: about 3 s of RS256 generations waiting on one thread; beyond that a caller is better told to retry.
     KEYGEN_QUEUE: setting.integer(32, 0, 10_000),
+    // 3 s: with a generation of its own on top, a creation answers within the servers' 5-10 s timeouts even on a busy machine.
+    KEYGEN_MAX_WAIT_MS: setting.integer(3000, 0, 600_000),
     // HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS: the same on every server (their defaults say why).
     ...serverLimitSettings,
   })

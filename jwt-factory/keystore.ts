@@ -326,6 +326,9 @@ export function createKeyStore(options: KeyStoreOptions) {
     async dump(): Promise<string[]> {
       const ids: string[] = [];
       for (const keyId of [...entries.keys()]) {
+        ids.push(keyId);
+        // A create or rotation in progress writes the file itself: waiting behind its key generation would stall the dump.
+        if (locks.has(keyId)) continue;
         await withLock(keyId, async () => {
           const onDisk = await tryReadFromDisk(keyId);
           if (onDisk) {
@@ -337,7 +340,6 @@ export function createKeyStore(options: KeyStoreOptions) {
           await persist(entry, 'replace');
           logger.info({ keyId, kid: entry.current.kid }, 'key file rewritten');
         });
-        ids.push(keyId);
       }
       return ids.sort();
     },

@@ -42,7 +42,7 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
     maxKeys: config.MAX_KEYS,
     maxVersions: config.MAX_KEY_VERSIONS,
-    generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE }).generate,
+    generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE, maxWaitMs: config.KEYGEN_MAX_WAIT_MS }).generate,
   });
   await keystore.load();
   if (cluster.isWorker) {

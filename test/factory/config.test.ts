@@ -28,6 +28,7 @@ describe('loadFactoryConfig', () => {
       MAX_KEY_VERSIONS: 5,
       KEYGEN_CONCURRENCY: 1,
       KEYGEN_QUEUE: 32,
+      KEYGEN_MAX_WAIT_MS: 3000,
       HEADERS_TIMEOUT_MS: 5000,
       REQUEST_TIMEOUT_MS: 10000,
       MAX_CONNECTIONS: 1000,

@@ -10,10 +10,16 @@ export interface FuzzTally {
   failures: Array<{ kind: string; method: string; target: string; headers: Array<[string, string]>; bodyStart: string }>;
 }
 
-/** True when an outcome is a defect: a 5xx, or a request left without an answer past the timeout. */
-export const isFailure = (o: Outcome): boolean => (o.kind === 'answer' ? o.status >= 500 : o.kind === 'timeout');
+/**
+ * True when an outcome is a defect: a 5xx, or a request left without an answer past the
+ * timeout. A 503 with Retry-After is load shedding by design (key_generation_busy: RFC 9110
+ * §15.6.4), counted apart as "503 shed", not a failure.
+ */
+export const isFailure = (o: Outcome): boolean => (o.kind === 'answer' ? o.status >= 500 && !isShed(o) : o.kind === 'timeout');
 
-const kindOf = (o: Outcome): string => (o.kind === 'answer' ? String(o.status) : o.kind);
+const isShed = (o: Outcome & { kind: 'answer' }) => o.status === 503 && o.retryAfter;
+
+const kindOf = (o: Outcome): string => (o.kind === 'answer' ? (isShed(o) ? '503 shed' : String(o.status)) : o.kind);
 
 /** Sends `count` fuzzed requests for `target` to `port`, `concurrency` at a time, and counts what came back. */
 export async function fuzzServer(options: {

@@ -161,4 +161,20 @@ describe('key creation through the queue', () => {
     gate.releaseOne();
     expect((await rotating).status).toBe(200);
   });
+
+  it('a rotation asked for while one of the same keyId is in progress answers that one: one new key, one generation', async () => {
+    const { gate, app } = await gatedFactory();
+    const created = request(app).post('/keys/twice').then((r) => r);
+    await until(() => gate.started() === 1);
+    gate.releaseOne();
+    expect((await created).status).toBe(200);
+    const rotations = [request(app).post('/keys/twice/rotate').then((r) => r), request(app).post('/keys/twice/rotate').then((r) => r)];
+    await until(() => gate.started() === 1);
+    gate.releaseOne();
+    const [a, b] = await Promise.all(rotations);
+    expect([a!.status, b!.status]).toEqual([200, 200]);
+    expect(b!.body.kid).toBe(a!.body.kid);
+    expect(gate.started()).toBe(0);
+    expect((await request(app).get('/keys/twice/jwks.json')).body.keys).toHaveLength(2);
+  });
 });

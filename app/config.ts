@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { parseEnv, setting, type Env } from '../lib/config.js';
+import { parseEnv, serverLimitSettings, serverLimits, setting, type Env, type ServerLimits } from '../lib/config.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
 import { DEFAULT_VERIFY_CACHE_SIZE } from './verifycache.js';
 
@@ -47,6 +47,7 @@ const schema = (name: ServiceName) =>
     OIDC_CLIENT_ID: z.string().min(1).default('servicea'),
     // No default: a secret never lives in a committed file; without it scenario 7 answers 409.
     OIDC_CLIENT_SECRET: z.string().min(1).optional(),
+    ...serverLimitSettings,
   });
 
 /** The frozen settings of one service process. */
@@ -77,6 +78,8 @@ export interface ServiceConfig {
   logLevel: string;
   /** servicea's OIDC client (scenario 7); `secret` undefined when not configured. */
   oidcClient: { id: string; secret: string | undefined };
+  /** Connection limits of its HTTP and HTTPS servers (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS). */
+  limits: ServerLimits;
 }
 
 /** Narrows a command-line word to a service name, or throws an error listing the choices. */
@@ -117,5 +120,6 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     verifyCacheSize: e.VERIFY_CACHE_SIZE,
     logLevel: e.LOG_LEVEL,
     oidcClient: Object.freeze({ id: e.OIDC_CLIENT_ID, secret: e.OIDC_CLIENT_SECRET }),
+    limits: serverLimits(e),
   });
 }

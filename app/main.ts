@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const bound: number[] = [];
   for (const [i, server] of servers.entries()) {
     try {
-      bound.push(await listen(server, wanted[i]!, config.host));
+      bound.push(await listen(server, wanted[i]!, config.host, config.limits));
     } catch (err) {
       logger.fatal({ port: wanted[i] }, describeListenError(err as NodeJS.ErrnoException, wanted[i]!, config.host));
       process.exit(1);

@@ -53,6 +53,8 @@ async function factoryToken(deps: ScenarioDeps, audience: Receiver, expired: boo
     headers: { accept: 'text/plain', ...(client ? { authorization: basicAuth(client) } : {}) },
     // No sub: the factory sets it (to the keyId when open, to the authenticated client otherwise).
     body: { aud: audience },
+    // Each mint is independent: a retry gives another valid token and changes nothing else.
+    idempotent: true,
   });
   if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /issueToken/${CALLER}`);
   const token = answer.text.trim();

@@ -45,6 +45,8 @@ export async function verifyWithFactory(client: HttpClient, factoryUrl: string, 
     method: 'POST',
     url: `${factoryUrl}/verify/${CALLER}`,
     body: { token, aud: audience, sub: CALLER, iss: issuer },
+    // A verification reads and changes nothing: safe to send twice.
+    idempotent: true,
   });
   if (answer.status === 200) {
     const { claims } = parseAnswer('jwt-factory', answer, validSchema);

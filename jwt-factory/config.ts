@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
-import { parseEnv, setting, type Env } from '../lib/config.js';
+import { parseEnv, serverLimitSettings, setting, type Env } from '../lib/config.js';
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
@@ -61,6 +61,10 @@ const schema = z
     OIDC_LOCKOUT_AFTER: setting.integer(5, 1, 1000),
     // Unset: open on a loopback HOST (the original sample's contract), client anywhere else.
     ISSUE_AUTH: z.enum(ISSUE_AUTH_MODES, { message: 'must be open or client' }).optional(),
+    // 3 s: with a generation of its own on top, a creation answers within the servers' 5-10 s timeouts even on a busy machine.
+    KEYGEN_MAX_WAIT_MS: setting.integer(3000, 0, 600_000),
+    // HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS: the same on every server (their defaults say why).
+    ...serverLimitSettings,
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {

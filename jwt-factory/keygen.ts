@@ -17,8 +17,16 @@ export interface KeyGeneratorOptions {
   concurrency: number;
   /** Generations waiting beyond those; one more answers 503 key_generation_busy. */
   maxQueued: number;
+  /**
+   * The longest a new request may expect to wait for its turn (from recent generation times);
+   * past it, 503 at once. Generation slows down under load (RSA 2048 took 2.4 s per key on a
+   * busy two-core machine), so a count alone would let a caller wait a minute. Default: no bound.
+   */
+  maxWaitMs?: number;
   /** The generation itself (tests pass a slow or counting one). */
   generate?: (alg: Algorithm) => Promise<KeyObject>;
+  /** A monotonic clock in ms that times generations (tests move it by hand). Default performance.now. */
+  nowMs?: () => number;
 }
 
 /** The bounded generator a key store calls instead of generateSigningKey. */
@@ -32,6 +40,7 @@ export interface KeyGenerator {
 /** Creates a bounded key generator (no module state: one per key store). */
 export function createKeyGenerator(options: KeyGeneratorOptions): KeyGenerator {
   const generate = options.generate ?? generateSigningKey;
+  const nowMs = options.nowMs ?? (() => performance.now());
   const waiting: Array<() => void> = [];
   let running = 0;
   // A moving average of one generation's time: what Retry-After tells a refused caller.
@@ -49,12 +58,13 @@ export function createKeyGenerator(options: KeyGeneratorOptions): KeyGenerator {
   return {
     async generate(alg) {
       if (running >= options.concurrency) {
-        if (waiting.length >= options.maxQueued) {
-          const seconds = Math.max(1, Math.ceil(((waiting.length + running) * averageMs) / options.concurrency / 1000));
+        const expectedWaitMs = ((waiting.length + running) * averageMs) / options.concurrency;
+        if (waiting.length >= options.maxQueued || expectedWaitMs > (options.maxWaitMs ?? Number.POSITIVE_INFINITY)) {
+          const seconds = Math.max(1, Math.ceil(expectedWaitMs / 1000));
           throw new AppError(
             'key_generation_busy',
             503,
-            `The factory is generating ${running + waiting.length} keys already (KEYGEN_QUEUE ${options.maxQueued}): nothing was created. Retry in ${seconds} s.`,
+            `The factory is generating ${running + waiting.length} keys already (KEYGEN_QUEUE ${options.maxQueued}, KEYGEN_MAX_WAIT_MS ${options.maxWaitMs ?? 'none'}): nothing was created. Retry in ${seconds} s.`,
             { expose: true, headers: { 'Retry-After': String(seconds) }, details: { retryAfter: seconds } },
           );
         }
@@ -62,11 +72,11 @@ export function createKeyGenerator(options: KeyGeneratorOptions): KeyGenerator {
       } else {
         running += 1;
       }
-      const started = performance.now();
+      const started = nowMs();
       try {
         return await generate(alg);
       } finally {
-        averageMs = averageMs * 0.8 + (performance.now() - started) * 0.2;
+        averageMs = averageMs * 0.8 + (nowMs() - started) * 0.2;
         release();
       }
     },

@@ -60,6 +60,8 @@ export function createKeyStore(options: KeyStoreOptions) {
   const generateKey = options.generateKey ?? generateSigningKey;
   const entries = new Map<string, KeyEntry>();
   const locks = new Map<string, Promise<unknown>>();
+  /** The rotation in progress per keyId: a second request answers its result. */
+  const rotations = new Map<string, Promise<KeyEntry | undefined>>();
   const listeners: ChangeListener[] = [];
   let loaded = false;
   let revision = 0;
@@ -159,6 +161,37 @@ export function createKeyStore(options: KeyStoreOptions) {
         { expose: true, details: { reason: code }, cause: err },
       );
     }
+  }
+
+  /** One rotation of keyId (see `rotate`), under the keyId's lock. */
+  function rotateNow(keyId: string, publishAheadSeconds: number): Promise<KeyEntry | undefined> {
+    return withLock(keyId, async () => {
+      // Read the disk first: another worker may have rotated since we cached the entry.
+      const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
+      if (!before) return undefined;
+      const now = clock();
+      const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
+      // Whatever may sign until the new key takes over must verify a full token lifetime after that.
+      const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
+      const room = versionsKeptByRotation(before, now, activateAt ?? now, maxVersions);
+      if ('refused' in room) {
+        const { oldest, freeAt } = room.refused;
+        const seconds = Math.max(1, Math.ceil((freeAt.getTime() - now.getTime()) / 1000));
+        throw new AppError(
+          'rotation_limit_reached',
+          429,
+          `Key "${keyId}" publishes ${maxVersions} versions, its MAX_KEY_VERSIONS limit, and the oldest (kid ${oldest.kid}) may have signed tokens that stay valid until ${freeAt.toISOString()}: rotating now would unpublish it and fail them. Nothing was rotated; retry in ${seconds} s, or raise MAX_KEY_VERSIONS.`,
+          { headers: { 'Retry-After': String(seconds) }, details: { maxVersions, oldestKid: oldest.kid, freeAt: freeAt.toISOString() } },
+        );
+      }
+      const version = await toVersion(await generateKey(before.alg), before.alg, { createdAt: now, activateAt });
+      const kept = room.kept.map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
+      const entry: KeyEntry = Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) });
+      await persist(entry, 'replace');
+      remember(entry, 'local');
+      logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
+      return entry;
+    });
   }
 
   return {
@@ -289,34 +322,16 @@ export function createKeyStore(options: KeyStoreOptions) {
      * and stay published until that moment + retireAfterSeconds. Undefined for an unknown keyId.
      */
     rotate(keyId: string, publishAheadSeconds = 0): Promise<KeyEntry | undefined> {
-      return withLock(keyId, async () => {
-        // Read the disk first: another worker may have rotated since we cached the entry.
-        const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
-        if (!before) return undefined;
-        const now = clock();
-        const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
-        // Whatever may sign until the new key takes over must verify a full token lifetime after that.
-        const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
-        const room = versionsKeptByRotation(before, now, activateAt ?? now, maxVersions);
-        if ('refused' in room) {
-          const { oldest, freeAt } = room.refused;
-          const seconds = Math.max(1, Math.ceil((freeAt.getTime() - now.getTime()) / 1000));
-          throw new AppError(
-            'rotation_limit_reached',
-            429,
-            `Key "${keyId}" publishes ${maxVersions} versions, its MAX_KEY_VERSIONS limit, and the oldest (kid ${oldest.kid}) may have signed tokens that stay valid until ${freeAt.toISOString()}: rotating now would unpublish it and fail them. Nothing was rotated; retry in ${seconds} s, or raise MAX_KEY_VERSIONS.`,
-            { headers: { 'Retry-After': String(seconds) }, details: { maxVersions, oldestKid: oldest.kid, freeAt: freeAt.toISOString() } },
-          );
-        }
-        const version = await toVersion(await generateKey(before.alg), before.alg, { createdAt: now, activateAt });
-        const kept = room.kept.map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
-        const entry: KeyEntry = Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) });
-        await persist(entry, 'replace');
-        remember(entry, 'local');
-        logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
-        return entry;
-      });
+      // A rotation asked for while one of the same keyId is in progress answers that one's
+      // result, as the PostgreSQL store does (one winner): queueing them would rotate N times
+      // in a row and keep the last caller waiting for N key generations.
+      const inProgress = rotations.get(keyId);
+      if (inProgress) return inProgress;
+      const rotation = rotateNow(keyId, publishAheadSeconds).finally(() => rotations.delete(keyId));
+      rotations.set(keyId, rotation);
+      return rotation;
     },
+
 
     /**
      * The original sample's dump: makes sure every known key is on disk and returns the keyIds.
@@ -326,6 +341,9 @@ export function createKeyStore(options: KeyStoreOptions) {
     async dump(): Promise<string[]> {
       const ids: string[] = [];
       for (const keyId of [...entries.keys()]) {
+        ids.push(keyId);
+        // A create or rotation in progress writes the file itself: waiting behind its key generation would stall the dump.
+        if (locks.has(keyId)) continue;
         await withLock(keyId, async () => {
           const onDisk = await tryReadFromDisk(keyId);
           if (onDisk) {
@@ -337,7 +355,6 @@ export function createKeyStore(options: KeyStoreOptions) {
           await persist(entry, 'replace');
           logger.info({ keyId, kid: entry.current.kid }, 'key file rewritten');
         });
-        ids.push(keyId);
       }
       return ids.sort();
     },

@@ -3,8 +3,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import path from 'node:path';
 import dotenv from 'dotenv';
+import { serverLimits } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { createLogger, type Logger } from '../lib/logger.js';
+import { createLogger, errorFields, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
@@ -45,7 +46,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
     maxKeys: config.MAX_KEYS,
     maxVersions: config.MAX_KEY_VERSIONS,
-    generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE }).generate,
+    generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE, maxWaitMs: config.KEYGEN_MAX_WAIT_MS }).generate,
   });
   await keystore.load();
   if (cluster.isWorker) {
@@ -74,7 +75,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
   const server = createServer(createApp({ config, keystore, logger, clock, oidc }));
   let port: number;
   try {
-    port = await listen(server, config.PORT, config.HOST);
+    port = await listen(server, config.PORT, config.HOST, serverLimits(config));
   } catch (err) {
     const sentence = describeListenError(err as NodeJS.ErrnoException, config.PORT, config.HOST);
     if (cluster.isWorker) process.send?.({ type: 'listen-failed', message: sentence } satisfies WorkerMessage, () => process.exit(1));
@@ -216,7 +217,7 @@ function main(): void {
     return;
   }
   serve(config, logger, oidcConfig).catch((err: Error) => {
-    logger.fatal({ err: { name: err.name, message: err.message } }, 'start-up failed');
+    logger.fatal({ err: errorFields(logger, err) }, 'start-up failed');
     process.exit(1);
   });
 }

@@ -67,3 +67,33 @@ export const setting = {
       .regex(/^\d+\s*(b|kb|mb)?$/i, 'must be a size such as 100kb or 1mb')
       .default(fallback),
 };
+
+/**
+ * The connection limits every server of the suite takes (lib/server.ts applies them), spread
+ * into each process's schema so the names and defaults are one everywhere.
+ */
+export const serverLimitSettings = {
+  // 5 s: a client sends its headers in one round trip; Node's 60 s let a slow client hold a socket for a minute.
+  HEADERS_TIMEOUT_MS: setting.integer(5000, 100, 600_000),
+  // 10 s to receive a whole request (headers and body, at most BODY_LIMIT); Node's default is 300 s.
+  REQUEST_TIMEOUT_MS: setting.integer(10_000, 100, 3_600_000),
+  // 1000: below the usual 1024 open-file limit, so connections are refused before key files and logs run out of descriptors.
+  MAX_CONNECTIONS: setting.integer(1000, 1, 1_000_000),
+};
+
+/** The parsed connection limits of one server. */
+export interface ServerLimits {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  maxConnections: number;
+}
+
+/** The limits in lib/server.ts's shape, from a config parsed with serverLimitSettings. */
+export const serverLimits = (c: { HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number }): ServerLimits => ({
+  headersTimeoutMs: c.HEADERS_TIMEOUT_MS,
+  requestTimeoutMs: c.REQUEST_TIMEOUT_MS,
+  maxConnections: c.MAX_CONNECTIONS,
+});
+
+/** The limits of a server whose main sets none: the defaults of serverLimitSettings. */
+export const DEFAULT_LIMITS: ServerLimits = serverLimits(parseEnv(z.object(serverLimitSettings), {}));

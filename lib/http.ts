@@ -1,6 +1,6 @@
 import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
 import { AppError, isAppError } from './errors.js';
-import type { Logger } from './logger.js';
+import { errorFields, type Logger } from './logger.js';
 
 /** Body of every error answer: `{ error: { code, message, ...details } }`. */
 export interface ErrorBody {
@@ -93,12 +93,14 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
   return (err, req, res, _next) => {
     const appError = isAppError(err) ? err : fromParserError(err ?? {}, req);
     if (res.headersSent) {
-      logger.error({ err: { message: String(err?.message ?? err) }, path: req.path }, 'error after headers were sent');
+      logger.error({ err: errorFields(logger, err), path: req.path }, 'error after headers were sent');
       res.end();
       return;
     }
     if (appError) {
-      if (appError.status >= 500) logger.error({ code: appError.code, path: req.path }, appError.message);
+      if (appError.status >= 500) logger.error({ err: errorFields(logger, appError), code: appError.code, path: req.path }, appError.message);
+      // A refused request is the client's mistake: a line at debug says which, for whoever is looking.
+      else logger.debug({ code: appError.code, status: appError.status, path: req.path }, appError.message);
       const body: ErrorBody = {
         error: {
           code: appError.code,
@@ -110,8 +112,8 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
       res.status(appError.status).json(body);
       return;
     }
-    // Log the name and message only: a stack may carry request data, never send it out.
-    logger.error({ err: { name: err?.name, message: err?.message, stack: err?.stack }, path: req.path }, 'unexpected error');
+    // One line with name, message and code (the stack at debug only); nothing of it goes out.
+    logger.error({ err: errorFields(logger, err), path: req.path }, 'unexpected error');
     res.status(500).json({ error: { code: 'internal_error', message: 'Internal error' } });
   };
 }
@@ -123,6 +125,8 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
 export function requestLogger(logger: Logger): RequestHandler {
   return (req, res, next) => {
     const start = process.hrtime.bigint();
+    // At trace, a line as the request arrives (header names only: values may carry tokens or cookies).
+    if (logger.isLevelEnabled('trace')) logger.trace({ method: req.method, path: req.path, headers: Object.keys(req.headers) }, 'request received');
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
       const fields = { method: req.method, path: req.path, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, ...(res.locals.log ?? {}) };

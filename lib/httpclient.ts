@@ -35,6 +35,12 @@ export interface RequestSpec {
   headers?: Record<string, string>;
   /** JSON-serializable body for POST. */
   body?: unknown;
+  /**
+   * Whether sending the request twice means the same as once, so a reset on a reused
+   * keep-alive socket may be retried. Default: true for GET, false for POST (RFC 9110 §9.2.2);
+   * a POST whose meaning is idempotent (a verification, a token mint) says so here.
+   */
+  idempotent?: boolean;
 }
 
 export interface HttpClient {
@@ -79,10 +85,19 @@ function classify(dependency: string, url: string, err: unknown, timeoutMs: numb
   if (DOWN_CODES.has(code)) {
     return dependencyError(dependency, 'down', `${dependency} at ${where} is not reachable (${code})`, err);
   }
-  if (code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED' || code === 'ERR_BAD_RESPONSE') {
+  // HPE_*: Node's HTTP parser met bytes that are not an HTTP answer (llhttp's error codes).
+  if (code === 'ERR_FR_MAX_BODY_LENGTH_EXCEEDED' || code === 'ERR_BAD_RESPONSE' || code.startsWith('HPE_')) {
     return dependencyError(dependency, 'bad_answer', `${dependency} at ${where} sent an answer that is too large or malformed`, err);
   }
   return dependencyError(dependency, 'down', `${dependency} at ${where} failed (${code || 'unknown error'})`, err);
+}
+
+/** True when a request failed with ECONNRESET or EPIPE on a socket the agent had kept alive from an earlier request. */
+function resetOnReusedSocket(err: unknown): boolean {
+  if (!isAxiosError(err)) return false;
+  const code = err.code ?? (err.cause as NodeJS.ErrnoException | undefined)?.code;
+  const request = err.request as { reusedSocket?: boolean } | undefined;
+  return (code === 'ECONNRESET' || code === 'EPIPE') && request?.reusedSocket === true;
 }
 
 /** Creates the outbound client with its own keep-alive agents (one per service instance). */
@@ -104,15 +119,21 @@ export function createHttpClient(options: HttpClientOptions): HttpClient {
   });
   return {
     async request(spec) {
+      // A total bound (connect + headers + body, the retry included); axios' own `timeout` only covers idleness.
+      const signal = AbortSignal.timeout(options.timeoutMs);
+      const send = () =>
+        instance.request<string>({ method: spec.method, url: spec.url, headers: { accept: 'application/json', ...spec.headers }, data: spec.body, signal });
       try {
-        const res = await instance.request<string>({
-          method: spec.method,
-          url: spec.url,
-          headers: { accept: 'application/json', ...spec.headers },
-          data: spec.body,
-          // A total bound (connect + headers + body); axios' own `timeout` only covers idleness.
-          signal: AbortSignal.timeout(options.timeoutMs),
-        });
+        let res;
+        try {
+          res = await send();
+        } catch (err) {
+          if (!(spec.idempotent ?? spec.method === 'GET') || !resetOnReusedSocket(err)) throw err;
+          // The peer closed an idle keep-alive socket as we wrote to it: the request never reached
+          // it. Node's agent hands out a fresh socket now; one retry, as Node's docs advise
+          // (http.ClientRequest reusedSocket) and browsers do.
+          res = await send();
+        }
         return { status: res.status, contentType: String(res.headers['content-type'] ?? ''), text: typeof res.data === 'string' ? res.data : '' };
       } catch (err) {
         throw classify(spec.dependency, spec.url, err, options.timeoutMs);

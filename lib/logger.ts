@@ -39,3 +39,18 @@ export function createLogger(
 
 /** A logger that writes nothing, for unit tests. */
 export const silentLogger = (): Logger => pino({ level: 'silent' });
+
+/**
+ * How an error is logged: name, message and code on one line; the stack only when the logger is
+ * at debug or trace (a stack is long, and its frames may quote request data).
+ */
+export function errorFields(logger: Logger, err: unknown): { name?: string; message: string; code?: string; stack?: string } {
+  if (!(err instanceof Error)) return { message: String(err) };
+  const code = (err as { code?: unknown }).code;
+  return {
+    name: err.name,
+    message: err.message,
+    ...(typeof code === 'string' || typeof code === 'number' ? { code: String(code) } : {}),
+    ...(logger.isLevelEnabled('debug') && err.stack ? { stack: err.stack } : {}),
+  };
+}

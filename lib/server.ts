@@ -1,17 +1,34 @@
 import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { DEFAULT_LIMITS, type ServerLimits } from './config.js';
 import type { Logger } from './logger.js';
 
 /** Idle keep-alive time of every server of the suite, longer than its clients' (Node's agents, autocannon, Envoy's 60 s). */
 export const KEEP_ALIVE_MS = 65_000;
 
 /**
+ * Applies the connection limits: headers within `headersTimeoutMs`, the whole request within
+ * `requestTimeoutMs` (Node answers 408 and closes), at most `maxConnections` sockets (Node
+ * closes any beyond at once), keep-alive as before. Node checks the timeouts every
+ * `connectionsCheckingInterval` (30 s by default, which would let a slow client stay half a
+ * minute past its timeout); the check starts on 'listening', so setting it here takes effect.
+ */
+export function applyLimits(server: HttpServer, limits: ServerLimits): void {
+  server.keepAliveTimeout = KEEP_ALIVE_MS;
+  // Node requires headersTimeout <= requestTimeout when both are set.
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.headersTimeout = Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs);
+  server.maxConnections = limits.maxConnections;
+  (server as HttpServer & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(1000, Math.ceil(server.headersTimeout / 2));
+}
+
+/**
  * Starts listening and resolves with the bound port (useful when `port` is 0). Idle sockets
  * stay open KEEP_ALIVE_MS: Node's 5 s default can close a socket a client is reusing, under
- * its request.
+ * its request. The connection limits (applyLimits) are the suite's defaults unless given.
  */
-export function listen(server: HttpServer, port: number, host: string): Promise<number> {
-  server.keepAliveTimeout = KEEP_ALIVE_MS;
+export function listen(server: HttpServer, port: number, host: string, limits: ServerLimits = DEFAULT_LIMITS): Promise<number> {
+  applyLimits(server, limits);
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       server.off('listening', onListening);

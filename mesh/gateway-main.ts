@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { parseEnv, setting } from '../lib/config.js';
+import { DEFAULT_LIMITS, parseEnv, serverLimitSettings, serverLimits, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
-import { createLogger } from '../lib/logger.js';
+import { createLogger, errorFields } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
 import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
@@ -41,7 +41,10 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
                             the listener is replaced in place on every reload)
   --istio <version>         the Istio release to model, ${ISTIO_RANGE} (e.g. 1.28, 1.29.1) (default ${DEFAULT_ISTIO})
   --help                    this text
-${LOGIN_HELP}`;
+${LOGIN_HELP}
+Environment: LOG_LEVEL (default info), and the connection limits HEADERS_TIMEOUT_MS (${DEFAULT_LIMITS.headersTimeoutMs}),
+REQUEST_TIMEOUT_MS (${DEFAULT_LIMITS.requestTimeoutMs}) and MAX_CONNECTIONS (${DEFAULT_LIMITS.maxConnections}), as on every server of the suite.
+`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -96,9 +99,9 @@ async function main(): Promise<void> {
   }
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string };
+  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string; HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number };
   try {
-    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...LOGIN_ENV }), process.env);
+    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...LOGIN_ENV, ...serverLimitSettings }), process.env);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
@@ -166,7 +169,7 @@ async function main(): Promise<void> {
         version += 1;
         logger.info({ policies: next.policies.length, version, digest: next.digest }, 'policies loaded');
       })
-      .catch((err: unknown) => logger.error({ err: { message: err instanceof Error ? err.message : String(err) } }, 'reload failed, keeping the previous policies'))
+      .catch((err: unknown) => logger.error({ err: errorFields(logger, err) }, 'reload failed, keeping the previous policies'))
       .finally(() => {
         reloading = undefined;
         if (again) {
@@ -191,7 +194,7 @@ async function main(): Promise<void> {
   }
   if (!server) return;
   try {
-    const bound = await listen(server, port, values.host!);
+    const bound = await listen(server, port, values.host!, serverLimits(env));
     logger.info({ port: bound, upstream: upstream.origin, workload }, 'listening');
   } catch (err) {
     logger.error({ err: { message: describeListenError(err as NodeJS.ErrnoException, port, values.host!) } }, 'cannot listen');

@@ -2,7 +2,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import type { Logger } from '../lib/logger.js';
+import { errorFields, type Logger } from '../lib/logger.js';
 import { evaluate, type Workload } from './evaluate.js';
 import type { LoginHook } from './login/handler.js';
 import type { MeshPolicy } from './policies.js';
@@ -121,7 +121,7 @@ export function createGateway(deps: GatewayDeps): http.Server {
       },
     );
     upstreamReq.on('error', (err) => {
-      deps.logger.warn({ ...log, err: { message: err.message } }, 'upstream failed');
+      deps.logger.warn({ ...log, err: errorFields(deps.logger, err) }, 'upstream failed');
       if (res.headersSent) {
         res.destroy();
         return;
@@ -134,7 +134,7 @@ export function createGateway(deps: GatewayDeps): http.Server {
 
   return http.createServer((req, res) => {
     handle(req, res).catch((err: unknown) => {
-      deps.logger.error({ err: { message: err instanceof Error ? err.message : String(err) }, path: (req.url ?? '/').split('?')[0] }, 'gateway error');
+      deps.logger.error({ err: errorFields(deps.logger, err), path: (req.url ?? '/').split('?')[0] }, 'gateway error');
       if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
       res.end('internal error');
     });

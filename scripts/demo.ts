@@ -4,7 +4,9 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
+import { z } from 'zod';
 import { ensureCertificates } from '../lib/certs.js';
+import { parseEnv, setting } from '../lib/config.js';
 import { freePort } from '../lib/ports.js';
 import { launch, ROOT, type Launched } from './bench/launch.js';
 
@@ -92,9 +94,18 @@ async function planPorts(wanted: PortPlan | 'auto'): Promise<PortPlan> {
 
 class DemoError extends Error {}
 
+/**
+ * The LOG_LEVEL the demo's processes get: the caller's, so debug and trace reach their logs. A
+ * level quieter than info would hide the "listening" line the demo waits for, so those run at
+ * info (their logs are files in a temporary folder either way).
+ */
+export function childLogLevel(callerLevel: string): string {
+  return ['info', 'debug', 'trace'].includes(callerLevel) ? callerLevel : 'info';
+}
+
 /** The environment of each process: explicit, so a stray variable in the shell changes nothing. */
-function environments(p: PortPlan, state: string): Record<Role, Record<string, string>> {
-  const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' };
+function environments(p: PortPlan, state: string, logLevel: string): Record<Role, Record<string, string>> {
+  const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: logLevel };
   const selfKeys = path.join(state, 'keys', 'servicea-self');
   const service = {
     ...base,
@@ -339,6 +350,13 @@ async function main(): Promise<number> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
+  let logLevel: string;
+  try {
+    logLevel = childLogLevel(parseEnv(z.object({ LOG_LEVEL: setting.logLevel() }), process.env).LOG_LEVEL);
+  } catch (err) {
+    process.stderr.write(`demo: ${(err as Error).message}\n`);
+    return 2;
+  }
   const wanted = parsePorts(values.ports);
   if (wanted === undefined) {
     process.stderr.write(`demo: --ports must be default, auto or six different ports such as 5555,3000,3001,3002,8443,9443 (got "${values.ports}")\n`);
@@ -355,7 +373,7 @@ async function main(): Promise<number> {
   process.stdout.write(`certificates: ${made === 0 ? 'kept' : `${made} created or renewed`} in ${shown}/ (clients trust ${path.join(shown, 'ca.pem')})\n`);
 
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-suite-demo-'));
-  const env = environments(ports, state);
+  const env = environments(ports, state, logLevel);
   const started: Launched[] = [];
   let launching: Promise<unknown> = Promise.resolve();
   let interrupted = false;
@@ -420,7 +438,7 @@ async function main(): Promise<number> {
     const jwksFile = path.join(logDir, 'servicea-jwks.json');
     await writeFile(jwksFile, await (await fetch(`${factoryBase}/keys/servicea/jwks.json`)).text());
     const gw = await launch('mesh/gateway-main.ts', {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' },
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: logLevel },
       args: ['--policies', path.join(ROOT, 'k8s', 'istio'), '--upstream', `http://${HOST}:${ports.serviceb}`, '--port', '0', '--host', HOST, ...MESH_WORKLOAD, '--jwks-file', jwksFile],
       logFile: path.join(logDir, 'mesh-gateway.log'),
       timeoutMs: 60_000,

@@ -10,10 +10,16 @@ export interface FuzzTally {
   failures: Array<{ kind: string; method: string; target: string; headers: Array<[string, string]>; bodyStart: string }>;
 }
 
-/** True when an outcome is a defect: a 5xx, or a request left without an answer past the timeout. */
-export const isFailure = (o: Outcome): boolean => (o.kind === 'answer' ? o.status >= 500 : o.kind === 'timeout');
+/**
+ * True when an outcome is a defect: a 5xx, or a request left without an answer past the
+ * timeout. A 503 with Retry-After is load shedding by design (key_generation_busy: RFC 9110
+ * §15.6.4), counted apart as "503 shed", not a failure.
+ */
+export const isFailure = (o: Outcome): boolean => (o.kind === 'answer' ? o.status >= 500 && !isShed(o) : o.kind === 'timeout');
 
-const kindOf = (o: Outcome): string => (o.kind === 'answer' ? String(o.status) : o.kind);
+const isShed = (o: Outcome & { kind: 'answer' }) => o.status === 503 && o.retryAfter;
+
+const kindOf = (o: Outcome): string => (o.kind === 'answer' ? (isShed(o) ? '503 shed' : String(o.status)) : o.kind);
 
 /** Sends `count` fuzzed requests for `target` to `port`, `concurrency` at a time, and counts what came back. */
 export async function fuzzServer(options: {
@@ -47,8 +53,8 @@ export async function fuzzServer(options: {
       const kind = kindOf(outcome);
       tally.counts[kind] = (tally.counts[kind] ?? 0) + 1;
       tally.sent += 1;
-      if (isFailure(outcome) && tally.failures.filter((f) => f.kind === kind).length < 5) {
-        tally.failures.push({ kind, method: req.method, target: req.target.slice(0, 200), headers: req.headers.map(([n, v]) => [n, v.slice(0, 80)]), bodyStart: req.body.subarray(0, 160).toString('latin1') });
+      if ((isFailure(outcome) || (process.env.FUZZ_DEBUG && outcome.kind === "closed")) && tally.failures.filter((f) => f.kind === kind).length < 5) {
+        tally.failures.push({ kind, method: req.method, target: req.target.slice(0, 200), headers: req.headers.map(([n, v]) => [n, v.slice(0, 80)]), bodyStart: req.body.subarray(0, 160).toString('latin1'), ...(outcome.kind === 'closed' ? { reason: outcome.reason } : {}) } as never);
       }
       if (tally.sent % 1000 === 0) options.onProgress?.(tally.sent);
     }

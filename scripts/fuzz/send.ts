@@ -2,7 +2,7 @@ import net from 'node:net';
 
 /** What one raw request met: an HTTP status, or no answer at all. */
 export type Outcome =
-  | { kind: 'answer'; status: number; contentType: string; ms: number }
+  | { kind: 'answer'; status: number; contentType: string; ms: number; retryAfter: boolean }
   | { kind: 'timeout'; ms: number }
   | { kind: 'closed'; ms: number; reason: string };
 
@@ -44,7 +44,8 @@ export function sendRaw(port: number, req: RawRequest, timeoutMs: number, host =
       resolve(outcome);
     };
     const timer = setTimeout(() => finish({ kind: 'timeout', ms: ms() }), timeoutMs);
-    socket.on('connect', () => socket.end(encodeRequest(req, `${host}:${port}`)));
+    // write, not end: a half-closed socket makes Node's server drop a request still in progress, which no real client does.
+    socket.on('connect', () => socket.write(encodeRequest(req, `${host}:${port}`)));
     socket.on('data', (chunk: Buffer) => {
       head += chunk.toString('latin1');
       const end = head.indexOf('\r\n\r\n');
@@ -52,7 +53,8 @@ export function sendRaw(port: number, req: RawRequest, timeoutMs: number, host =
       const [statusLine = '', ...headerLines] = head.slice(0, end < 0 ? undefined : end).split('\r\n');
       const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(statusLine)?.[1] ?? NaN);
       const contentType = headerLines.find((l) => /^content-type:/i.test(l))?.slice('content-type:'.length).trim() ?? '';
-      if (Number.isInteger(status)) finish({ kind: 'answer', status, contentType, ms: ms() });
+      const retryAfter = headerLines.some((l) => /^retry-after:/i.test(l));
+      if (Number.isInteger(status)) finish({ kind: 'answer', status, contentType, ms: ms(), retryAfter });
       else finish({ kind: 'closed', ms: ms(), reason: `not HTTP: ${JSON.stringify(statusLine.slice(0, 40))}` });
     });
     // EPIPE / ECONNRESET after the server answered early (413 before the whole body) still counts the answer.

@@ -72,6 +72,12 @@ describe('npm run demo', () => {
     }
   }, 60_000);
 
+  it('refuses a LOG_LEVEL it cannot pass on with exit 2, naming the variable', async () => {
+    const { code, stderr } = await runScript('scripts/demo.ts', ['--ports', 'auto'], { env: { LOG_LEVEL: 'loud' }, timeoutMs: 60_000 });
+    expect(code).toBe(2);
+    expect(stderr).toContain('Invalid setting LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent (got "loud")');
+  }, 60_000);
+
   it('refuses a malformed --ports with exit 2 and the accepted forms', async () => {
     const { code, out } = await runDemo(['--ports', '1,2,3']);
     expect(code).toBe(2);

@@ -78,6 +78,30 @@ describe('the bounded key generator', () => {
   });
 });
 
+describe('the bounded key generator under slow generations', () => {
+  it('refuses when the expected wait, from recent generation times, passes maxWaitMs, even with room in the queue', async () => {
+    const gate = gatedGenerator();
+    let now = 0;
+    const keygen = createKeyGenerator({ concurrency: 1, maxQueued: 100, maxWaitMs: 500, generate: gate.generate, nowMs: () => now });
+    const first = keygen.generate('RS256');
+    await until(() => gate.started() === 1);
+    // The first generation takes 2 s: the average moves from its 100 ms guess to 480 ms.
+    now = 2000;
+    gate.releaseOne();
+    await first;
+    const second = keygen.generate('RS256');
+    // One running, none waiting: a newcomer expects 480 ms, under the bound.
+    const third = keygen.generate('RS256');
+    // One running, one waiting: 960 ms expected, over it.
+    await expect(keygen.generate('RS256')).rejects.toMatchObject({ code: 'key_generation_busy', status: 503, headers: { 'Retry-After': '1' } });
+    for (let i = 0; i < 2; i += 1) {
+      await until(() => gate.started() === 1);
+      gate.releaseOne();
+    }
+    await Promise.all([second, third]);
+  });
+});
+
 describe('key creation through the queue', () => {
   /** A factory app whose store generates through a gated queue of one running and one waiting. */
   async function gatedFactory() {
@@ -121,5 +145,36 @@ describe('key creation through the queue', () => {
     expect(issued.headers['content-type']).toMatch(/^text\/plain/);
     gate.releaseOne();
     expect((await stalled).status).toBe(200);
+  });
+
+  it('POST /dump answers while a rotation of a key waits for its generation, and lists the key', async () => {
+    const { gate, app } = await gatedFactory();
+    const created = request(app).post('/keys/rotating').then((r) => r);
+    await until(() => gate.started() === 1);
+    gate.releaseOne();
+    expect((await created).status).toBe(200);
+    const rotating = request(app).post('/keys/rotating/rotate').then((r) => r);
+    await until(() => gate.started() === 1);
+    const dump = await request(app).post('/dump');
+    expect(dump.status).toBe(200);
+    expect(dump.body).toEqual({ dumped: ['rotating'] });
+    gate.releaseOne();
+    expect((await rotating).status).toBe(200);
+  });
+
+  it('a rotation asked for while one of the same keyId is in progress answers that one: one new key, one generation', async () => {
+    const { gate, app } = await gatedFactory();
+    const created = request(app).post('/keys/twice').then((r) => r);
+    await until(() => gate.started() === 1);
+    gate.releaseOne();
+    expect((await created).status).toBe(200);
+    const rotations = [request(app).post('/keys/twice/rotate').then((r) => r), request(app).post('/keys/twice/rotate').then((r) => r)];
+    await until(() => gate.started() === 1);
+    gate.releaseOne();
+    const [a, b] = await Promise.all(rotations);
+    expect([a!.status, b!.status]).toEqual([200, 200]);
+    expect(b!.body.kid).toBe(a!.body.kid);
+    expect(gate.started()).toBe(0);
+    expect((await request(app).get('/keys/twice/jwks.json')).body.keys).toHaveLength(2);
   });
 });

@@ -1,0 +1,76 @@
+import { Writable } from 'node:stream';
+import express from 'express';
+import request from 'supertest';
+import { describe, expect, it } from 'vitest';
+import { AppError } from '../../lib/errors.js';
+import { errorMiddleware, requestLogger } from '../../lib/http.js';
+import { createLogger } from '../../lib/logger.js';
+
+/** An app whose routes fail in each way, logging at `level` into an array of parsed lines. */
+function appAt(level: string) {
+  const lines: Array<Record<string, unknown>> = [];
+  const sink = new Writable({
+    write(chunk, _enc, cb) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      cb();
+    },
+  });
+  const logger = createLogger({ level, name: 'test' }, sink);
+  const app = express();
+  app.use(requestLogger(logger));
+  app.get('/boom', () => {
+    throw Object.assign(new TypeError('cannot read x of undefined'), { code: 'ERR_TEST' });
+  });
+  app.get('/refused', () => {
+    throw new AppError('bad_thing', 400, 'That is not allowed');
+  });
+  app.get('/down', () => {
+    throw new AppError('dependency_down', 503, 'serviceb is not reachable');
+  });
+  app.use(errorMiddleware(logger));
+  return { app, lines };
+}
+
+const errorsOf = (lines: Array<Record<string, unknown>>) => lines.filter((l) => l.msg !== 'request' && l.msg !== 'request received');
+
+describe('error log lines', () => {
+  it('an unexpected error is one line with name, message and code, and no stack at info', async () => {
+    const { app, lines } = appAt('info');
+    const res = await request(app).get('/boom');
+    expect(res.status).toBe(500);
+    expect(res.body.error.code).toBe('internal_error');
+    const errors = errorsOf(lines);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ msg: 'unexpected error', err: { name: 'TypeError', message: 'cannot read x of undefined', code: 'ERR_TEST' } });
+    expect(JSON.stringify(errors[0])).not.toContain('at ');
+  });
+
+  it('at debug the same line carries the stack', async () => {
+    const { app, lines } = appAt('debug');
+    await request(app).get('/boom');
+    const [line] = errorsOf(lines);
+    expect((line!.err as { stack: string }).stack).toMatch(/^TypeError: cannot read x of undefined\n\s+at /);
+  });
+
+  it('an AppError of 5xx is one error line with its code; a 4xx adds a line only at debug', async () => {
+    const info = appAt('info');
+    await request(info.app).get('/down');
+    await request(info.app).get('/refused');
+    expect(errorsOf(info.lines)).toEqual([expect.objectContaining({ level: 50, code: 'dependency_down', msg: 'serviceb is not reachable', err: expect.objectContaining({ name: 'AppError' }) })]);
+    const debug = appAt('debug');
+    await request(debug.app).get('/refused');
+    expect(errorsOf(debug.lines)).toEqual([expect.objectContaining({ level: 20, code: 'bad_thing', status: 400, msg: 'That is not allowed' })]);
+  });
+
+  it('trace adds a line as each request arrives, with header names and never their values', async () => {
+    const { app, lines } = appAt('trace');
+    await request(app).get('/refused').set('Authorization', 'Bearer secret-token-value');
+    const received = lines.find((l) => l.msg === 'request received');
+    expect(received).toMatchObject({ level: 10, method: 'GET', path: '/refused' });
+    expect(received!.headers).toContain('authorization');
+    expect(JSON.stringify(lines)).not.toContain('secret-token-value');
+    const quiet = appAt('debug');
+    await request(quiet.app).get('/refused');
+    expect(quiet.lines.find((l) => l.msg === 'request received')).toBeUndefined();
+  });
+});

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseEnv, setting, type Env } from '../lib/config.js';
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
+import { parseEncryptionKey } from './store/encryption.js';
 
 /** Every signing algorithm a key can be created with (one per keyId, chosen at creation). */
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA', 'HS256'] as const;
@@ -9,6 +10,15 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 
 /** The algorithms whose public keys are published (HS256 secrets never leave the factory). */
 export const PUBLIC_ALGORITHMS = ALGORITHMS.filter((a) => a !== 'HS256');
+
+const isEncryptionKey = (text: string) => {
+  try {
+    parseEncryptionKey(text);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 const schema = z
   .object({
@@ -37,6 +47,18 @@ const schema = z
     // Unknown keyIds are created on first use (the original sample's contract): bound how many.
     MAX_KEYS: setting.integer(100_000, 1, 10_000_000),
     MESH_FETCH_TIMEOUT_MS: setting.integer(5000, 100, 60_000),
+    // file: KEYS_DIR, nothing to run beside the factory. A postgres:// URL lets replicas share keys.
+    KEY_STORE: z
+      .string()
+      .regex(/^(file|postgres(ql)?:\/\/.+)$/, 'must be file or a postgres:// URL')
+      .default('file'),
+    // No default: the key that seals private keys at rest must come from the operator (required with PostgreSQL).
+    KEY_ENCRYPTION_KEY: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
+    KEY_ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
+    // The previous key, for reading only, while `npm run key-store -- re-encrypt` moves every key onto the new one.
+    KEY_ENCRYPTION_KEY_OLD: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
+    // 5 s: LISTEN/NOTIFY carries changes at once; the re-read only catches a notification lost in a reconnect.
+    KEY_STORE_POLL_INTERVAL: setting.seconds(5, 1, 3600),
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {
@@ -44,6 +66,12 @@ const schema = z
     }
     if (c.ROTATION_PUBLISH_AHEAD > c.MAX_TOKEN_TTL) {
       ctx.addIssue({ code: 'custom', path: ['ROTATION_PUBLISH_AHEAD'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
+    }
+    if (c.KEY_ENCRYPTION_KEY !== undefined && c.KEY_ENCRYPTION_KEY_FILE !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY_FILE'], message: 'give KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE, not both' });
+    }
+    if (c.KEY_STORE !== 'file' && c.KEY_ENCRYPTION_KEY === undefined && c.KEY_ENCRYPTION_KEY_FILE === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY'], message: 'is required with a PostgreSQL KEY_STORE (the database never holds a plain private key): set it or KEY_ENCRYPTION_KEY_FILE' });
     }
     if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });

@@ -6,13 +6,14 @@ import { readIfExists, readIfExistsSync, writeFileAtomic } from '../lib/files.js
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import type { Logger } from '../lib/logger.js';
 import type { Algorithm } from './config.js';
+import type { KeySealer } from './store/encryption.js';
+import type { ChangeListener, KeyStore } from './store/types.js';
 import { fingerprint, generateSigningKey, isActive, parseKeyFile, serializeEntry, toVersion, type Clock, type KeyEntry } from './keys.js';
 
 /** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
 const NOT_WRITABLE: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
 
-/** Why the store changed: `local` when this process made the change (a worker then tells its peers). */
-export type ChangeListener = (keyId: string, origin: 'local' | 'reload') => void;
+export type { ChangeListener, KeyStore } from './store/types.js';
 
 export interface KeyStoreOptions {
   dir: string;
@@ -24,6 +25,8 @@ export interface KeyStoreOptions {
   retireAfterSeconds: number;
   /** The most keyIds this store creates (loading is never limited). Default: no limit. */
   maxKeys?: number;
+  /** Seals private keys in the files (KEY_ENCRYPTION_KEY); without it they are plain JWKs in 0600 files. */
+  sealer?: KeySealer;
 }
 
 /** The keyId a key store file name stands for (`<keyId>.json`, or the original `<keyId>-private.pem`); undefined for any other file. */
@@ -41,14 +44,12 @@ interface KeyFiles {
   pem?: string;
 }
 
-export type KeyStore = ReturnType<typeof createKeyStore>;
-
 /**
  * The factory's key store: per keyId one algorithm and its versions, persisted as
  * `<dir>/<keyId>.json` (mode 0600, atomic writes). Also reads the original sample's
  * `<keyId>-private.pem` files (PKCS#1, RS256). Holds no module-level state.
  */
-export function createKeyStore(options: KeyStoreOptions) {
+export function createKeyStore(options: KeyStoreOptions): KeyStore {
   const { dir, clock, logger } = options;
   const defaultAlg = options.defaultAlg ?? 'RS256';
   const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
@@ -106,7 +107,7 @@ export function createKeyStore(options: KeyStoreOptions) {
 
   /** Builds an entry from a keyId's file text: the JSON store, else the original PEM format. Undefined when absent. */
   async function entryFromFiles(keyId: string, files: KeyFiles): Promise<KeyEntry | undefined> {
-    if (files.json !== undefined) return parseKeyFile(files.json, keyId);
+    if (files.json !== undefined) return parseKeyFile(files.json, keyId, options.sealer);
     if (files.pem === undefined) return undefined;
     // The original sample wrote PKCS#1 "BEGIN RSA PRIVATE KEY" and signed RS256.
     const version = await toVersion(createPrivateKey(files.pem), 'RS256', { createdAt: new Date(0) });
@@ -141,7 +142,7 @@ export function createKeyStore(options: KeyStoreOptions) {
 
   async function persist(entry: KeyEntry, mode: 'replace' | 'create'): Promise<void> {
     try {
-      await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry), { mode: 0o600, noClobber: mode === 'create', dirMode: 0o700 });
+      await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry, options.sealer), { mode: 0o600, noClobber: mode === 'create', dirMode: 0o700 });
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === undefined || !NOT_WRITABLE.has(code)) throw err;
@@ -326,5 +327,10 @@ export function createKeyStore(options: KeyStoreOptions) {
       }
       return ids.sort();
     },
+
+    health: () => ({ ready: loaded, missing: loaded ? [] : ['keys not loaded'] }),
+
+    /** Nothing to release: every write completes before it is answered. */
+    close: async () => undefined,
   };
 }

@@ -8,7 +8,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
-import { createKeyStore } from './keystore.js';
+import { openKeyStore } from './store/open.js';
 
 /** Messages between the cluster primary and its workers. */
 type WorkerMessage =
@@ -32,14 +32,7 @@ function fail(sentence: string): never {
 /** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
 async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
   const clock = () => new Date();
-  const keystore = createKeyStore({
-    dir: path.resolve(config.KEYS_DIR),
-    clock,
-    logger,
-    defaultAlg: config.ALGORITHM,
-    retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
-    maxKeys: config.MAX_KEYS,
-  });
+  const keystore = openKeyStore(config, { clock, logger });
   await keystore.load();
   if (cluster.isWorker) {
     keystore.onChange((keyId, origin) => {
@@ -59,7 +52,7 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
     else fail(sentence);
     return;
   }
-  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000);
+  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => keystore.close());
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
   else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1 }, 'listening');
 }
@@ -153,6 +146,7 @@ function main(): void {
     return;
   }
   serve(config, logger).catch((err: Error) => {
+    if (err instanceof ConfigError) fail(err.message);
     logger.fatal({ err: { name: err.name, message: err.message } }, 'start-up failed');
     process.exit(1);
   });

@@ -1,5 +1,6 @@
 import { createPrivateKey } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../lib/errors.js';
 import { readIfExists, readIfExistsSync, writeFileAtomic } from '../lib/files.js';
@@ -7,8 +8,10 @@ import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import type { Logger } from '../lib/logger.js';
 import type { Algorithm } from './config.js';
 import type { KeySealer } from './store/encryption.js';
-import type { ChangeListener, KeyStore } from './store/types.js';
+import type { KeyStore } from './store/types.js';
 import { fingerprint, generateSigningKey, isActive, parseKeyFile, serializeEntry, toVersion, type Clock, type KeyEntry } from './keys.js';
+import { createFileLocks } from './store/filelock.js';
+import { createEntryMemory, createKeyedQueue } from './store/memory.js';
 
 /** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
 const NOT_WRITABLE: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
@@ -27,7 +30,16 @@ export interface KeyStoreOptions {
   maxKeys?: number;
   /** Seals private keys in the files (KEY_ENCRYPTION_KEY); without it they are plain JWKs in 0600 files. */
   sealer?: KeySealer;
+  /**
+   * How often the folder is re-read for changes made by other processes (fs.watch tells at
+   * once where the file system supports it; the re-read covers the rest, e.g. NFS). Default
+   * 5000 ms; 0 turns both off (a single process that owns its folder).
+   */
+  pollIntervalMs?: number;
 }
+
+/** writeFileAtomic's temp names, `.<file>.<12 hex>.tmp`: a crash between write and rename leaves one behind. */
+const TEMP_FILE = /^\.(.+)\.json\.[0-9a-f]{12}\.tmp$/;
 
 /** The keyId a key store file name stands for (`<keyId>.json`, or the original `<keyId>-private.pem`); undefined for any other file. */
 export function keyIdOfFile(name: string): string | undefined {
@@ -53,32 +65,17 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
   const { dir, clock, logger } = options;
   const defaultAlg = options.defaultAlg ?? 'RS256';
   const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
-  const entries = new Map<string, KeyEntry>();
-  const locks = new Map<string, Promise<unknown>>();
-  const listeners: ChangeListener[] = [];
+  const pollIntervalMs = options.pollIntervalMs ?? 5000;
+  const memory = createEntryMemory();
+  const { entries, remember } = memory;
+  const queue = createKeyedQueue();
+  const fileLocks = createFileLocks(dir);
   let loaded = false;
-  let revision = 0;
+  let watcher: FSWatcher | undefined;
+  let poller: NodeJS.Timeout | undefined;
 
   const jsonPath = (keyId: string) => path.join(dir, `${keyId}.json`);
   const pemPath = (keyId: string) => path.join(dir, `${keyId}-private.pem`);
-
-  const changed = (keyId: string, origin: 'local' | 'reload') => {
-    revision += 1;
-    for (const listener of listeners) listener(keyId, origin);
-  };
-
-  /**
-   * The one way an entry enters the map: caches (the JWKS) hear of it when the keyId is new
-   * or its versions moved, never when a re-read finds the same versions (tokens with made-up
-   * kids trigger re-reads, and must not churn the JWKS cache). Returns the entry kept.
-   */
-  const remember = (entry: KeyEntry, origin: 'local' | 'reload'): KeyEntry => {
-    const known = entries.get(entry.keyId);
-    if (known && fingerprint(known) === fingerprint(entry)) return known;
-    entries.set(entry.keyId, entry);
-    changed(entry.keyId, origin);
-    return entry;
-  };
 
   /** What a keyId's file was when last read: writes are renames, so a new file has a new inode. */
   const stamps = new Map<string, string>();
@@ -93,17 +90,12 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
     return undefined;
   }
 
-  /** Runs `task` after every earlier task on the same keyId (one create or rotate at a time). */
-  function withLock<T>(keyId: string, task: () => Promise<T>): Promise<T> {
-    const previous = locks.get(keyId) ?? Promise.resolve();
-    const next = previous.then(task, task);
-    const settled = next.catch(() => undefined);
-    locks.set(keyId, settled);
-    void settled.then(() => {
-      if (locks.get(keyId) === settled) locks.delete(keyId);
-    });
-    return next;
-  }
+  /**
+   * Runs `task` after every earlier task on the same keyId in this process, and holding the
+   * keyId's lock file against every other process on the folder (WORKERS, replicas on a shared
+   * volume): a create or rotation reads the file, decides and writes with no one in between.
+   */
+  const withLock = <T>(keyId: string, task: () => Promise<T>): Promise<T> => queue(keyId, () => fileLocks.withLock(keyId, task));
 
   /** Builds an entry from a keyId's file text: the JSON store, else the original PEM format. Undefined when absent. */
   async function entryFromFiles(keyId: string, files: KeyFiles): Promise<KeyEntry | undefined> {
@@ -143,6 +135,9 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
   async function persist(entry: KeyEntry, mode: 'replace' | 'create'): Promise<void> {
     try {
       await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry, options.sealer), { mode: 0o600, noClobber: mode === 'create', dirMode: 0o700 });
+      // Our own write needs no re-read when the watcher reports it.
+      const stamp = await fileStamp(entry.keyId);
+      if (stamp !== undefined) stamps.set(entry.keyId, stamp);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === undefined || !NOT_WRITABLE.has(code)) throw err;
@@ -156,7 +151,66 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
     }
   }
 
-  return {
+  /**
+   * Removes the temp files a crash left between write and rename. A temp file of a keyId whose
+   * lock is free belongs to no writer (every write happens under the keyId's lock), so it is a
+   * leftover; one whose lock is held is someone's write in progress and stays.
+   */
+  async function removeLeftovers(names: readonly string[]): Promise<number> {
+    const byKeyId = new Map<string, string[]>();
+    for (const name of names) {
+      const keyId = TEMP_FILE.exec(name)?.[1];
+      if (keyId !== undefined) byKeyId.set(keyId, [...(byKeyId.get(keyId) ?? []), name]);
+    }
+    let removed = 0;
+    for (const [keyId, temps] of byKeyId) {
+      const release = await fileLocks.tryAcquire(keyId).catch(() => undefined);
+      if (!release) continue;
+      try {
+        for (const name of temps) {
+          await rm(path.join(dir, name), { force: true });
+          removed += 1;
+        }
+      } finally {
+        await release();
+      }
+    }
+    if (removed > 0) logger.warn({ removed }, 'removed temp files left by a crash');
+    return removed;
+  }
+
+  /** Re-reads the keyIds other processes created or changed (a stat each when nothing moved) and clears crash leftovers. */
+  async function rescan(): Promise<void> {
+    const names = await readdir(dir);
+    for (const name of names) {
+      const keyId = keyIdOfFile(name);
+      if (keyId !== undefined && KEY_ID_PATTERN.test(keyId)) await store.reload(keyId);
+    }
+    await removeLeftovers(names);
+  }
+
+  /** Follows the folder: fs.watch names the file that changed; the periodic rescan covers file systems without events. */
+  function follow(): void {
+    if (pollIntervalMs <= 0) return;
+    try {
+      watcher = watch(dir, { persistent: false }, (_event, name) => {
+        const keyId = name ? keyIdOfFile(String(name)) : undefined;
+        if (keyId !== undefined && KEY_ID_PATTERN.test(keyId)) void store.reload(keyId);
+      });
+      watcher.on('error', () => {
+        watcher?.close();
+        watcher = undefined;
+      });
+    } catch {
+      /* no file events here: the rescan alone keeps up */
+    }
+    poller = setInterval(() => {
+      rescan().catch((err: Error) => logger.warn({ reason: err.message }, 'key folder re-read failed'));
+    }, pollIntervalMs);
+    poller.unref();
+  }
+
+  const store: KeyStore = {
     /** Loads every key file of the directory; unreadable files are logged by name and skipped. */
     async load(): Promise<{ loaded: number; skipped: string[] }> {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -184,6 +238,9 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
           try {
             const entry = await entryFromFiles(keyId, readFilesSync(keyId));
             if (entry) entries.set(keyId, entry);
+            // What the rescan compares against: an unchanged file is never parsed again.
+            const stamp = await fileStamp(keyId);
+            if (stamp !== undefined) stamps.set(keyId, stamp);
           } catch (err) {
             const file = names.includes(`${keyId}.json`) ? `${keyId}.json` : `${keyId}-private.pem`;
             skipped.push(file);
@@ -193,31 +250,20 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
       };
       await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, reader));
       skipped.sort();
+      await removeLeftovers(names);
       loaded = true;
-      revision += 1;
+      memory.bump();
+      follow();
       logger.info({ keys: entries.size, skipped: skipped.length }, 'keys loaded');
       return { loaded: entries.size, skipped };
     },
 
-    /** True once `load` finished. */
     isLoaded: () => loaded,
-
-    /** A counter that moves on every change (for caches built from the store). */
-    revision: () => revision,
-
-    /** Subscribes to changes of any keyId. */
-    onChange(listener: ChangeListener): void {
-      listeners.push(listener);
-    },
-
-    /** The keyIds known to this process. */
-    list: (): string[] => [...entries.keys()].sort(),
-
-    /** How many keyIds this process knows (cheap: /readyz asks it on every probe). */
-    size: (): number => entries.size,
-
-    /** Every entry known to this process, by keyId (a stable order keeps the JWKS ETag equal across workers). */
-    entries: (): KeyEntry[] => [...entries.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : 1)),
+    revision: memory.revision,
+    onChange: memory.onChange,
+    list: memory.list,
+    size: memory.size,
+    entries: memory.sorted,
 
     /** The entry for keyId; on a miss, checks the disk (another worker may have created it). */
     async get(keyId: string): Promise<KeyEntry | undefined> {
@@ -284,10 +330,15 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
      * and stay published until that moment + retireAfterSeconds. Undefined for an unknown keyId.
      */
     rotate(keyId: string, publishAheadSeconds = 0): Promise<KeyEntry | undefined> {
+      // A rotation applies over the versions this process held when the request arrived: if the
+      // file moved meanwhile (another request, here or in another process, rotated it), that
+      // rotation won and this request answers its kid instead of rotating a second time.
+      const heldAtArrival = entries.get(keyId);
       return withLock(keyId, async () => {
-        // Read the disk first: another worker may have rotated since we cached the entry.
+        // Read the disk first: another process may have rotated since we cached the entry.
         const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
         if (!before) return undefined;
+        if (heldAtArrival && fingerprint(heldAtArrival) !== fingerprint(before)) return remember(before, 'reload');
         const now = clock();
         const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
         // Whatever may sign until the new key takes over must verify a full token lifetime after that.
@@ -330,7 +381,11 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
 
     health: () => ({ ready: loaded, missing: loaded ? [] : ['keys not loaded'] }),
 
-    /** Nothing to release: every write completes before it is answered. */
-    close: async () => undefined,
+    /** Stops following the folder (every write completed before it was answered). */
+    async close() {
+      watcher?.close();
+      if (poller) clearInterval(poller);
+    },
   };
+  return store;
 }

@@ -146,8 +146,9 @@ describe('creation', () => {
     const a = store();
     const b = store();
     await Promise.all([a.load(), b.load()]);
-    const { entry } = await a.getOrCreate('found');
+    // Taken before the create: b may hear of it from its folder watch before it asks.
     const revision = b.revision();
+    const { entry } = await a.getOrCreate('found');
     const found = await b.getOrCreate('found');
     expect(found).toMatchObject({ created: false });
     expect(found.entry.current.kid).toBe(entry.current.kid);

@@ -4,7 +4,7 @@
 # Keys and certificates are never baked in (.dockerignore): mount them (k8s: Secrets).
 
 # --- build: every dependency, compile TypeScript to dist/ ---------------------------------
-FROM node:22-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /build
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
@@ -17,7 +17,7 @@ COPY scripts ./scripts
 RUN npm run build
 
 # --- runtime: production dependencies and the compiled code only --------------------------
-FROM node:22-bookworm-slim AS runtime
+FROM node:24-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /srv/jwt-suite
 COPY package.json package-lock.json ./

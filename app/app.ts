@@ -7,6 +7,8 @@ import type { ServiceConfig } from './config.js';
 import type { SelfKeyStore } from './selfkeys.js';
 import type { PeerKeys } from './peerkeys.js';
 import { runScenario } from './scenarios.js';
+import { createTokenCache } from './tokencache.js';
+import { createVerifyCache } from './verifycache.js';
 import { verifySelfSigned, verifyWithFactory, type Verdict } from './verify.js';
 
 /** Everything a service needs, built by main (or a test) and passed in. */
@@ -68,9 +70,17 @@ export function createApp(deps: AppDeps): Express {
     res.status(verdict.valid ? 200 : 403).json(verdict);
   };
   const viaFactory = receive((token) => verifyWithFactory(deps.client, config.factoryUrl, token, config.serviceName, config.issuer));
-  const selfSigned = receive((token) =>
-    verifySelfSigned(deps.peerKeys, token, { issuer: config.selfIssuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }),
-  );
+  // One cache per app: the options below (issuer, audience = this service, subject) are fixed
+  // for every token it holds, so a hit means the same checks passed.
+  const verified = createVerifyCache(config.verifyCacheSize);
+  const selfSigned = receive(async (token) => {
+    const now = deps.now();
+    const claims = verified.lookup(token, now, config.clockTolerance);
+    if (claims) return { valid: true, claims };
+    const verdict = await verifySelfSigned(deps.peerKeys, token, { issuer: config.selfIssuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now });
+    if (verdict.valid) verified.insert(token, verdict.claims);
+    return verdict;
+  });
   app.get('/scenario1-server', viaFactory);
   app.get('/scenario2-server', viaFactory);
   app.get('/scenario3-server', selfSigned);
@@ -78,6 +88,7 @@ export function createApp(deps: AppDeps): Express {
 
   const selfKeys = deps.selfKeys;
   if (selfKeys) {
+    const tokens = createTokenCache({ now: deps.now });
     app.get('/.well-known/jwks.json', (_req, res) => {
       res.set('Cache-Control', 'public, max-age=60');
       res.json(selfKeys.jwks());
@@ -91,7 +102,7 @@ export function createApp(deps: AppDeps): Express {
     for (const n of [1, 2, 3, 4] as const) {
       app.get(`/scenario${n}`, async (req, res) => {
         const expired = isExpiredFlag(req.query.expired);
-        const run = await runScenario({ config, client: deps.client, selfKeys, now: deps.now }, n, expired);
+        const run = await runScenario({ config, client: deps.client, selfKeys, tokens, now: deps.now }, n, expired);
         res.locals.log = { scenario: n, expired, sent: run.sent };
         res.json(run.result);
       });

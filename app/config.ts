@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseEnv, setting, type Env } from '../lib/config.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
+import { DEFAULT_VERIFY_CACHE_SIZE } from './verifycache.js';
 
 /** The three roles one service process can play. */
 export const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
@@ -36,6 +37,8 @@ const schema = (name: ServiceName) =>
     CERTS_DIR: z.string().min(1).default('certs'),
     UPSTREAM_TIMEOUT_MS: setting.integer(3000, 50, 120_000),
     CLOCK_TOLERANCE: setting.seconds(60, 0, 600),
+    // Envoy's jwt_authn cache holds 100 verified tokens by default; 0 verifies every token.
+    VERIFY_CACHE_SIZE: setting.integer(DEFAULT_VERIFY_CACHE_SIZE, 0, 100_000),
     LOG_LEVEL: setting.logLevel(),
   });
 
@@ -60,6 +63,8 @@ export interface ServiceConfig {
   certsDir: string;
   upstreamTimeoutMs: number;
   clockTolerance: number;
+  /** Successful local verifications remembered (0: none). */
+  verifyCacheSize: number;
   logLevel: string;
 }
 
@@ -97,6 +102,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     certsDir: e.CERTS_DIR,
     upstreamTimeoutMs: e.UPSTREAM_TIMEOUT_MS,
     clockTolerance: e.CLOCK_TOLERANCE,
+    verifyCacheSize: e.VERIFY_CACHE_SIZE,
     logLevel: e.LOG_LEVEL,
   });
 }

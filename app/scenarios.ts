@@ -4,6 +4,7 @@ import { AppError } from '../lib/errors.js';
 import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
 import type { ServiceConfig } from './config.js';
 import { signSelfToken, type SelfKeyStore } from './selfkeys.js';
+import type { MintedToken, TokenCache } from './tokencache.js';
 import { CALLER, type Verdict } from './verify.js';
 
 /**
@@ -12,6 +13,8 @@ import { CALLER, type Verdict } from './verify.js';
  * receiver's verdict keyed by receiver name: `{ serviceb: { status, valid, ... }, servicec: ... }`.
  * With `expired`, the token of the last receiver is expired and the others stay valid
  * (scenarios 1 and 3 have one receiver, so its token is the expired one).
+ * Valid tokens come from the token cache (one per signing key and receiver, reused until
+ * shortly before exp); an expired one is always minted afresh and never kept.
  */
 
 export type Receiver = 'serviceb' | 'servicec';
@@ -22,6 +25,7 @@ export interface ScenarioDeps {
   config: ServiceConfig;
   client: HttpClient;
   selfKeys: SelfKeyStore;
+  tokens: TokenCache;
   now: () => Date;
 }
 
@@ -97,26 +101,27 @@ export async function runScenario(deps: ScenarioDeps, n: 1 | 2 | 3 | 4, expired:
   const receivers = RECEIVERS[n];
   const last = receivers[receivers.length - 1];
   const selfSigned = n >= 3;
-  let minted: Minted[];
-  if (selfSigned) {
-    const key = deps.selfKeys.current();
-    if (!key) throw new AppError('self_key_missing', 409, 'servicea has no key pair yet: call POST /gen-keys first');
-    minted = await Promise.all(
-      receivers.map(async (receiver) => {
-        const { token, jti } = await signSelfToken(key, {
-          issuer: deps.config.selfIssuer,
-          audience: receiver,
-          subject: CALLER,
-          ttlSeconds: deps.config.selfTokenTtl,
-          now: deps.now(),
-          expired: expired && receiver === last,
-        });
-        return { receiver, token, jti, kid: key.kid };
-      }),
-    );
-  } else {
-    minted = await Promise.all(receivers.map(async (receiver) => ({ receiver, token: await factoryToken(deps, receiver, expired && receiver === last) })));
-  }
+  const key = selfSigned ? deps.selfKeys.current() : undefined;
+  if (selfSigned && !key) throw new AppError('self_key_missing', 409, 'servicea has no key pair yet: call POST /gen-keys first');
+  const minted: Minted[] = await Promise.all(
+    receivers.map(async (receiver) => {
+      const expiredOne = expired && receiver === last;
+      const mint = (): Promise<MintedToken> =>
+        key
+          ? signSelfToken(key, {
+              issuer: deps.config.selfIssuer,
+              audience: receiver,
+              subject: CALLER,
+              ttlSeconds: deps.config.selfTokenTtl,
+              now: deps.now(),
+              expired: expiredOne,
+            })
+          : factoryToken(deps, receiver, expiredOne).then((token) => ({ token }));
+      const cacheKey = key ? `self:${key.kid}:${receiver}` : `factory:${CALLER}:${receiver}`;
+      const { token, jti } = expiredOne ? await mint() : await deps.tokens.get(cacheKey, mint);
+      return { receiver, token, ...(jti ? { jti } : {}), ...(key ? { kid: key.kid } : {}) };
+    }),
+  );
   // Scenarios 1–2 travel over plain HTTP as in the original sample; 3–4 over HTTPS with the suite's CA.
   const results = await Promise.all(
     minted.map((m) => present(deps, m, `${selfSigned ? deps.config.httpsUrls[m.receiver] : deps.config.urls[m.receiver]}/scenario${n}-server`)),

@@ -22,6 +22,22 @@ export function describeKey(entry: KeyEntry, now: Date) {
   return { keyId: entry.keyId, kid: signer.kid, alg: entry.alg, ...publicKeyOf(signer) };
 }
 
+/** Where a version stands at `now`: in the JWKS before it signs, signing, or rotated out and still verifying. */
+export type VersionState = 'published' | 'signing' | 'verifying';
+
+/**
+ * Every version that still verifies at `now`, newest first, with its schedule and state: what a
+ * console draws on a time axis and what an operator checks before a mesh refetches the JWKS.
+ */
+export function describeVersions(entry: KeyEntry, now: Date) {
+  const signer = signingVersion(entry, now);
+  return activeVersions(entry, now).map((v) => {
+    const activateAt = v.activateAt ?? v.createdAt;
+    const state: VersionState = v === signer ? 'signing' : activateAt.getTime() > now.getTime() ? 'published' : 'verifying';
+    return { kid: v.kid, alg: v.alg, createdAt: v.createdAt.toISOString(), activateAt: activateAt.toISOString(), retireAt: v.retireAt?.toISOString() ?? null, state };
+  });
+}
+
 /** Looks a keyId up (404 `key_not_found` when unknown) and records it for the request log. */
 export async function requireKey(deps: FactoryDeps, rawKeyId: unknown, res: Response): Promise<KeyEntry> {
   const keyId = assertKeyId(rawKeyId);
@@ -55,9 +71,10 @@ export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry):
     if (parsed.data !== undefined && parsed.data !== entry.alg) {
       throw conflict(`Key "${keyId}" exists with alg ${entry.alg}; rotate keeps the algorithm, a new keyId can use ${parsed.data}`, 'alg_mismatch');
     }
-    const description = describeKey(entry, deps.clock());
+    const now = deps.clock();
+    const description = describeKey(entry, now);
     res.locals.log = { keyId, kid: description.kid };
-    res.json({ ...description, created });
+    res.json({ ...description, created, versions: describeVersions(entry, now) });
   };
   router.get('/keys/:keyId', createKey);
   router.post('/keys/:keyId', createKey);

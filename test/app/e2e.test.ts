@@ -302,9 +302,14 @@ describe('failures of dependencies are answers that name the dependency', () => 
   it('with the real factory stopped, servicea and serviceb answer 503 naming jwt-factory and keep serving', async () => {
     const token = await factoryToken('serviceb');
     await factory.stop();
-    const scenario = await call(url(a, '/scenario1'));
+    // ?expired=1 always asks the factory (servicea never keeps an expired token).
+    const scenario = await call(url(a, '/scenario1?expired=1'));
     expect(scenario.status).toBe(503);
     expect(scenario.body.error).toMatchObject({ code: 'dependency_down', dependency: 'jwt-factory' });
+    // A valid token servicea already holds still travels; serviceb then cannot reach the factory.
+    const cached = await call(url(a, '/scenario1'));
+    expect(cached.status).toBe(502);
+    expect(cached.body.error).toMatchObject({ code: 'dependency_bad_answer', dependency: 'serviceb', upstream: { status: 503, code: 'dependency_down', dependency: 'jwt-factory' } });
     const receiver = await call(url(b, '/scenario1-server'), { headers: { authorization: `Bearer ${token}` } });
     expect(receiver.status).toBe(503);
     expect(receiver.body.error).toMatchObject({ code: 'dependency_down', dependency: 'jwt-factory' });

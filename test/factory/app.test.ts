@@ -54,7 +54,7 @@ describe('GET|POST /keys/:keyId', () => {
 
   it('never reveals an HS256 secret: no publicKey, not in the JWKS', async () => {
     const body = json(await request(f.app).post('/keys/hmac?alg=HS256').expect(200));
-    expect(body).toEqual({ keyId: 'hmac', kid: body.kid, alg: 'HS256', created: true });
+    expect(body).toEqual({ keyId: 'hmac', kid: body.kid, alg: 'HS256', created: true, versions: [expect.objectContaining({ kid: body.kid, state: 'signing' })] });
     const jwks = json(await request(f.app).get('/.well-known/jwks.json').expect(200));
     expect(jwks.keys.map((k: JWK) => k.kid)).not.toContain(body.kid);
     expect(JSON.stringify(jwks)).not.toMatch(/"(d|p|q|k|dp|dq|qi)":/);

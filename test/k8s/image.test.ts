@@ -52,6 +52,16 @@ describe('the container image', () => {
     expect(runtime!.steps.filter(([k, v]) => k === 'COPY' && v.startsWith('--from='))).toEqual([['COPY', '--from=build /build/dist ./dist']]);
   });
 
+  it('runs the Node major the developer default names (.nvmrc), one the engines range admits', () => {
+    const major = readFileSync(path.join(ROOT, '.nvmrc'), 'utf8').trim();
+    expect(major).toBe('24');
+    for (const stage of [build!, runtime!]) expect(stage.from.startsWith(`node:${major}-`)).toBe(true);
+    const engines = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
+    const floor = /^>=(\d+)\.(\d+)$/.exec(engines);
+    expect(floor, `engines.node "${engines}" is a ">=major.minor" floor`).not.toBeNull();
+    expect(Number(major)).toBeGreaterThanOrEqual(Number(floor![1]));
+  });
+
   it('runs as the numeric non-root user the Deployments declare', () => {
     const users = runtime!.steps.filter(([k]) => k === 'USER').map(([, v]) => v);
     expect(users).toEqual(['1000:1000']);

@@ -40,8 +40,9 @@ const schema = z
     TOKEN_SIZE_LIMIT: setting.integer(MAX_TOKEN_BYTES, 256, 1_048_576),
     TOKEN_SIZE_POLICY: z.enum(['warn', 'refuse'], { message: 'must be warn or refuse' }).default('warn'),
     SHUTDOWN_GRACE: setting.seconds(10, 0, 600),
-    // 0: a rotated key signs at once. Istio refetches jwksUri every 20 min, so 1200 lets the mesh learn the key first.
-    ROTATION_PUBLISH_AHEAD: setting.seconds(0, 0, 86_400),
+    // 1260: istiod refetches jwksUri every 20 min (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL) and never on an
+    // unknown kid, so a new key must be published that long plus 60 s of skew before it signs.
+    ROTATION_PUBLISH_AHEAD: setting.seconds(1260, 0, 86_400),
     // POST /mesh/evaluate with fetchJwks: true makes the factory fetch URLs a client chose: off unless trusted.
     MESH_FETCH_JWKS: setting.bool(false),
     // Unknown keyIds are created on first use (the original sample's contract): bound how many.
@@ -59,13 +60,15 @@ const schema = z
     KEY_ENCRYPTION_KEY_OLD: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
     // 5 s: LISTEN/NOTIFY carries changes at once; the re-read only catches a notification lost in a reconnect.
     KEY_STORE_POLL_INTERVAL: setting.seconds(5, 1, 3600),
+    // 0 (off): a folder on a laptop should not change under its user; the manifests turn it on (7 days).
+    ROTATION_INTERVAL: setting.seconds(0, 0, 31_536_000),
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_TTL'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
     }
-    if (c.ROTATION_PUBLISH_AHEAD > c.MAX_TOKEN_TTL) {
-      ctx.addIssue({ code: 'custom', path: ['ROTATION_PUBLISH_AHEAD'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
+    if (c.ROTATION_INTERVAL > 0 && c.ROTATION_INTERVAL <= c.ROTATION_PUBLISH_AHEAD) {
+      ctx.addIssue({ code: 'custom', path: ['ROTATION_INTERVAL'], message: `must exceed ROTATION_PUBLISH_AHEAD (${c.ROTATION_PUBLISH_AHEAD}): a key must sign for a while before the next one is published` });
     }
     if (c.KEY_ENCRYPTION_KEY !== undefined && c.KEY_ENCRYPTION_KEY_FILE !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY_FILE'], message: 'give KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE, not both' });

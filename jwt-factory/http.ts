@@ -6,7 +6,7 @@ import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
 import { discoveryRouter } from './routes/discovery.js';
 import { healthRouter } from './routes/health.js';
-import { keysRouter } from './routes/keys.js';
+import { keysRouter, rotationDefaults } from './routes/keys.js';
 import { tokensRouter } from './routes/tokens.js';
 
 export type { FactoryDeps } from './deps.js';
@@ -16,7 +16,7 @@ export type { FactoryDeps } from './deps.js';
  * these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
  */
 export function factoryRouters(deps: FactoryDeps): Router[] {
-  const jwks = createJwksCache(deps.keystore, deps.clock);
+  const jwks = createJwksCache(deps.keystore, deps.clock, rotationDefaults(deps));
   return [healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks), tokensRouter(deps)];
 }
 

@@ -44,6 +44,8 @@ export interface KeyEntry {
   readonly current: KeyVersion;
   /** Older versions, newest first (possibly already retired: filter with `activeVersions`). */
   readonly previous: readonly KeyVersion[];
+  /** This key's own rotation interval in seconds (0: never rotate it); undefined: the factory's ROTATION_INTERVAL. */
+  readonly rotationInterval?: number;
 }
 
 const FILE_FORMAT = 'jwt-factory-key/1';
@@ -53,6 +55,7 @@ interface StoredKeyFile {
   format: typeof FILE_FORMAT;
   keyId: string;
   alg: Algorithm;
+  rotationInterval?: number;
   /** Each version holds its private JWK as `jwk`, or sealed (AES-256-GCM, store/encryption.ts) as `sealed`. */
   versions: Array<{ kid: string; alg: Algorithm; createdAt: string; activateAt?: string; retireAt?: string; jwk?: JsonWebKey; sealed?: string }>;
 }
@@ -154,7 +157,9 @@ export async function parseKeyFile(text: string, keyId: string, sealer?: KeySeal
     versions.push(version);
   }
   const [current, ...previous] = versions;
-  return Object.freeze({ keyId, alg: data.alg, current: current!, previous: Object.freeze(previous) });
+  const { rotationInterval } = data;
+  if (rotationInterval !== undefined && !(Number.isInteger(rotationInterval) && rotationInterval >= 0)) throw new Error('bad rotationInterval');
+  return Object.freeze({ keyId, alg: data.alg, current: current!, previous: Object.freeze(previous), ...(rotationInterval !== undefined ? { rotationInterval } : {}) });
 }
 
 /** A stored version's private JWK: plain, or opened with the sealer (keyId and kid are its associated data). */
@@ -173,6 +178,7 @@ export function serializeEntry(entry: KeyEntry, sealer?: KeySealer): string {
     format: FILE_FORMAT,
     keyId: entry.keyId,
     alg: entry.alg,
+    ...(entry.rotationInterval !== undefined ? { rotationInterval: entry.rotationInterval } : {}),
     versions: [entry.current, ...entry.previous].map((v) => ({
       kid: v.kid,
       alg: v.alg,
@@ -185,9 +191,15 @@ export function serializeEntry(entry: KeyEntry, sealer?: KeySealer): string {
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
-/** What identifies an entry's state: its versions' kids and retire times. */
+/** What identifies an entry's state: its versions' kids and retire times, and its own rotation interval. */
 export const fingerprint = (entry: KeyEntry): string =>
-  [entry.current, ...entry.previous].map((v) => `${v.kid}@${v.retireAt?.getTime() ?? ''}`).join(',');
+  `${[entry.current, ...entry.previous].map((v) => `${v.kid}@${v.retireAt?.getTime() ?? ''}`).join(',')}|${entry.rotationInterval ?? ''}`;
+
+/** The entry with its own rotation interval set (a number) or removed (undefined: the factory's applies). */
+export function withRotationInterval(entry: KeyEntry, seconds: number | undefined): KeyEntry {
+  const { rotationInterval: _old, ...rest } = entry;
+  return Object.freeze(seconds === undefined ? rest : { ...rest, rotationInterval: seconds });
+}
 
 /** True while a version still verifies and is published. */
 export const isActive = (version: KeyVersion, now: Date): boolean => version.retireAt === undefined || version.retireAt.getTime() > now.getTime();

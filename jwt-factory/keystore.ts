@@ -9,7 +9,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Algorithm } from './config.js';
 import type { KeySealer } from './store/encryption.js';
 import type { KeyStore } from './store/types.js';
-import { fingerprint, generateSigningKey, isActive, parseKeyFile, serializeEntry, toVersion, type Clock, type KeyEntry } from './keys.js';
+import { fingerprint, generateSigningKey, isActive, parseKeyFile, serializeEntry, toVersion, withRotationInterval, type Clock, type KeyEntry } from './keys.js';
 import { createFileLocks } from './store/filelock.js';
 import { createEntryMemory, createKeyedQueue } from './store/memory.js';
 
@@ -347,11 +347,22 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
         const kept = [before.current, ...before.previous]
           .filter((v) => isActive(v, now))
           .map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
-        const entry: KeyEntry = Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) });
+        const entry = withRotationInterval(Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) }), before.rotationInterval);
         await persist(entry, 'replace');
         remember(entry, 'local');
         logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
         return entry;
+      });
+    },
+
+    /** Sets keyId's own rotation interval (undefined: back to the factory's); undefined for an unknown keyId. */
+    setRotationInterval(keyId: string, seconds: number | undefined): Promise<KeyEntry | undefined> {
+      return withLock(keyId, async () => {
+        const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
+        if (!before) return undefined;
+        const entry = withRotationInterval(before, seconds);
+        await persist(entry, 'replace');
+        return remember(entry, 'local');
       });
     },
 

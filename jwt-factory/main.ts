@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
+import { createRotationScheduler } from './rotation.js';
 import { openKeyStore } from './store/open.js';
 
 /** Messages between the cluster primary and its workers. */
@@ -34,6 +35,9 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
   const clock = () => new Date();
   const keystore = openKeyStore(config, { clock, logger });
   await keystore.load();
+  // Every process checks: the store's conditional rotation lets exactly one win per due key.
+  const rotation = createRotationScheduler({ keystore, clock, logger, defaults: { interval: config.ROTATION_INTERVAL, publishAhead: config.ROTATION_PUBLISH_AHEAD } });
+  rotation.start();
   if (cluster.isWorker) {
     keystore.onChange((keyId, origin) => {
       if (origin === 'local') process.send?.({ type: 'key-changed', keyId } satisfies WorkerMessage);
@@ -52,7 +56,10 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
     else fail(sentence);
     return;
   }
-  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => keystore.close());
+  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => {
+    rotation.stop();
+    return keystore.close();
+  });
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
   else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1 }, 'listening');
 }

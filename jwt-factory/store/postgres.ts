@@ -2,7 +2,7 @@ import pg from 'pg';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Algorithm } from '../config.js';
-import { generateSigningKey, importStoredJwk, toVersion, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
+import { generateSigningKey, importStoredJwk, toVersion, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
 import { createEntryMemory, createKeyedQueue } from './memory.js';
 import { inTransaction, migrate } from './migrations.js';
@@ -32,6 +32,7 @@ interface VersionRow {
   key_id: string;
   alg: Algorithm;
   revision: string;
+  rotation_interval: number | null;
   kid: string;
   created_at: Date;
   activate_at: Date | null;
@@ -39,7 +40,7 @@ interface VersionRow {
   private_key: string;
 }
 
-const SELECT_VERSIONS = `SELECT k.key_id, k.alg, k.revision, v.kid, v.created_at, v.activate_at, v.retire_at, v.private_key
+const SELECT_VERSIONS = `SELECT k.key_id, k.alg, k.revision, k.rotation_interval, v.kid, v.created_at, v.activate_at, v.retire_at, v.private_key
   FROM jf_keys k JOIN jf_key_versions v USING (key_id)`;
 
 /** 503 for an operation that needs the database while it cannot be reached. */
@@ -114,7 +115,8 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
       try {
         const versions = await Promise.all(list.map(versionOf));
         const [current, ...previous] = versions;
-        entries.push({ entry: Object.freeze({ keyId, alg: list[0]!.alg, current: current!, previous: Object.freeze(previous) }), revision: Number(list[0]!.revision) });
+        const entry = withRotationInterval(Object.freeze({ keyId, alg: list[0]!.alg, current: current!, previous: Object.freeze(previous) }), list[0]!.rotation_interval ?? undefined);
+        entries.push({ entry, revision: Number(list[0]!.revision) });
       } catch (err) {
         skipped.push(keyId);
         logger.warn({ keyId, reason: (err as Error).message }, 'skipped unreadable key');
@@ -326,6 +328,20 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
           const entry = keep(outcome, 'local');
           logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retireAt: retireAt.toISOString() }, 'key rotated');
           return entry;
+        }),
+      );
+    },
+
+    setRotationInterval(keyId, seconds) {
+      return queue(keyId, () =>
+        guarded(async () => {
+          const found = await transaction(async (client) => {
+            const updated = await client.query('UPDATE jf_keys SET rotation_interval = $2, revision = revision + 1 WHERE key_id = $1', [keyId, seconds ?? null]);
+            if (updated.rowCount !== 1) return undefined;
+            await client.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, keyId]);
+            return readKey(keyId, client);
+          });
+          return found && keep(found, 'local');
         }),
       );
     },

@@ -22,12 +22,13 @@ describe('loadFactoryConfig', () => {
       TOKEN_SIZE_LIMIT: 8192,
       TOKEN_SIZE_POLICY: 'warn',
       SHUTDOWN_GRACE: 10,
-      ROTATION_PUBLISH_AHEAD: 0,
+      ROTATION_PUBLISH_AHEAD: 1260,
       MESH_FETCH_JWKS: false,
       MESH_FETCH_TIMEOUT_MS: 5000,
       MAX_KEYS: 100000,
       KEY_STORE: 'file',
       KEY_STORE_POLL_INTERVAL: 5,
+      ROTATION_INTERVAL: 0,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -56,6 +57,12 @@ describe('loadFactoryConfig', () => {
     expect(() => loadFactoryConfig({ KEY_STORE: 'postgres://u@db/keys' })).toThrow(/^Invalid setting KEY_ENCRYPTION_KEY: is required with a PostgreSQL KEY_STORE/);
     expect(() => loadFactoryConfig({ KEY_STORE: 'mysql://db' })).toThrow(/^Invalid setting KEY_STORE: must be file or a postgres:\/\/ URL$/);
     expect(() => loadFactoryConfig({ KEY_ENCRYPTION_KEY: key, KEY_ENCRYPTION_KEY_FILE: '/k' })).toThrow(/^Invalid setting KEY_ENCRYPTION_KEY_FILE: give KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE, not both/);
+  });
+
+  it('refuses a ROTATION_INTERVAL that does not exceed ROTATION_PUBLISH_AHEAD', () => {
+    expect(loadFactoryConfig({ ROTATION_INTERVAL: '604800' }).ROTATION_INTERVAL).toBe(604800);
+    expect(() => loadFactoryConfig({ ROTATION_INTERVAL: '1260' })).toThrow(/^Invalid setting ROTATION_INTERVAL: must exceed ROTATION_PUBLISH_AHEAD \(1260\)/);
+    expect(loadFactoryConfig({ ROTATION_INTERVAL: '30', ROTATION_PUBLISH_AHEAD: '21' }).ROTATION_INTERVAL).toBe(30);
   });
 
   it('never echoes a bad secret setting: the key and the store URL (it may hold a password) are named, not shown', () => {

@@ -8,6 +8,7 @@ import { createPostgresKeyStore } from '../../../jwt-factory/store/postgres.js';
 import type { KeyStore } from '../../../jwt-factory/store/types.js';
 import { issueToken, verifyToken } from '../../../jwt-factory/tokens.js';
 import { signingVersion } from '../../../jwt-factory/keys.js';
+import { createRotationScheduler, nextRotationAt, policyOf } from '../../../jwt-factory/rotation.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 
 let db: TestPostgres;
@@ -131,6 +132,19 @@ describe('PostgreSQL key store', () => {
     const c = await replica();
     const loaded = (await c.get(keyId))!;
     expect([loaded.current, ...loaded.previous].map((v) => v.kid)).toEqual(expect.arrayContaining([...acknowledged]));
+  });
+
+  it('a key\'s own rotation interval reaches the other replica, and two schedulers finding it due rotate it once', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const keyId = uniqueId('schedule');
+    const { entry } = await a.getOrCreate(keyId, 'ES256');
+    await a.setRotationInterval(keyId, 600);
+    await within(1000, () => b.entries().find((e) => e.keyId === keyId)?.rotationInterval === 600);
+    const defaults = { interval: 0, publishAhead: 60 };
+    const due = nextRotationAt({ ...entry, rotationInterval: 600 }, policyOf({ ...entry, rotationInterval: 600 }, defaults))!;
+    const schedulers = [a, b].map((keystore) => createRotationScheduler({ keystore, clock: () => due, logger: silentLogger(), defaults }));
+    await Promise.all(schedulers.map((s) => s.tick()));
+    expect(await db.sql(`SELECT count(*) FROM jf_key_versions WHERE key_id = '${keyId}'`)).toBe('2');
   });
 
   it('refuses a sealed key moved onto another keyId, and one sealed with a key it was not given', async () => {

@@ -166,6 +166,20 @@ describe('PostgreSQL key store', () => {
     expect(rotatedKek.list()).toContain(victim);
   });
 
+  it('reseal moves every version onto the current encryption key, after which the old key can go', async () => {
+    const oldKek = randomBytes(32);
+    const newKek = randomBytes(32);
+    const before = await replica({ sealer: createKeySealer(oldKek) });
+    const keyId = uniqueId('reseal');
+    await before.getOrCreate(keyId, 'ES256');
+    const during = await replica({ sealer: createKeySealer(newKek, [oldKek]) });
+    const { resealed } = await during.reseal();
+    expect(resealed).toBeGreaterThanOrEqual(1);
+    expect((await during.reseal()).resealed).toBe(0);
+    const after = await replica({ sealer: createKeySealer(newKek) });
+    expect(after.list()).toContain(keyId);
+  });
+
   it('while the database is down: signing goes on, creating answers 503, readiness names the database and comes back', async () => {
     const a = await replica();
     const keyId = uniqueId('outage');

@@ -4,6 +4,7 @@ import { createMeshRouter } from '../mesh/http.js';
 import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
+import { createFactoryMetrics } from './metrics.js';
 import { discoveryRouter } from './routes/discovery.js';
 import { healthRouter } from './routes/health.js';
 import { keysRouter, rotationDefaults } from './routes/keys.js';
@@ -21,7 +22,9 @@ export function factoryRouters(deps: FactoryDeps): Router[] {
 }
 
 /** Builds the factory's express app (only main listens). */
-export function createApp(deps: FactoryDeps): Express {
+export function createApp(given: FactoryDeps): Express {
+  const metrics = given.metrics ?? createFactoryMetrics({ keystore: given.keystore, clock: given.clock, rotation: rotationDefaults(given) });
+  const deps: FactoryDeps = { ...given, metrics, keystore: metrics.instrument(given.keystore) };
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -37,6 +40,9 @@ export function createApp(deps: FactoryDeps): Express {
   app.use(express.json({ limit: deps.config.BODY_LIMIT }));
 
   for (const router of factoryRouters(deps)) app.use(router);
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
 
   app.use(notFoundHandler);

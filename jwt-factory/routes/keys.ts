@@ -70,9 +70,11 @@ export function sendJwks(deps: FactoryDeps, doc: JwksDocument, req: Request, res
   res.set('Cache-Control', `public, max-age=${Math.min(deps.config.JWKS_MAX_AGE, untilChange)}`);
   const ifNoneMatch = req.get('if-none-match');
   if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === doc.etag)) {
+    deps.metrics?.jwks(304);
     res.status(304).end();
     return;
   }
+  deps.metrics?.jwks(200);
   res.type('application/json').send(doc.body);
 }
 

@@ -1,6 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { JWK } from 'jose';
-import { TokenError, verificationKeyFromJwk, verifyJwt, type VerificationKey } from '../lib/jwt.js';
+import { TokenError, verificationKeysFromJwks, verifyJwt, type VerificationKey } from '../lib/jwt.js';
 import { decodeToken, MalformedTokenError } from '../lib/tokeninfo.js';
 import { CommandFailed, UsageError, parseCommand, type Command, type CommandSpec, type Io } from './command.js';
 import { FACTORY_OPTION, call, factoryUrl, printJson, readTokenInput, refusal } from './io.js';
@@ -65,19 +64,13 @@ const verifySpec = {
   notes: 'A refused token prints the check that failed as /verify names it (TokenExpiredError, JsonWebTokenError and its code).',
 } satisfies CommandSpec;
 
-/** The keys of a JWKS document that may verify: unusable ones (no alg, not for signing) are skipped. */
+/** The keys of a JWKS document that may verify; a document without keys is a CommandFailed naming its source. */
 async function keysOf(doc: unknown, source: string): Promise<VerificationKey[]> {
-  const list = (doc as { keys?: unknown } | null)?.keys;
-  if (!Array.isArray(list)) throw new CommandFailed(`${source} is not a JWKS (no "keys" list)`, { error: { code: 'invalid_jwks', source } });
-  const keys: VerificationKey[] = [];
-  for (const jwk of list) {
-    try {
-      keys.push(await verificationKeyFromJwk(jwk as JWK));
-    } catch {
-      /* a key that cannot verify is not a candidate, as in Envoy's JWKS */
-    }
+  try {
+    return await verificationKeysFromJwks(doc);
+  } catch (err) {
+    throw new CommandFailed(`${source}: ${(err as Error).message}`, { error: { code: 'invalid_jwks', source } });
   }
-  return keys;
 }
 
 /** Where a provider's discovery document lives: the URL itself, or the issuer plus the well-known path (RFC 8414 §3, OpenID Discovery §4). */

@@ -3,10 +3,11 @@ import { decode, verify } from './inspect.js';
 import { explain } from './explain.js';
 import { jwks, rotate } from './keys.js';
 import { mint } from './mint.js';
+import { exchange, login } from './oidc.js';
 
 /** `jwt <command>`: one command line for the suite's tokens, keys and mesh answers (the entry point is cli/main.ts). */
 
-const COMMANDS: Record<string, Command> = { mint, decode, verify, jwks, rotate, explain };
+const COMMANDS: Record<string, Command> = { mint, decode, verify, jwks, rotate, login, exchange, explain };
 
 const HELP = `Usage: jwt <command> [options]     (npm run jwt -- <command>, or npx jwt <command>)
 

@@ -48,6 +48,12 @@ const schema = z
     // Unknown keyIds are created on first use (the original sample's contract): bound how many.
     MAX_KEYS: setting.integer(100_000, 1, 10_000_000),
     MESH_FETCH_TIMEOUT_MS: setting.integer(5000, 100, 60_000),
+    // 5: a scheduled rotation publishes 3 at once (published ahead, signing, retiring); 2 more leave room for an emergency rotation.
+    MAX_KEY_VERSIONS: setting.integer(5, 2, 100),
+    // 1: one RSA generation holds one of libuv's 4 threads, leaving 3 for signing and verification with existing keys.
+    KEYGEN_CONCURRENCY: setting.integer(1, 1, 16),
+    // 32: about 3 s of RS256 generations waiting on one thread; beyond that a caller is better told to retry.
+    KEYGEN_QUEUE: setting.integer(32, 0, 10_000),
     // file: KEYS_DIR, nothing to run beside the factory. A postgres:// URL lets replicas share keys.
     KEY_STORE: z
       .string()

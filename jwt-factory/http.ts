@@ -1,10 +1,11 @@
 import express, { type Express, type Router } from 'express';
 import { badRequest } from '../lib/errors.js';
 import { createMeshRouter } from '../mesh/http.js';
-import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
+import { errorMiddleware, jsonBodyParser, notFoundHandler, requestLogger } from '../lib/http.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
 import { createFactoryMetrics } from './metrics.js';
+import { consoleAssets, consoleRouter } from './routes/console.js';
 import { discoveryRouter } from './routes/discovery.js';
 import { healthRouter } from './routes/health.js';
 import { keysRouter, rotationDefaults } from './routes/keys.js';
@@ -37,13 +38,14 @@ export function createApp(given: FactoryDeps): Express {
     }
     next();
   });
-  app.use(express.json({ limit: deps.config.BODY_LIMIT }));
+  app.use(jsonBodyParser(deps.config.BODY_LIMIT));
 
   for (const router of factoryRouters(deps)) app.use(router);
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
+  app.use('/console', consoleRouter(consoleAssets()));
 
   app.use(notFoundHandler);
   app.use(errorMiddleware(deps.logger));

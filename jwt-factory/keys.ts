@@ -222,3 +222,33 @@ export function activeVersions(entry: KeyEntry, now: Date): KeyVersion[] {
 export function verificationKeys(entry: KeyEntry, now: Date): VerificationKey[] {
   return activeVersions(entry, now).map((v) => ({ kid: v.kid, alg: v.alg, key: v.verifyKey }));
 }
+
+/** The instant a version starts signing: its activateAt when published ahead, else its creation. */
+const activation = (v: KeyVersion): number => (v.activateAt ?? v.createdAt).getTime();
+
+/**
+ * Which versions a rotation at `now` keeps published beside the new one (which signs from
+ * `newActivation`), with at most `maxVersions` published in total. Versions past their
+ * retireAt are gone already. At the cap, a version goes first only when no token it signed
+ * can still be valid: one published ahead whose activation a newer version precedes never
+ * signs at all. A rotated-out version that did sign verifies until its retireAt (its last
+ * signing instant + MAX_TOKEN_TTL + clock tolerance); unpublishing it earlier would fail live
+ * tokens, so the rotation is refused with that version and the instant it frees its place.
+ */
+export function versionsKeptByRotation(
+  entry: KeyEntry,
+  now: Date,
+  newActivation: Date,
+  maxVersions: number,
+): { kept: KeyVersion[] } | { refused: { oldest: KeyVersion; freeAt: Date } } {
+  const kept = [entry.current, ...entry.previous].filter((v) => isActive(v, now));
+  // Oldest first: drop the never-signing ones until the new version fits.
+  for (let i = kept.length - 1; i >= 0 && kept.length + 1 > maxVersions; i -= 1) {
+    const v = kept[i]!;
+    const preceded = v.activateAt !== undefined && [newActivation.getTime(), ...kept.slice(0, i).map(activation)].some((t) => t <= v.activateAt!.getTime());
+    if (preceded) kept.splice(i, 1);
+  }
+  if (kept.length + 1 <= maxVersions) return { kept };
+  const oldest = kept[kept.length - 1]!;
+  return { refused: { oldest, freeAt: oldest.retireAt ?? now } };
+}

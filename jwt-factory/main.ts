@@ -8,6 +8,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
+import { createKeyGenerator } from './keygen.js';
 import { createRotationScheduler } from './rotation.js';
 import { openKeyStore } from './store/open.js';
 
@@ -33,7 +34,7 @@ function fail(sentence: string): never {
 /** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
 async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
   const clock = () => new Date();
-  const keystore = openKeyStore(config, { clock, logger });
+  const keystore = openKeyStore(config, { clock, logger, generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE }).generate });
   await keystore.load();
   // Every process checks: the store's conditional rotation lets exactly one win per due key.
   const rotation = createRotationScheduler({ keystore, clock, logger, defaults: { interval: config.ROTATION_INTERVAL, publishAhead: config.ROTATION_PUBLISH_AHEAD } });

@@ -9,12 +9,14 @@ export class AppError extends Error {
   readonly expose: boolean;
   /** Extra public fields merged into the JSON error body (never secrets). */
   readonly details: Record<string, unknown> | undefined;
+  /** Response headers the answer carries, such as Retry-After (RFC 9110 §10.2.3) on 429 and 503. */
+  readonly headers: Readonly<Record<string, string>> | undefined;
 
   constructor(
     code: string,
     status: number,
     message: string,
-    options: { expose?: boolean; details?: Record<string, unknown>; cause?: unknown } = {},
+    options: { expose?: boolean; details?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
@@ -22,6 +24,7 @@ export class AppError extends Error {
     this.status = status;
     this.expose = options.expose ?? status < 500;
     this.details = options.details;
+    this.headers = options.headers;
   }
 }
 

@@ -1,4 +1,4 @@
-import { errors as joseErrors, compactVerify, importJWK, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
+import { base64url, errors as joseErrors, compactVerify, importJWK, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
 
 /**
  * The verification core shared by the factory and the services. Pure: keys, token, options
@@ -80,7 +80,8 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
  */
 export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): asserts token is string {
   if (typeof token !== 'string' || token.length === 0) throw malformed('jwt must be provided');
-  if (Buffer.byteLength(token, 'utf8') > maxBytes) {
+  // TextEncoder and jose's base64url, not Buffer: the browser console verifies with this same code.
+  if (new TextEncoder().encode(token).length > maxBytes) {
     throw new TokenError('JsonWebTokenError', 'too_large', `jwt is larger than ${maxBytes} bytes`);
   }
   const parts = token.split('.');
@@ -92,7 +93,7 @@ export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): a
     if (!B64URL.test(part) || part.length % 4 === 1) throw malformed();
     // Canonical form only: non-zero unused trailing bits give a second spelling of the same bytes,
     // and the signature covers the spelling (Wycheproof "MacOfIncorrectlyEncodedMessage").
-    if (Buffer.from(part, 'base64url').toString('base64url') !== part) throw malformed();
+    if (base64url.encode(base64url.decode(part)) !== part) throw malformed();
   }
 }
 
@@ -270,4 +271,23 @@ export async function verifyJwt(
     }
   }
   throw translate(lastError, options);
+}
+
+/**
+ * The verification keys of a JWKS document: each usable key pinned to its alg; a key that cannot
+ * verify (no alg, not for signatures, a type that does not fit) is skipped, as Envoy skips it.
+ * Throws when the document has no `keys` list.
+ */
+export async function verificationKeysFromJwks(doc: unknown): Promise<VerificationKey[]> {
+  const list = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(list)) throw new Error('not a JWKS: it has no "keys" list');
+  const keys: VerificationKey[] = [];
+  for (const jwk of list) {
+    try {
+      keys.push(await verificationKeyFromJwk(jwk as JWK));
+    } catch {
+      /* not a candidate */
+    }
+  }
+  return keys;
 }

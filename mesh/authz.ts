@@ -1,6 +1,7 @@
 import type { AuthorizationPolicy, ConditionSpec, OperationSpec, RuleSpec, SourceSpec } from './policies.js';
 import { claimPath } from './policies.js';
 import type { HeaderMap } from './jwt.js';
+import { globMatches, literal, starGlob, type GlobElement } from './glob.js';
 
 /**
  * Istio AuthorizationPolicy as istiod turns it into Envoy RBAC and Envoy evaluates it.
@@ -60,22 +61,16 @@ function headerMatcher(pattern: string): Matcher {
   return istioString(pattern);
 }
 
-function regexEscape(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** Path templates (Istio 1.21+): {*} one segment, {**} any number of segments. */
+/**
+ * Path templates (Istio 1.21+): {*} one segment, {**} any number of segments. Matched by the
+ * linear automaton of glob.ts: a policy's path never becomes a RegExp.
+ */
 function pathMatcher(pattern: string): Matcher {
   if (pattern.includes('{*}') || pattern.includes('{**}')) {
-    const re = new RegExp(
-      '^' +
-        pattern
-          .split(/(\{\*\*\}|\{\*\})/)
-          .map((part) => (part === '{**}' ? '.*' : part === '{*}' ? '[^/]+' : regexEscape(part)))
-          .join('') +
-        '$',
-    );
-    return (v) => v !== undefined && re.test(v);
+    const elements = pattern
+      .split(/(\{\*\*\}|\{\*\})/)
+      .flatMap((part): GlobElement[] => (part === '{**}' ? [{ star: 'any' }] : part === '{*}' ? [{ one: 'segment' }, { star: 'segment' }] : literal(part)));
+    return (v) => v !== undefined && globMatches(elements, v);
   }
   return istioString(pattern);
 }
@@ -180,6 +175,25 @@ export function requestPrincipalMatches(pattern: string, payload: Record<string,
 
 const SPIFFE = 'spiffe://';
 
+/**
+ * `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?` with ns and sa literal, in linear time. The earliest
+ * `/ns/<ns>/` leaves the longest rest, and any `sa/<sa>` a later one allows, it allows too.
+ */
+function serviceAccountMatches(peer: string, ns: string, sa: string): boolean {
+  if (!peer.startsWith(SPIFFE)) return false;
+  const at = peer.indexOf(`/ns/${ns}/`, SPIFFE.length + 1);
+  if (at < 0) return false;
+  const rest = peer.slice(at + `/ns/${ns}/`.length);
+  const needle = `sa/${sa}`;
+  for (let p = rest.indexOf(needle); p >= 0; p = rest.indexOf(needle, p + 1)) {
+    const before = p === 0 || (p >= 2 && rest[p - 1] === '/');
+    const end = p + needle.length;
+    const after = end === rest.length || (rest[end] === '/' && end + 1 < rest.length);
+    if (before && after) return true;
+  }
+  return false;
+}
+
 /** A field with values (OR) and notValues (NOT OR), described for the explanation. */
 function field(label: string, values: string[] | undefined, notValues: string[] | undefined, test: (v: string) => boolean, actual: string): Check | undefined {
   if (!values?.length && !notValues?.length) return undefined;
@@ -205,10 +219,11 @@ function sourceChecks(s: SourceSpec, req: AuthzRequest, policyNamespace: string)
     if (p === '*') return peer !== undefined;
     return istioString(p.startsWith('*') ? p : SPIFFE + p)(peer);
   };
-  const namespace = (ns: string) => peer !== undefined && new RegExp(`^.*/ns/${ns.replace(/\*/g, '.*')}/.*$`).test(peer);
+  // generator.go srcNamespaceGenerator: regex `.*/ns/<value, * as .*>/.*`; the rest of the value is literal.
+  const namespace = (ns: string) => peer !== undefined && globMatches(starGlob(`*/ns/${ns}/*`), peer);
   const serviceAccount = (value: string) => {
     const [ns, sa] = value.includes('/') ? (value.split('/', 2) as [string, string]) : [policyNamespace, value];
-    return peer !== undefined && new RegExp(`^spiffe://.+/ns/${ns}/(.+/|)sa/${sa}(/.+)?$`).test(peer);
+    return peer !== undefined && serviceAccountMatches(peer, ns, sa);
   };
   return [
     field('principals (peer mTLS identity)', s.principals, s.notPrincipals, principal, peerText),

@@ -7,6 +7,7 @@ import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseNow, parseWorkload } from './args.js';
 import { createGateway, type GatewayRules } from './gateway.js';
+import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
 import { PolicyError } from './policies.js';
 import { loadInputs, watchInputs } from './sources.js';
 
@@ -31,7 +32,7 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --ca <file>               extra CA (PEM) for an https upstream; TLS is always verified
   --now <ISO>               decide as if at this instant (replay a refusal); default the real clock
   --help                    this text
-`;
+${LOGIN_HELP}`;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
       ca: { type: 'string' },
       now: { type: 'string' },
       help: { type: 'boolean' },
+      ...LOGIN_FLAGS,
     },
     strict: true,
   });
@@ -78,14 +80,15 @@ async function main(): Promise<void> {
   const fixedNow = parseNow(values.now);
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  let level: string;
+  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string };
   try {
-    level = parseEnv(z.object({ LOG_LEVEL: setting.logLevel() }), process.env).LOG_LEVEL;
+    env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...LOGIN_ENV }), process.env);
   } catch (err) {
     if (err instanceof ConfigError) throw new UsageError(err.message);
     throw err;
   }
-  const logger = createLogger({ level, name: 'mesh-gateway' });
+  const logger = createLogger({ level: env.LOG_LEVEL, name: 'mesh-gateway' });
+  const login = parseLogin(values, env, { logger });
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
     const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
@@ -107,6 +110,7 @@ async function main(): Promise<void> {
     destinationPort,
     now: fixedNow ? () => fixedNow : undefined,
     logger,
+    login,
   });
   // Reloads run one at a time; a change during a reload triggers one more afterwards.
   let reloading: Promise<void> | undefined;

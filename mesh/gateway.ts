@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import type { Logger } from '../lib/logger.js';
 import { evaluate, type Workload } from './evaluate.js';
+import type { LoginHook } from './login/handler.js';
 import type { MeshPolicy } from './policies.js';
 
 /**
@@ -37,6 +38,8 @@ export interface GatewayDeps {
   /** A fixed clock (to replay a decision); default: the real time of each request. */
   now?: () => Date;
   logger: Logger;
+  /** The login at the gateway (token handler): runs before the rules, answers its own routes, supplies the user's token. */
+  login?: LoginHook;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never travel past a proxy. */
@@ -62,6 +65,12 @@ export function createGateway(deps: GatewayDeps): http.Server {
   const ca = deps.ca ? [...rootCertificates, deps.ca.toString()] : undefined;
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
+    let incoming = requestHeaders(req);
+    if (deps.login) {
+      const forwarded = await deps.login.handle(req, res, incoming);
+      if (!forwarded) return;
+      incoming = forwarded;
+    }
     const rules = deps.rules();
     const verdict = await evaluate({
       policies: rules.policies,
@@ -72,7 +81,7 @@ export function createGateway(deps: GatewayDeps): http.Server {
       request: {
         method: req.method ?? 'GET',
         path: req.url ?? '/',
-        headers: requestHeaders(req),
+        headers: incoming,
         // The sidecar's destination port is the port the application listens on in the pod.
         port: destinationPort,
         sourcePrincipal: deps.sourcePrincipal,

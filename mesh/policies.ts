@@ -313,6 +313,12 @@ export function loadPolicyObjects(objects: unknown[], source: string): MeshPolic
   return out;
 }
 
+/**
+ * The most alias expansions one document may make: yaml's own default, named here because an
+ * alias bomb ("billion laughs", CVE-2019-11253 in Kubernetes' YAML parser) grows exponentially.
+ */
+const MAX_ALIAS_COUNT = 100;
+
 /** Parses YAML (several `---` documents) or JSON text and validates the policies in it. */
 export function parsePolicyText(text: string, source: string): MeshPolicy[] {
   const docs = parseAllDocuments(text);
@@ -323,7 +329,13 @@ export function parsePolicyText(text: string, source: string): MeshPolicy[] {
       const line = err.linePos?.[0]?.line;
       throw new PolicyError(line ? `${source}:${line}` : source, '', `not valid YAML: ${err.message.split('\n')[0]}`);
     }
-    const js: unknown = doc.toJS();
+    let js: unknown;
+    try {
+      js = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (err) {
+      // yaml's toJS throws a ReferenceError for an alias without its anchor and for excessive aliasing.
+      throw new PolicyError(source, '', `not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+    }
     // A JSON (or YAML) array of objects is accepted like several documents.
     if (Array.isArray(js)) objects.push(...js);
     else objects.push(js);

@@ -2,14 +2,12 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseBenchArgs, UsageError, USAGE } from './bench/args.js';
-import { runKeysMode } from './bench/keys-mode.js';
 import { LaunchError } from './bench/launch.js';
 import { writeResults } from './bench/report.js';
-import { runRows } from './bench/rows.js';
-import { runSoak } from './bench/soak.js';
+import { runBench } from './bench/rows.js';
 
 /**
- * `npm run bench`: measures the factory against its own limits on this machine (issue 5).
+ * `npm run bench`: the factory beside its floors and its peers, measured in one run on this machine.
  * A missed target is reported, not a crash: the exit code is 0 unless the bench could not run
  * (1: the factory or a helper process failed; 2: a command-line mistake).
  */
@@ -30,15 +28,8 @@ async function main(argv: string[]): Promise<number> {
   const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-bench-'));
   const started = new Date();
   try {
-    const mode = options.mode;
-    const result =
-      mode.kind === 'keys'
-        ? await runKeysMode({ ...options, mode }, tmpDir, progress)
-        : mode.kind === 'soak'
-          ? await runSoak({ ...options, mode }, tmpDir, progress)
-          : await runRows(options, tmpDir, progress);
-    const { text, ...data } = result;
-    const file = await writeResults(options.outDir, mode.kind, { startedAt: started.toISOString(), finishedAt: new Date().toISOString(), ...data }, started);
+    const { text, ...data } = await runBench(options, tmpDir, progress);
+    const file = await writeResults(options.outDir, { startedAt: started.toISOString(), finishedAt: new Date().toISOString(), ...data }, started);
     process.stdout.write(`\n${text}\n\nresults: ${file}\n`);
     return 0;
   } catch (err) {

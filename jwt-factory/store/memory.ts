@@ -1,4 +1,5 @@
-import { fingerprint, type KeyEntry } from '../keys.js';
+import { AppError } from '../../lib/errors.js';
+import { fingerprint, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { ChangeListener } from './types.js';
 
 /**
@@ -57,4 +58,16 @@ export function createKeyedQueue() {
     });
     return next;
   };
+}
+
+/** 429 for a rotation that would unpublish a version whose tokens may still be valid (MAX_KEY_VERSIONS). */
+export function rotationRefused(keyId: string, refused: { oldest: KeyVersion; freeAt: Date }, now: Date, maxVersions: number): AppError {
+  const { oldest, freeAt } = refused;
+  const seconds = Math.max(1, Math.ceil((freeAt.getTime() - now.getTime()) / 1000));
+  return new AppError(
+    'rotation_limit_reached',
+    429,
+    `Key "${keyId}" publishes ${maxVersions} versions, its MAX_KEY_VERSIONS limit, and the oldest (kid ${oldest.kid}) may have signed tokens that stay valid until ${freeAt.toISOString()}: rotating now would unpublish it and fail them. Nothing was rotated; retry in ${seconds} s, or raise MAX_KEY_VERSIONS.`,
+    { headers: { 'Retry-After': String(seconds) }, details: { maxVersions, oldestKid: oldest.kid, freeAt: freeAt.toISOString() } },
+  );
 }

@@ -2,7 +2,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-import type { FactoryConfig } from '../config.js';
+import type { KeyObject } from 'node:crypto';
+import type { Algorithm, FactoryConfig } from '../config.js';
 import type { Clock } from '../keys.js';
 import { createKeyStore } from '../keystore.js';
 import { createKeySealer, parseEncryptionKey, type KeySealer } from './encryption.js';
@@ -27,7 +28,7 @@ export function sealerFromConfig(config: FactoryConfig): KeySealer | undefined {
 }
 
 /** The key store KEY_STORE names: KEYS_DIR files, or the PostgreSQL database of a postgres:// URL. */
-export function openKeyStore(config: FactoryConfig, runtime: { clock: Clock; logger: Logger }): KeyStore {
+export function openKeyStore(config: FactoryConfig, runtime: { clock: Clock; logger: Logger; generateKey?: (alg: Algorithm) => Promise<KeyObject> }): KeyStore {
   const sealer = sealerFromConfig(config);
   const common = {
     clock: runtime.clock,
@@ -35,6 +36,8 @@ export function openKeyStore(config: FactoryConfig, runtime: { clock: Clock; log
     defaultAlg: config.ALGORITHM,
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
     maxKeys: config.MAX_KEYS,
+    maxVersions: config.MAX_KEY_VERSIONS,
+    ...(runtime.generateKey ? { generateKey: runtime.generateKey } : {}),
   };
   if (config.KEY_STORE === 'file') return createKeyStore({ ...common, dir: path.resolve(config.KEYS_DIR), sealer });
   // The schema refuses a PostgreSQL store without a key; this keeps the type honest.

@@ -1,10 +1,11 @@
+import type { KeyObject } from 'node:crypto';
 import pg from 'pg';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Algorithm } from '../config.js';
-import { generateSigningKey, importStoredJwk, toVersion, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
+import { generateSigningKey, importStoredJwk, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
-import { createEntryMemory, createKeyedQueue } from './memory.js';
+import { createEntryMemory, createKeyedQueue, rotationRefused } from './memory.js';
 import { inTransaction, migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
@@ -19,10 +20,14 @@ export interface PostgresKeyStoreOptions {
   /** Seconds a rotated-out key keeps verifying: longest token lifetime + clock tolerance. */
   retireAfterSeconds: number;
   maxKeys?: number;
+  /** The most versions one keyId publishes at once; a rotation beyond it is refused (429). Default: no limit. */
+  maxVersions?: number;
   /** How often the store re-reads what changed, in case a notification was missed. Default 5000 ms. */
   pollIntervalMs?: number;
   /** How long an operation waits for a connection before answering 503. Default 2000 ms. */
   connectTimeoutMs?: number;
+  /** Generates a new signing key: the bounded queue of jwt-factory/keygen.ts in the factory. Default: generateSigningKey, unbounded. */
+  generateKey?: (alg: Algorithm) => Promise<KeyObject>;
 }
 
 /** The LISTEN/NOTIFY channel a change of any keyId is announced on (payload: the keyId). */
@@ -65,6 +70,8 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
   const pollIntervalMs = options.pollIntervalMs ?? 5000;
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
+  const generateKey = options.generateKey ?? generateSigningKey;
+  const maxVersions = options.maxVersions ?? Number.POSITIVE_INFINITY;
   const memory = createEntryMemory();
   const queue = createKeyedQueue();
   /** The database revision each known keyId was read at. */
@@ -270,7 +277,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
           }
           const chosen = alg ?? defaultAlg;
           const now = clock();
-          const version = await toVersion(await generateSigningKey(chosen), chosen, { createdAt: now });
+          const version = await toVersion(await generateKey(chosen), chosen, { createdAt: now });
           const won = await transaction(async (client) => {
             const inserted = await client.query('INSERT INTO jf_keys (key_id, alg, created_at) VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING', [keyId, chosen, now]);
             if (inserted.rowCount !== 1) return false;
@@ -307,13 +314,18 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
           const now = clock();
           const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
           const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
-          const version = await toVersion(await generateSigningKey(alg), alg, { createdAt: now, activateAt });
+          const version = await toVersion(await generateKey(alg), alg, { createdAt: now, activateAt });
           own(keyId, version);
           const outcome = await transaction(async (client) => {
             const locked = await client.query<{ revision: string }>('SELECT revision FROM jf_keys WHERE key_id = $1 FOR UPDATE', [keyId]);
             // Someone rotated between our read and our lock: theirs wins, and we answer it.
             if (Number(locked.rows[0]?.revision) !== seen) return undefined;
-            await client.query('DELETE FROM jf_key_versions WHERE key_id = $1 AND retire_at <= $2', [keyId, now]);
+            const held = await readKey(keyId, client);
+            if (!held) return undefined;
+            const room = versionsKeptByRotation(held.entry, now, activateAt ?? now, maxVersions);
+            if ('refused' in room) throw rotationRefused(keyId, room.refused, now, maxVersions);
+            // Versions past their retireAt, and ones published ahead that never signed and made way for the new one.
+            await client.query('DELETE FROM jf_key_versions WHERE key_id = $1 AND NOT (kid = ANY($2::text[]))', [keyId, room.kept.map((v) => v.kid)]);
             await client.query('UPDATE jf_key_versions SET retire_at = $2 WHERE key_id = $1 AND retire_at IS NULL', [keyId, retireAt]);
             await insertVersion(client, keyId, version);
             const bumped = await client.query<{ revision: string }>('UPDATE jf_keys SET revision = revision + 1 WHERE key_id = $1 RETURNING revision', [keyId]);

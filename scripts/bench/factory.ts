@@ -4,9 +4,10 @@ import type { Algorithm } from './args.js';
 import { freePort } from '../../lib/ports.js';
 import { launch, type Launched } from './launch.js';
 import type { LoadTarget } from './load.js';
+import { PEER_AUDIENCE } from './peer-client.js';
 
 /** Claims every issuance request of the bench sends: what a service asks for a peer call. */
-export const ISSUE_CLAIMS = { aud: 'bench-audience', scope: 'read write' } as const;
+export const ISSUE_CLAIMS = { aud: PEER_AUDIENCE, scope: 'read write' } as const;
 export const ISSUE_BODY = JSON.stringify(ISSUE_CLAIMS);
 
 /** A key created in the factory for the bench, and one token it issued with it. */
@@ -41,8 +42,6 @@ export async function startFactory(settings: FactorySettings): Promise<Launched>
       HOST: '127.0.0.1',
       KEYS_DIR: settings.keysDir,
       LOG_LEVEL: settings.logLevel,
-      // --keys N may load up to N keys and then create its own: the limit is not what is measured.
-      MAX_KEYS: '10000000',
       ...(settings.workers ? { WORKERS: String(settings.workers) } : {}),
     },
     logFile: settings.logFile,
@@ -92,5 +91,4 @@ export const benchKeyId = (alg: Algorithm) => `bench-${alg.toLowerCase()}`;
 export const tempPaths = (dir: string) => ({
   keysDir: path.join(dir, 'keys'),
   factoryLog: path.join(dir, 'factory.log'),
-  ceilingLog: path.join(dir, 'http-ceiling.log'),
 });

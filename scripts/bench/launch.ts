@@ -167,20 +167,6 @@ function readProc(pid: number, file: string): string | undefined {
   }
 }
 
-/** Resident memory (kB) of `pid` and its descendants, from /proc/<pid>/status VmRSS. */
-export function treeRssKb(pid: number): { totalKb: number; processes: number } {
-  let totalKb = 0;
-  let processes = 0;
-  for (const p of processTree(pid)) {
-    const match = /^VmRSS:\s+(\d+) kB/m.exec(readProc(p, 'status') ?? '');
-    if (match) {
-      totalKb += Number(match[1]);
-      processes += 1;
-    }
-  }
-  return { totalKb, processes };
-}
-
 /** Linux reports process times in clock ticks of 1/100 s (USER_HZ) on every common platform. */
 const TICK_MS = 10;
 

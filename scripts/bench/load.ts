@@ -72,3 +72,50 @@ export async function runLoad(target: LoadTarget, settings: LoadSettings, cpuMet
     ...(cpuMs !== undefined && result.requests.total > 0 ? { serverCpuMsPerRequest: round(cpuMs / result.requests.total, 3) } : {}),
   };
 }
+
+/**
+ * One figure from several rounds of the same row: throughput over all measured seconds, CPU over
+ * all requests, errors summed, and autocannon's per-round percentiles averaged (it reports no
+ * histogram to merge).
+ */
+export function combineRounds(rounds: readonly LoadResult[]): LoadResult {
+  if (rounds.length === 0) throw new Error('combineRounds needs at least one round');
+  if (rounds.length === 1) return rounds[0]!;
+  const sum = (f: (r: LoadResult) => number) => rounds.reduce((s, r) => s + f(r), 0);
+  const requests = sum((r) => r.requests);
+  const metered = rounds.every((r) => r.serverCpuMsPerRequest !== undefined);
+  return {
+    rps: round(requests / sum((r) => r.durationS), 0),
+    p50Ms: round(sum((r) => r.p50Ms) / rounds.length, 2),
+    p99Ms: round(sum((r) => r.p99Ms) / rounds.length, 2),
+    requests,
+    warmupRequests: sum((r) => r.warmupRequests),
+    errors: sum((r) => r.errors),
+    errorDetail: { non2xx: sum((r) => r.errorDetail.non2xx), socketErrors: sum((r) => r.errorDetail.socketErrors), timeouts: sum((r) => r.errorDetail.timeouts) },
+    durationS: sum((r) => r.durationS),
+    ...(metered && requests > 0 ? { serverCpuMsPerRequest: round(sum((r) => r.serverCpuMsPerRequest! * r.requests) / requests, 3) } : {}),
+  };
+}
+
+/**
+ * Loads every contender once per round, reversing the order every other round, so that a
+ * neighbour's load or a thermal drift during the run falls on all of them alike.
+ */
+export async function alternateRounds<T extends { target: LoadTarget; cpu: CpuMeter }>(
+  contenders: readonly T[],
+  settings: LoadSettings,
+  rounds: number,
+  onRow?: (contender: T, round: number) => void,
+): Promise<Map<T, LoadResult>> {
+  const results = new Map<T, LoadResult[]>(contenders.map((c) => [c, []]));
+  for (let r = 0; r < rounds; r += 1) {
+    for (const contender of roundOrder(contenders, r)) {
+      onRow?.(contender, r);
+      results.get(contender)!.push(await runLoad(contender.target, settings, contender.cpu));
+    }
+  }
+  return new Map([...results].map(([c, runs]) => [c, combineRounds(runs)]));
+}
+
+/** The order of round `r` (0-based): as given on even rounds, reversed on odd ones. */
+export const roundOrder = <T>(items: readonly T[], r: number): T[] => (r % 2 === 0 ? [...items] : [...items].reverse());

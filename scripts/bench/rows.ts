@@ -1,19 +1,14 @@
-import { statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ALGORITHMS, ROW_LABELS, type Algorithm, type BenchOptions, type RowName } from './args.js';
-import { measureCryptoCeiling, measureHttpCeiling } from './ceilings.js';
-import { benchKeyId, ISSUE_BODY, ISSUE_CLAIMS, issueTarget, prepareKey, startFactory, tempPaths, verifyTarget, type BenchKey } from './factory.js';
-import { exportPrivateJwk } from './keystore.js';
-import { runLoad, type LoadResult, type LoadSettings } from './load.js';
-import { evaluateTargets, formatRowsReport, withRatios, type Ceilings, type RowResult, type TargetResult } from './report.js';
-import { treeCpuMs } from './launch.js';
+import type { BenchOptions } from './args.js';
+import { benchKeyId, issueTarget, prepareKey, startFactory, tempPaths, verifyTarget } from './factory.js';
+import { measureBareFloor, startFloorServer } from './floors.js';
+import { treeCpuMs, type Launched } from './launch.js';
+import { alternateRounds, type CpuMeter, type LoadSettings, type LoadTarget } from './load.js';
+import { PEERS } from './peers.js';
 import { describeProfiles } from './profile.js';
+import { evaluateGoals, formatReport, ROW, type RowResult, type Verdict } from './report.js';
 import { runScenarioRows } from './scenarios.js';
-
-
-const algOf = (row: RowName): Algorithm | undefined => ALGORITHMS.find((a) => row.startsWith(`${a.toLowerCase()}-`));
-const kindOf = (row: RowName) => (row.endsWith('-issue') ? ('issue' as const) : ('verify' as const));
 
 /** The run's context, printed above the table and stored in the JSON. */
 export function machineContext() {
@@ -21,138 +16,119 @@ export function machineContext() {
   return { cpus: cpus.length, cpuModel: cpus[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.release()}` };
 }
 
-export interface RowsRun {
+export interface BenchRun {
   machine: ReturnType<typeof machineContext>;
-  settings: Omit<BenchOptions, 'mode' | 'help' | 'outDir'>;
-  factory: { startupMs: number; logLevel: string; workers: string; pid: number; logBytesPerRequest?: number };
-  ceilings: Ceilings;
+  settings: Omit<BenchOptions, 'help' | 'outDir'>;
   rows: RowResult[];
-  targets: TargetResult[];
+  verdicts: Verdict[];
   notes: string[];
+  profiles?: string[];
   text: string;
 }
 
+/** A row loaded side by side with the others in alternating rounds. */
+interface Contender {
+  row: Omit<RowResult, 'load'>;
+  target: LoadTarget;
+  cpu: CpuMeter;
+}
+
 /**
- * The default mode: the factory as a real process, its two ceilings measured in the same run,
- * then every selected row under the same load settings.
+ * The whole bench: the bare floor in a process of its own, then every HTTP contender (floors,
+ * the factory, its peers) started together and loaded in alternating rounds, then the scenarios.
  */
-export async function runRows(options: BenchOptions, tmpDir: string, progress: (line: string) => void): Promise<RowsRun> {
+export async function runBench(options: BenchOptions, tmpDir: string, progress: (line: string) => void): Promise<BenchRun> {
   const settings: LoadSettings = { connections: options.connections, durationS: options.durationS, warmupS: options.warmupS };
+  const want = (g: BenchOptions['groups'][number]) => options.groups.includes(g);
+  const { alg } = options;
   const paths = tempPaths(tmpDir);
-  const factoryRows = options.rows.filter((r) => algOf(r) !== undefined);
-  const algs = ALGORITHMS.filter((a) => factoryRows.some((r) => algOf(r) === a));
-  const ceilings: Ceilings = { crypto: {} };
   const rows: RowResult[] = [];
   const notes: string[] = [];
-
-  progress(`starting the factory (LOG_LEVEL=${options.logLevel}, WORKERS=${options.workers ?? 'factory default'}, KEYS_DIR=${paths.keysDir})`);
-  // A fresh folder per run, so the summary reads this run's profiles only (one per process).
+  const started: Launched[] = [];
+  const issue: Contender[] = [];
+  const verify: Contender[] = [];
+  const skipped: RowResult[] = [];
+  const meter = (p: Launched): CpuMeter => () => treeCpuMs(p.pid);
   const profileDir = options.cpuProf ? path.resolve(options.outDir, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`) : undefined;
-  const factory = await startFactory({
-    keysDir: paths.keysDir,
-    logLevel: options.logLevel,
-    workers: options.workers,
-    logFile: paths.factoryLog,
-    ...(profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
-  });
-  const baseUrl = `http://127.0.0.1:${factory.port}`;
-  let logBytesPerRequest: number | undefined;
-  try {
-    const keys = new Map<Algorithm, BenchKey>();
-    for (const alg of algs) {
-      try {
-        keys.set(alg, await prepareKey(baseUrl, benchKeyId(alg), alg));
-      } catch (err) {
-        notes.push(`${alg}: could not create the key or issue a first token: ${(err as Error).message}`);
-      }
-    }
-    // Each ceiling is measured next to the rows it is compared with, and the HTTP ceiling both
-    // before and after the factory rows: on a shared machine the neighbours' load drifts.
-    const httpRuns: LoadResult[] = [];
-    const measureHttp = async (when: string) => {
-      progress(`measuring the HTTP ceiling ${when} the factory rows (trivial express 5 JSON route, its own process)`);
-      httpRuns.push(await measureHttpCeiling(settings, { body: ISSUE_BODY, workers: options.workers, logFile: paths.ceilingLog }));
-    };
-    if (factoryRows.length > 0) await measureHttp('before');
-    const logBefore = statSync(paths.factoryLog).size;
-    let requests = 0;
-    for (const alg of algs) {
-      const key = keys.get(alg);
-      const algRows = factoryRows.filter((r) => algOf(r) === alg);
-      if (!key) {
-        rows.push(...algRows.map((row) => ({ row, label: ROW_LABELS[row], kind: kindOf(row), alg, skipped: `no ${alg} key (see notes)` })));
-        continue;
-      }
-      progress(`measuring the crypto ceiling for ${alg} (jose, ${options.connections} in flight, its own process)`);
-      try {
-        ceilings.crypto[alg] = await measureCryptoCeiling({
-          alg,
-          privateJwk: await exportPrivateJwk(paths.keysDir, key.keyId),
-          publicJwk: await publicJwkOf(baseUrl, key),
-          header: key.header,
-          payload: key.payload,
-          token: key.token,
-          verify: { issuer: key.payload.iss, audience: ISSUE_CLAIMS.aud, subject: key.payload.sub },
-          inFlight: options.connections,
-          durationS: options.durationS,
-          warmupS: options.warmupS,
-        });
-      } catch (err) {
-        notes.push(`crypto ceiling ${alg} not measured: ${(err as Error).message}`);
-      }
-      for (const row of algRows) {
-        progress(`loading the factory: ${ROW_LABELS[row]}`);
-        const kind = kindOf(row);
-        const load = await runLoad(kind === 'issue' ? issueTarget(baseUrl, key) : verifyTarget(baseUrl, key), settings, () => treeCpuMs(factory.pid));
-        requests += load.requests + load.warmupRequests;
-        rows.push({ row, label: ROW_LABELS[row], kind, alg, load });
-      }
-    }
-    if (factoryRows.length > 0) {
-      await measureHttp('after');
-      ceilings.httpRuns = httpRuns;
-      // Ratios use the mean of the two runs; the table shows both.
-      ceilings.http = { ...httpRuns[0]!, rps: Math.round(httpRuns.reduce((sum, r) => sum + r.rps, 0) / httpRuns.length) };
-    }
-    if (requests > 0) logBytesPerRequest = Math.round((statSync(paths.factoryLog).size - logBefore) / requests);
+  let factoryUrl: string | undefined;
+  let factoryPid: number | undefined;
 
-    // The scenario rows use the same factory process: servicea asks it for tokens in scenario 1.
-    const scenarioRows = options.rows.filter((r) => r.startsWith('scenario'));
-    if (scenarioRows.length > 0) {
-      const measured = await runScenarioRows(scenarioRows, settings, { factoryUrl: baseUrl, factoryPid: factory.pid, tmpDir }, progress);
-      rows.push(...measured.map((r) => ({ ...r, label: ROW_LABELS[r.row] })));
+  try {
+    if (want('floors')) {
+      progress(`measuring the bare ${alg} floor (jose, ${options.connections} in flight, no HTTP, its own process)`);
+      const bare = await measureBareFloor(alg, { ...settings, durationS: settings.durationS * options.rounds });
+      rows.push({ id: ROW.bareIssue, label: `floor: ${alg} signature alone (jose SignJWT)`, group: 'floors', op: 'issue', load: bare.issue });
+      rows.push({ id: ROW.bareVerify, label: `floor: ${alg} verification alone (jose jwtVerify)`, group: 'floors', op: 'verify', load: bare.verify });
+      for (const kind of ['http', 'express'] as const) {
+        const floor = await startFloorServer(kind, alg, path.join(tmpDir, `floor-${kind}.log`));
+        started.push(floor.process);
+        const name = kind === 'http' ? 'node:http + jose' : 'express 5 + express.json() + jose';
+        issue.push({ row: { id: kind === 'http' ? ROW.httpIssue : ROW.expressIssue, label: `floor: ${name}, issue`, group: 'floors', op: 'issue' }, target: floor.issue, cpu: meter(floor.process) });
+        verify.push({ row: { id: kind === 'http' ? ROW.httpVerify : ROW.expressVerify, label: `floor: ${name}, verify`, group: 'floors', op: 'verify' }, target: floor.verify, cpu: meter(floor.process) });
+      }
+    }
+    if (want('factory') || want('peers') || want('scenarios')) {
+      progress(`starting the factory (LOG_LEVEL=${options.logLevel}, WORKERS=${options.workers ?? 'factory default'})`);
+      const factory = await startFactory({
+        keysDir: paths.keysDir,
+        logLevel: options.logLevel,
+        workers: options.workers,
+        logFile: paths.factoryLog,
+        ...(profileDir ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] } : {}),
+      });
+      started.push(factory);
+      factoryUrl = `http://127.0.0.1:${factory.port}`;
+      factoryPid = factory.pid;
+      if (want('factory') || want('peers')) {
+        const key = await prepareKey(factoryUrl, benchKeyId(alg), alg);
+        issue.push({ row: { id: ROW.factoryIssue, label: `jwt-factory POST /issueToken (${alg})`, group: 'factory', op: 'issue' }, target: issueTarget(factoryUrl, key), cpu: meter(factory) });
+        if (want('factory')) {
+          verify.push({ row: { id: ROW.factoryVerify, label: `jwt-factory POST /verify (${alg})`, group: 'factory', op: 'verify' }, target: verifyTarget(factoryUrl, key), cpu: meter(factory) });
+        }
+      }
+    }
+    if (want('peers')) {
+      for (const peer of PEERS) {
+        const reason = peer.unavailable();
+        const row = { id: peer.id, label: peer.label, group: 'peers' as const, op: 'issue' as const };
+        if (reason) {
+          skipped.push({ ...row, skipped: reason });
+          continue;
+        }
+        progress(`starting ${peer.label}`);
+        const { process: server, target } = await peer.start(tmpDir, { factoryUrl });
+        if (server) started.push(server);
+        issue.push({ row, target, cpu: server ? meter(server) : () => treeCpuMs(factoryPid!) });
+      }
+    }
+    const contenders = [...issue, ...verify];
+    if (contenders.length > 0) {
+      const results = await alternateRounds(contenders, settings, options.rounds, (c, r) => progress(`round ${r + 1}/${options.rounds}: ${c.row.label}`));
+      rows.push(...contenders.map((c) => ({ ...c.row, load: results.get(c)! })));
+    }
+    rows.push(...skipped);
+    if (want('scenarios') && factoryUrl && factoryPid !== undefined) {
+      rows.push(...(await runScenarioRows(settings, { factoryUrl, factoryPid, tmpDir }, progress)));
     }
   } finally {
-    await factory.stop();
+    await Promise.all(started.map((p) => p.stop()));
   }
 
-  const measured = withRatios(rows, ceilings);
-  const targets = evaluateTargets(measured);
-  const factoryInfo = {
-    startupMs: Math.round(factory.startupMs),
-    logLevel: options.logLevel,
-    workers: options.workers === undefined ? 'factory default' : String(options.workers),
-    pid: factory.pid,
-    ...(logBytesPerRequest === undefined ? {} : { logBytesPerRequest }),
-  };
+  const order = ['floors', 'factory', 'peers', 'scenarios'];
+  const sorted = [...rows].sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group) || opRank(a) - opRank(b));
+  const verdicts = evaluateGoals(sorted);
   const machine = machineContext();
   const context = [
     `jwt-factory benchmark: ${machine.cpus} x ${machine.cpuModel}, Node ${machine.node}`,
-    `load: autocannon, ${options.connections} connections, ${options.warmupS} s warm-up + ${options.durationS} s per row; crypto ceiling: ${options.connections} operations in flight`,
-    `factory: LOG_LEVEL=${factoryInfo.logLevel}, WORKERS=${factoryInfo.workers}, log to a file (${logBytesPerRequest ?? '-'} bytes per request), start-up ${factoryInfo.startupMs} ms`,
+    `load: autocannon, ${options.connections} connections; ${options.rounds} round(s) of ${options.warmupS} s warm-up + ${options.durationS} s per row, alternating order; CPU = the server process's user + system time from /proc`,
+    `factory: LOG_LEVEL=${options.logLevel}, WORKERS=${options.workers ?? 'factory default'}`,
   ];
-  const { mode: _mode, help: _help, outDir: _outDir, ...rest } = options;
+  const { help: _help, outDir: _outDir, ...rest } = options;
   // The profile is written when the factory exits, which the finally above waited for.
   const profile = profileDir ? await describeProfiles(profileDir) : undefined;
-  const text = [formatRowsReport(measured, ceilings, targets, context), ...notes.map((n) => `note: ${n}`), ...(profile ? ['', profile.text] : [])].join('\n');
-  return { machine, settings: rest, factory: factoryInfo, ceilings, rows: measured, targets, notes, ...(profile ? { profiles: profile.files } : {}), text };
+  const text = [formatReport(sorted, verdicts, context), ...notes.map((n) => `note: ${n}`), ...(profile ? ['', profile.text] : [])].join('\n');
+  return { machine, settings: rest, rows: sorted, verdicts, notes, ...(profile ? { profiles: profile.files } : {}), text };
 }
 
-/** The key's public JWK as the factory publishes it (the verify ceiling uses exactly that key). */
-async function publicJwkOf(baseUrl: string, key: BenchKey) {
-  const res = await fetch(`${baseUrl}/.well-known/jwks.json`);
-  const jwks = (await res.json()) as { keys: Array<Record<string, unknown>> };
-  const jwk = jwks.keys.find((k) => k.kid === key.header.kid);
-  if (!jwk) throw new Error(`the JWKS does not publish kid ${String(key.header.kid)} of ${key.keyId}`);
-  return jwk;
-}
+/** Issue rows before verify rows inside a group, each kind in the order it was measured. */
+const opRank = (row: RowResult) => (row.op === 'verify' ? 1 : 0);

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { ensureCertificates } from '../../lib/certs.js';
-import type { RowName } from './args.js';
 import { freePort } from '../../lib/ports.js';
 import { launch, treeCpuMs, type Launched } from './launch.js';
 import { runLoad, type LoadSettings } from './load.js';
@@ -9,12 +8,12 @@ import type { RowResult } from './report.js';
 const HOST = '127.0.0.1';
 
 /** What each scenario row calls on servicea, and what servicea does for it. */
-const SCENARIOS: Partial<Record<RowName, { path: string; what: string }>> = {
-  // Scenario 1: A asks the factory for a token, presents it to B (plain HTTP hop, as the sample).
-  scenario1: { path: '/scenario1', what: 'factory-issued token, A -> B' },
-  // Scenario 3: A signs its own token, presents it to B over HTTPS with the suite's CA.
-  scenario3: { path: '/scenario3', what: 'self-signed token, A -> B over HTTPS' },
-};
+const SCENARIOS = [
+  // Scenario 1: A gets a token from the factory (or its cache), presents it to B (plain HTTP), B asks the factory to verify it.
+  { id: 'scenario1', path: '/scenario1', label: 'scenario 1 end-to-end (A -> factory, A -> B -> factory)' },
+  // Scenario 3: A signs its own token (or reuses it), presents it to B over HTTPS with the suite's CA; B verifies locally.
+  { id: 'scenario3', path: '/scenario3', label: 'scenario 3 end-to-end (A -> B over TLS)' },
+] as const;
 
 /**
  * Starts servicea and serviceb (the receivers scenarios 1 and 3 need) against the running
@@ -59,36 +58,35 @@ async function checkScenario(url: string): Promise<void> {
  * serviceb. A row that cannot run is reported as skipped with the reason.
  */
 export async function runScenarioRows(
-  rows: RowName[],
   settings: LoadSettings,
   context: { factoryUrl: string; factoryPid: number; tmpDir: string },
   progress: (line: string) => void,
-): Promise<Omit<RowResult, 'label'>[]> {
+): Promise<RowResult[]> {
+  const row = (s: (typeof SCENARIOS)[number]) => ({ id: s.id, label: s.label, group: 'scenarios' as const, op: 'scenario' as const });
   progress('starting servicea and serviceb for the scenario rows');
   let services: { servicea: Launched; serviceb: Launched };
   try {
     services = await startServices(context.factoryUrl, context.tmpDir);
   } catch (err) {
     const reason = `the services did not start: ${(err as Error).message.split('\n')[0]}`;
-    return rows.map((row) => ({ row, kind: 'scenario' as const, skipped: reason }));
+    return SCENARIOS.map((s) => ({ ...row(s), skipped: reason }));
   }
   const a = `http://${HOST}:${services.servicea.port}`;
-  const results: Omit<RowResult, 'label'>[] = [];
+  const results: RowResult[] = [];
   // One end-to-end call costs CPU in all three processes: the meter sums them.
   const cpu = () => [context.factoryPid, services.servicea.pid, services.serviceb.pid].reduce((sum, pid) => sum + treeCpuMs(pid), 0);
   try {
     const gen = await fetch(`${a}/gen-keys`, { method: 'POST' });
     if (!gen.ok) throw new Error(`POST /gen-keys on servicea answered ${gen.status}`);
-    for (const row of rows) {
-      const scenario = SCENARIOS[row]!;
+    for (const scenario of SCENARIOS) {
       try {
         await checkScenario(`${a}${scenario.path}`);
       } catch (err) {
-        results.push({ row, kind: 'scenario', skipped: `GET ${scenario.path} ${(err as Error).message}` });
+        results.push({ ...row(scenario), skipped: `GET ${scenario.path} ${(err as Error).message}` });
         continue;
       }
-      progress(`loading servicea: GET ${scenario.path} (${scenario.what})`);
-      results.push({ row, kind: 'scenario', load: await runLoad({ url: `${a}${scenario.path}` }, settings, cpu) });
+      progress(`loading servicea: GET ${scenario.path}`);
+      results.push({ ...row(scenario), load: await runLoad({ url: `${a}${scenario.path}` }, settings, cpu) });
     }
   } finally {
     await Promise.all([services.servicea.stop(), services.serviceb.stop()]);

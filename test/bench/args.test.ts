@@ -1,39 +1,33 @@
 import { describe, expect, it } from 'vitest';
-import { parseBenchArgs, parseRows, ROWS, UsageError } from '../../scripts/bench/args.js';
+import { GROUPS, parseBenchArgs, parseGroups, UsageError } from '../../scripts/bench/args.js';
 
 describe('bench command line', () => {
-  it('runs every row with 50 connections, 6 s after a 1.5 s warm-up and LOG_LEVEL=info by default', () => {
+  it('measures every group, RS256, 2 alternating rounds of 5 s after 1 s, 50 connections and LOG_LEVEL=info by default', () => {
     const options = parseBenchArgs([]);
-    expect(options.mode).toEqual({ kind: 'rows' });
-    expect(options.rows).toEqual(ROWS);
-    expect(options).toMatchObject({ connections: 50, durationS: 6, warmupS: 1.5, logLevel: 'info', outDir: 'bench-results', workers: undefined });
+    expect(options.groups).toEqual(GROUPS);
+    expect(options).toMatchObject({ alg: 'RS256', rounds: 2, connections: 50, durationS: 5, warmupS: 1, logLevel: 'info', outDir: 'bench-results', workers: undefined, cpuProf: false });
   });
 
-  it('--quick shortens each row, and explicit --duration / --warmup win over it', () => {
-    expect(parseBenchArgs(['--quick'])).toMatchObject({ durationS: 2, warmupS: 0.5 });
-    expect(parseBenchArgs(['--quick', '--duration', '3', '--warmup', '1'])).toMatchObject({ durationS: 3, warmupS: 1 });
+  it('--quick is one round of 2 s after 0.5 s, and explicit --rounds / --duration / --warmup win over it', () => {
+    expect(parseBenchArgs(['--quick'])).toMatchObject({ rounds: 1, durationS: 2, warmupS: 0.5 });
+    expect(parseBenchArgs(['--quick', '--rounds', '3', '--duration', '3', '--warmup', '1'])).toMatchObject({ rounds: 3, durationS: 3, warmupS: 1 });
   });
 
-  it('--rows expands groups and keeps table order whatever order the user typed', () => {
-    expect(parseRows('scenarios,rs256')).toEqual(['rs256-issue', 'rs256-verify', 'scenario1', 'scenario3']);
-    expect(parseRows('verify')).toEqual(['rs256-verify', 'es256-verify', 'eddsa-verify']);
-    expect(parseBenchArgs(['--rows', 'EdDSA-issue']).rows).toEqual(['eddsa-issue']);
-  });
-
-  it('--keys and --soak select their modes', () => {
-    expect(parseBenchArgs(['--keys', '10000']).mode).toEqual({ kind: 'keys', count: 10000 });
-    expect(parseBenchArgs(['--soak', '300']).mode).toEqual({ kind: 'soak', seconds: 300 });
+  it('--rows keeps table order whatever order the user typed, and --alg takes any case', () => {
+    expect(parseGroups('scenarios,floors')).toEqual(['floors', 'scenarios']);
+    expect(parseGroups('all')).toEqual(GROUPS);
+    expect(parseBenchArgs(['--rows', 'Peers', '--alg', 'eddsa'])).toMatchObject({ groups: ['peers'], alg: 'EdDSA' });
   });
 
   it.each([
-    [['--rows', 'rs512-issue'], /unknown row "rs512-issue"/],
-    [['--rows', ','], /at least one row/],
+    [['--rows', 'rs256-issue'], /unknown group "rs256-issue"/],
+    [['--rows', ','], /at least one group/],
     [['--connections', '0'], /--connections must be a positive whole number/],
-    [['--keys', '1.5'], /--keys must be a positive whole number/],
+    [['--rounds', '1.5'], /--rounds must be a positive whole number/],
     [['--duration', 'soon'], /--duration must be a positive number/],
-    [['--keys', '10', '--soak', '10'], /separate modes/],
+    [['--alg', 'HS256'], /--alg must be one of RS256, ES256, EdDSA/],
     [['--log-level', 'loud'], /--log-level must be one of/],
-    [['--fast'], /Unknown option '--fast'/],
+    [['--keys', '10000'], /Unknown option '--keys'/],
   ])('refuses %j with a sentence naming the option', (argv, message) => {
     expect(() => parseBenchArgs(argv)).toThrow(UsageError);
     expect(() => parseBenchArgs(argv)).toThrow(message);

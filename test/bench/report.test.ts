@@ -3,80 +3,71 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseListening } from '../../scripts/bench/launch.js';
-import type { LoadResult } from '../../scripts/bench/load.js';
-import { evaluateTargets, formatRowsReport, table, withRatios, writeResults, type Ceilings, type RowResult } from '../../scripts/bench/report.js';
-import { evaluateKeyTargets } from '../../scripts/bench/keys-mode.js';
-import { evaluateSoak } from '../../scripts/bench/soak.js';
-import { percentile, slope } from '../../scripts/bench/stats.js';
+import { combineRounds, roundOrder, type LoadResult } from '../../scripts/bench/load.js';
+import { beyondSignatureUs, evaluateGoals, formatReport, table, vsFrameworkFloor, writeResults, type RowResult } from '../../scripts/bench/report.js';
+import { percentile } from '../../scripts/bench/stats.js';
 
-const load = (rps: number, p99Ms = 10, errors = 0): LoadResult => ({
+const load = (rps: number, cpuMs: number, errors = 0): LoadResult => ({
   rps,
   p50Ms: 5,
-  p99Ms,
-  requests: rps * 6,
+  p99Ms: 10,
+  requests: rps * 5,
   warmupRequests: rps,
   errors,
   errorDetail: { non2xx: errors, socketErrors: 0, timeouts: 0 },
-  durationS: 6,
-  serverCpuMsPerRequest: 0.25,
+  durationS: 5,
+  serverCpuMsPerRequest: cpuMs,
 });
-const op = (opsPerSec: number) => ({ opsPerSec, p50Ms: 1, p99Ms: 2, ops: opsPerSec * 6, errors: 0, cpuMsPerOp: 0.3 });
-const ceilings: Ceilings = {
-  http: load(10_000),
-  crypto: { RS256: { sign: op(6000), verify: op(20_000) }, ES256: { sign: op(9000), verify: op(8000) } },
-};
+const row = (id: string, group: RowResult['group'], op: RowResult['op'], l?: LoadResult, label = id): RowResult => ({ id, label, group, op, ...(l ? { load: l } : { skipped: 'not here' }) });
+const rows: RowResult[] = [
+  row('bare-issue', 'floors', 'issue', load(7000, 0.29)),
+  row('express-issue', 'floors', 'issue', load(3300, 0.48)),
+  row('bare-verify', 'floors', 'verify', load(30000, 0.05)),
+  row('express-verify', 'floors', 'verify', load(8000, 0.12)),
+  row('factory-issue', 'factory', 'issue', load(3000, 0.5), 'jwt-factory POST /issueToken (RS256)'),
+  row('factory-verify', 'factory', 'verify', load(6000, 0.15), 'jwt-factory POST /verify (RS256)'),
+  row('oidc-provider-cc', 'peers', 'issue', load(2000, 0.8), 'oidc-provider 9 client_credentials (RS256 JWT)'),
+  row('factory-cc', 'peers', 'issue', undefined, 'jwt-factory client_credentials (RS256 JWT)'),
+];
 
 describe('bench report', () => {
   const dirs: string[] = [];
   afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
 
-  it('computes each row as a share of its crypto ceiling and of the HTTP ceiling', () => {
-    const [rs, es] = withRatios(
-      [
-        { row: 'rs256-issue', label: 'RS256 issuance', kind: 'issue', alg: 'RS256', load: load(4500) },
-        { row: 'es256-verify', label: 'ES256 verification', kind: 'verify', alg: 'ES256', load: load(6000) },
-      ],
-      ceilings,
-    );
-    expect(rs).toMatchObject({ vsCrypto: 0.75, vsHttp: 0.45 });
-    expect(es).toMatchObject({ vsCrypto: 0.75, vsHttp: 0.6 });
+  it('divides CPU per request by the framework floor of the same operation, and subtracts the bare signature', () => {
+    const byId = (id: string) => rows.find((r) => r.id === id)!;
+    expect(vsFrameworkFloor(rows, byId('factory-issue'))).toBe(1.04);
+    expect(vsFrameworkFloor(rows, byId('factory-verify'))).toBe(1.25);
+    expect(vsFrameworkFloor(rows, byId('oidc-provider-cc'))).toBe(1.67);
+    expect(vsFrameworkFloor(rows, byId('express-issue'))).toBeUndefined();
+    expect(beyondSignatureUs(rows, byId('factory-issue'))).toBe(210);
+    expect(beyondSignatureUs(rows, byId('express-verify'))).toBe(70);
+    expect(beyondSignatureUs(rows, byId('bare-issue'))).toBeUndefined();
   });
 
-  it('marks each issue-5 target PASS or MISS with how far off, and unmeasured ones as such', () => {
-    const rows = withRatios(
-      [
-        { row: 'rs256-issue', label: 'RS256 issuance', kind: 'issue', alg: 'RS256', load: load(4500, 30) },
-        { row: 'es256-issue', label: 'ES256 issuance', kind: 'issue', alg: 'ES256', load: load(6000, 12, 3) },
-      ],
-      ceilings,
-    );
-    const targets = evaluateTargets(rows);
-    const byName = (start: string) => targets.find((t) => t.target.startsWith(start))!;
-    expect(byName('RS256 issuance >= 70% of the crypto ceiling')).toMatchObject({ pass: true, measured: '75% (4500/s)' });
-    expect(byName('RS256 issuance >= 5x')).toMatchObject({ pass: true, required: '>= 3800/s' });
-    expect(byName('ES256 issuance >= 70% of the HTTP ceiling')).toMatchObject({ pass: false, shortBy: '10 points short' });
-    expect(byName('EdDSA issuance >= 70%')).toMatchObject({ pass: null, measured: 'not measured' });
-    expect(byName('RS256 issuance: p99')).toMatchObject({ pass: false, shortBy: '5 ms over' });
-    expect(byName('ES256 issuance: no errors')).toMatchObject({ pass: false, measured: '3 of 36000' });
+  it('judges each goal PASS, MISS or not measured, with the figure it read', () => {
+    const verdicts = evaluateGoals(rows);
+    expect(verdicts).toEqual([
+      { goal: 'jwt-factory POST /issueToken (RS256): CPU per request <= 1.1x the framework floor', measured: '1.04x', pass: true },
+      { goal: 'jwt-factory POST /verify (RS256): CPU per request <= 1.1x the framework floor', measured: '1.25x', pass: false },
+      { goal: "oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x the factory's /issueToken", measured: '1.6x', pass: true },
+      { goal: "jwt-factory client_credentials (RS256 JWT): CPU per token >= 1.5x the factory's /issueToken", measured: 'not measured (not here)', pass: null },
+      { goal: 'no errors in any row', measured: '0 in 7 rows', pass: true },
+    ]);
+    const failing = evaluateGoals([row('factory-issue', 'factory', 'issue', load(10, 0.5, 3), 'issue')]);
+    expect(failing.at(-1)).toEqual({ goal: 'no errors in any row', measured: 'issue: 3 ({"non2xx":3,"socketErrors":0,"timeouts":0})', pass: false });
+    expect(failing[0]).toMatchObject({ measured: 'not measured', pass: null });
   });
 
-  it('prints the ceilings, the rows with their ratios, skipped rows and one verdict line per target', () => {
-    const rows: RowResult[] = withRatios(
-      [
-        { row: 'rs256-issue', label: 'RS256 issuance', kind: 'issue', alg: 'RS256', load: load(4500) },
-        { row: 'scenario1', label: 'scenario 1 end-to-end (TLS)', kind: 'scenario', skipped: 'services not available' },
-      ],
-      ceilings,
-    );
-    const text = formatRowsReport(rows, ceilings, evaluateTargets(rows), ['context line']);
+  it('prints context, one line per row with µs of CPU and its ratios, skipped rows with the reason, then the verdicts', () => {
+    const text = formatReport(rows, evaluateGoals(rows), ['context line']);
     expect(text.split('\n')[0]).toBe('context line');
-    expect(text).toMatch(/HTTP ceiling \(express 5 JSON route\)\s+10000\s+5\s+10\s+0\s+0.25$/m);
-    expect(text).toMatch(/crypto ceiling RS256 sign \(jose\)\s+6000\s+1\s+2\s+0\s+0.3$/m);
-    expect(text).toMatch(/RS256 issuance\s+4500\s+5\s+10\s+0\s+75%\s+45%\s+0.25$/m);
-    expect(text).toContain('scenario 1 end-to-end (TLS)  skipped: services not available');
-    expect(text).toMatch(/^PASS {2}RS256 issuance >= 70% of the crypto ceiling/m);
-    expect(text).toMatch(/^---- {2}ES256 issuance >= 70% of the HTTP ceiling: not measured/m);
-    expect(text.split('\n').pop()).toBe('4 PASS, 0 MISS, 3 not measured');
+    expect(text).toMatch(/^jwt-factory POST \/issueToken \(RS256\) +3000 +5 +10 +0 +500 +1\.04x +210$/m);
+    expect(text).toMatch(/^bare-issue +7000 +5 +10 +0 +290 +- +-$/m);
+    expect(text).toMatch(/^jwt-factory client_credentials \(RS256 JWT\) +skipped$/m);
+    expect(text).toMatch(/^skipped: jwt-factory client_credentials \(RS256 JWT\): not here$/m);
+    expect(text).toMatch(/^MISS {2}jwt-factory POST \/verify \(RS256\): CPU per request <= 1\.1x the framework floor: 1\.25x$/m);
+    expect(text).toMatch(/^---- {2}jwt-factory client_credentials/m);
   });
 
   it('aligns table columns: names left, figures right', () => {
@@ -86,12 +77,35 @@ describe('bench report', () => {
   it('writes bench-<timestamp>.json and latest.json with the same content', async () => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'bench-report-'));
     dirs.push(dir);
-    const file = await writeResults(dir, 'rows', { rows: [1] }, new Date('2026-11-23T10:00:00.000Z'));
+    const file = await writeResults(dir, { rows: [1] }, new Date('2026-11-23T10:00:00.000Z'));
     expect(path.basename(file)).toBe('bench-2026-11-23T10-00-00-000Z.json');
-    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ kind: 'rows', rows: [1] });
+    expect(JSON.parse(await readFile(file, 'utf8'))).toEqual({ rows: [1] });
     expect(await readFile(path.join(dir, 'latest.json'), 'utf8')).toBe(await readFile(file, 'utf8'));
-    await writeResults(dir, 'soak', { samples: [] }, new Date('2026-11-23T10:00:00.000Z'));
-    expect((await readdir(dir)).sort()).toEqual(['bench-2026-11-23T10-00-00-000Z.json', 'bench-soak-2026-11-23T10-00-00-000Z.json', 'latest-soak.json', 'latest.json']);
+    expect((await readdir(dir)).sort()).toEqual(['bench-2026-11-23T10-00-00-000Z.json', 'latest.json']);
+  });
+});
+
+describe('bench rounds', () => {
+  it('alternates the order of the contenders from one round to the next', () => {
+    expect([0, 1, 2].map((r) => roundOrder(['a', 'b', 'c'], r).join(''))).toEqual(['abc', 'cba', 'abc']);
+  });
+
+  it('combines rounds: throughput over all seconds, CPU over all requests, errors summed, percentiles averaged', () => {
+    const a = { ...load(1000, 0.4), p99Ms: 10 };
+    const b = { ...load(3000, 0.2, 2), p99Ms: 30 };
+    expect(combineRounds([a, b])).toEqual({
+      rps: 2000,
+      p50Ms: 5,
+      p99Ms: 20,
+      requests: 20000,
+      warmupRequests: 4000,
+      errors: 2,
+      errorDetail: { non2xx: 2, socketErrors: 0, timeouts: 0 },
+      durationS: 10,
+      serverCpuMsPerRequest: 0.25,
+    });
+    expect(combineRounds([a])).toBe(a);
+    expect(() => combineRounds([])).toThrow(/at least one round/);
   });
 });
 
@@ -103,30 +117,8 @@ describe('bench helpers', () => {
     expect(parseListening('listening on 4321')).toBeUndefined();
   });
 
-  it('computes nearest-rank percentiles and a least-squares slope', () => {
+  it('computes nearest-rank percentiles', () => {
     expect(percentile([5, 1, 4, 2, 3], 50)).toBe(3);
     expect(percentile([...Array(100).keys()], 99)).toBe(98);
-    expect(slope([{ x: 0, y: 1 }, { x: 1, y: 3 }, { x: 2, y: 5 }])).toBe(2);
-  });
-
-  it('judges a soak flat after warm-up as PASS and a steadily growing one as MISS', () => {
-    const flat = Array.from({ length: 60 }, (_, i) => ({ atS: i * 5, rssMb: i < 6 ? 60 + i * 5 : 90 + (i % 2) }));
-    expect(evaluateSoak(flat, 30)).toMatchObject({ warmupRssMb: 90, targets: [{ pass: true }] });
-    const leaking = Array.from({ length: 60 }, (_, i) => ({ atS: i * 5, rssMb: 90 + i }));
-    const verdict = evaluateSoak(leaking, 30);
-    expect(verdict.slopeMbPerMin).toBe(12);
-    expect(verdict.targets[0]!.pass).toBe(false);
-  });
-});
-
-describe('key-store scale verdicts', () => {
-  it('passes a start-up under 5 s and issuance within 90% of the small store, and says by how much a slow start-up misses', () => {
-    const small = { issuance: load(1000), jwksOne: load(2000) };
-    const pass = evaluateKeyTargets(small, { keys: 10_001, startupMs: 3200, issuance: load(950), jwksOne: load(1900), jwksAllConditional: load(3000) });
-    expect(pass.map((t) => t.pass)).toEqual([true, true, true, true, true, true]);
-    const miss = evaluateKeyTargets(small, { keys: 10_001, startupMs: 6500, issuance: load(800), jwksOne: load(1900), jwksAllConditional: load(3000, 40) });
-    expect(miss[0]).toMatchObject({ pass: false, shortBy: '1500 ms over' });
-    expect(miss[1]).toMatchObject({ pass: false, measured: '80% (800/s vs 1000/s)' });
-    expect(miss.find((t) => t.target.startsWith('JWKS revalidation'))).toMatchObject({ pass: false, measured: '40 ms, 0 errors' });
   });
 });

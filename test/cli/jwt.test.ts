@@ -166,7 +166,7 @@ describe('jwt jwks, rotate and explain', () => {
   it('lists the commands with --help and exits 2 for an unknown command', async () => {
     const help = await jwtProcess('--help');
     expect(help.code).toBe(0);
-    for (const name of ['mint', 'decode', 'verify', 'jwks', 'rotate', 'explain']) expect(help.stdout).toContain(`  ${name} `);
+    for (const name of ['mint', 'decode', 'verify', 'jwks', 'rotate', 'login', 'exchange', 'explain']) expect(help.stdout).toContain(`  ${name} `);
     const mintHelp = await jwt('mint', '--help');
     expect(mintHelp.stdout).toContain('--expire <seconds>');
     expect((await jwtProcess('frobnicate')).code).toBe(2);

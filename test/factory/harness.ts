@@ -33,6 +33,7 @@ export async function makeFactory(env: Record<string, string> = {}) {
     defaultAlg: config.ALGORITHM,
     retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
     maxKeys: config.MAX_KEYS,
+    maxVersions: config.MAX_KEY_VERSIONS,
   });
   await keystore.load();
   const app = createApp({ config, keystore, logger, clock: time.clock });

@@ -20,7 +20,8 @@ afterAll(async () => {
 /** A factory replica on a free port over the test database. */
 async function replica(env: Record<string, string> = {}): Promise<Started> {
   const p = await startProcess('jwt-factory/main.ts', {
-    env: { PORT: '0', HOST: '127.0.0.1', KEY_STORE: db.url, KEY_ENCRYPTION_KEY: KEK, ...env },
+    // 20 rotations in a row keep all 21 versions published (each may have signed tokens): above the default cap of 5.
+    env: { PORT: '0', HOST: '127.0.0.1', KEY_STORE: db.url, KEY_ENCRYPTION_KEY: KEK, MAX_KEY_VERSIONS: '25', ...env },
   });
   started.push(p);
   return p;

@@ -18,7 +18,8 @@ afterAll(async () => {
 }, 30_000);
 
 async function factory(env: Record<string, string> = {}): Promise<Started> {
-  const p = await startProcess('jwt-factory/main.ts', { env: { PORT: '0', HOST: '127.0.0.1', KEYS_DIR: dir, ...env } });
+// 20 rotations in a row keep all 21 versions published (each may have signed tokens): above the default cap of 5.
+  const p = await startProcess('jwt-factory/main.ts', { env: { PORT: '0', HOST: '127.0.0.1', KEYS_DIR: dir, MAX_KEY_VERSIONS: '25', ...env } });
   started.push(p);
   return p;
 }

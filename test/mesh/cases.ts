@@ -163,6 +163,13 @@ export const POLICY_SETS: Record<string, (c: Ctx) => unknown[]> = {
     authz('ext', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/ext/*'] } }] }] }),
     authz('ext-two', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/ext2/*'] } }] }] }),
   ],
+  // The login at the edge: oauth2-proxy as the CUSTOM provider for the webui's host (its own
+  // /oauth2/ routes excepted), then the user token it puts in Authorization checked as any other.
+  'custom-edge': (c) => [
+    authz('oauth2-proxy-at-edge', { action: 'CUSTOM', provider: { name: 'oauth2-proxy' }, rules: [{ to: [{ operation: { hosts: ['webui.example'], notPaths: ['/oauth2/*'] } }] }] }),
+    reqAuthn('users', [{ issuer: ISS, jwks: c.jwks(c.rs), forwardOriginalToken: true }]),
+    authz('users-on-api', { rules: [{ to: [{ operation: { notPaths: ['/api/*'] } }] }, { from: [{ source: { requestPrincipals: [`${ISS}/*`] } }], to: [{ operation: { paths: ['/api/*'] } }] }] }),
+  ],
   'custom-two-providers': () => [
     authz('ext-a', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/a'] } }] }] }),
     authz('ext-b', { action: 'CUSTOM', provider: { name: 'oauth2-proxy' }, rules: [{ to: [{ operation: { paths: ['/b'] } }] }] }),
@@ -359,5 +366,9 @@ export const CASES: Case[] = [
 
   // ---- CUSTOM ------------------------------------------------------------------------------------------------------------
   { name: 'a CUSTOM policy hands matching requests to its provider (assumed to allow)', cite: `${AUTHZ}/builder/builder.go BuildHTTP (CUSTOM → RBAC shadow + ext_authz)`, set: 'custom', request: () => get('/ext/x'), expect: { status: 200, step: 'external authorizer "opa"' } },
+  { name: 'CUSTOM at the edge: a page of the webui host is handed to oauth2-proxy first', cite: `${AUTHZ}/builder/builder.go BuildHTTP (ext_authz before jwt_authn and RBAC); istio.io docs "External Authorization" (oauth2-proxy)`, set: 'custom-edge', request: () => get('/', { host: 'webui.example' }), expect: { status: 200, step: 'external authorizer "oauth2-proxy"' } },
+  { name: 'CUSTOM at the edge: the user token oauth2-proxy set is then verified, and the rule sees the user', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "--set-authorization-header"; ${ENVOY}/authenticator.cc`, set: 'custom-edge', request: async (c) => get('/api/me', { host: 'webui.example', ...bearer(await c.token('alice')) }), expect: { status: 200, principal: `${ISS}/alice`, step: 'external authorizer "oauth2-proxy"' } },
+  { name: 'CUSTOM at the edge: an API call let through without a user token still meets requestPrincipals (403)', cite: `${AUTHZ}/builder/builder.go BuildHTTP (RBAC after ext_authz)`, set: 'custom-edge', request: () => get('/api/me', { host: 'webui.example' }), expect: { status: 403, body: 'RBAC: access denied' } },
+  { name: 'CUSTOM at the edge: oauth2-proxy\'s own /oauth2/ routes are not sent to it', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "Endpoints" (/oauth2/callback)`, set: 'custom-edge', request: () => get('/oauth2/callback', { host: 'webui.example' }), expect: { status: 200, principal: null, step: 'CUSTOM ns[jwt-suite]-policy[oauth2-proxy-at-edge]-rule[0]: does not match' } },
   { name: 'CUSTOM policies naming two providers make istiod deny everything', cite: `${AUTHZ}/builder/builder.go buildHTTP (getExtAuthz error → rbacDefaultDenyAll); extauthz.go`, set: 'custom-two-providers', request: () => get('/elsewhere'), expect: { status: 403, body: 'RBAC: access denied' } },
 ];

@@ -26,7 +26,7 @@ afterEach(async () => {
 });
 
 /** A replica's store over the test database. */
-async function replica(options: { sealer?: KeySealer; logger?: ReturnType<typeof silentLogger>; pollIntervalMs?: number } = {}): Promise<KeyStore> {
+async function replica(options: { sealer?: KeySealer; logger?: ReturnType<typeof silentLogger>; pollIntervalMs?: number; maxVersions?: number } = {}): Promise<KeyStore> {
   const store = createPostgresKeyStore({
     url: db.url,
     sealer: options.sealer ?? createKeySealer(kek),
@@ -35,6 +35,7 @@ async function replica(options: { sealer?: KeySealer; logger?: ReturnType<typeof
     retireAfterSeconds: 86_460,
     pollIntervalMs: options.pollIntervalMs ?? 60_000,
     connectTimeoutMs: 1000,
+    ...(options.maxVersions ? { maxVersions: options.maxVersions } : {}),
   });
   stores.push(store);
   await store.load();
@@ -164,6 +165,15 @@ describe('PostgreSQL key store', () => {
     expect(stranger.list()).not.toContain(victim);
     const rotatedKek = await replica({ sealer: createKeySealer(randomBytes(32), [kek]) });
     expect(rotatedKek.list()).toContain(victim);
+  });
+
+  it('refuses a rotation past MAX_KEY_VERSIONS with 429 rotation_limit_reached and changes nothing', async () => {
+    const a = await replica({ maxVersions: 2 });
+    const keyId = uniqueId('capped');
+    await a.getOrCreate(keyId, 'ES256');
+    await a.rotate(keyId, 0);
+    await expect(a.rotate(keyId, 0)).rejects.toMatchObject({ code: 'rotation_limit_reached', status: 429 });
+    expect(await db.sql(`SELECT count(*) FROM jf_key_versions WHERE key_id = '${keyId}'`)).toBe('2');
   });
 
   it('reseal moves every version onto the current encryption key, after which the old key can go', async () => {

@@ -1,0 +1,113 @@
+import * as oauth from 'oauth4webapi';
+import { decodeToken } from '../../lib/tokeninfo.js';
+import { loadDiscovery, type Discovery } from './api.js';
+import { byId, h, json, show, valueOf, verdict } from './dom.js';
+
+/**
+ * The Login panel: the authorization-code flow with PKCE (RFC 7636) as a test client, each step
+ * shown, like mock-oauth2-server's debugger. oauth4webapi builds and checks the OAuth messages.
+ * The state of a flow in progress lives in sessionStorage (this tab only) until the redirect back.
+ */
+
+const PENDING = 'jwt-console-login';
+
+interface Pending {
+  verifier: string;
+  state: string;
+  nonce: string;
+  clientId: string;
+  redirectUri: string;
+}
+
+/** http is allowed only when the console itself is served over http (a factory on loopback). */
+const insecure = () => ({ [oauth.allowInsecureRequests]: location.protocol === 'http:' });
+
+const step = (title: string, ...body: Array<Node | string | null>) => h('li', {}, h('strong', {}, title), ...body);
+
+function decoded(label: string, token: unknown): HTMLElement | null {
+  if (typeof token !== 'string') return null;
+  try {
+    const d = decodeToken(token, new Date());
+    return h('div', {}, h('h3', {}, label), h('p', { class: 'hint' }, `${d.header.alg}, kid ${String(d.header.kid)}, ${d.status}`), json(d.payload, label));
+  } catch {
+    return h('p', {}, `${label}: not a JWT (opaque)`);
+  }
+}
+
+/** Completes a flow when the page is the redirect target (?code= or ?error= with a flow pending). Returns true when it did. */
+async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElement): Promise<boolean> {
+  const params = new URLSearchParams(location.search);
+  const saved = sessionStorage.getItem(PENDING);
+  if (!saved || (!params.has('code') && !params.has('error'))) return false;
+  sessionStorage.removeItem(PENDING);
+  // The code must not stay in the address bar or the history.
+  history.replaceState(null, '', `${location.pathname}#login`);
+  const pending = JSON.parse(saved) as Pending;
+  const as = discovery as unknown as oauth.AuthorizationServer;
+  const client: oauth.Client = { client_id: pending.clientId };
+  const shown: HTMLElement[] = [step('1. Authorization request', ' sent; the provider redirected back to ', h('code', {}, pending.redirectUri))];
+  try {
+    const callback = oauth.validateAuthResponse(as, client, params, pending.state);
+    shown.push(step('2. Code received', ` (${callback.get('code')?.length ?? 0} characters, state checked)`));
+    const response = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), callback, pending.redirectUri, pending.verifier, insecure());
+    const tokens = await oauth.processAuthorizationCodeResponse(as, client, response, { expectedNonce: pending.nonce, requireIdToken: true });
+    shown.push(step('3. Token response', ` from ${discovery.token_endpoint}`, json({ ...tokens, access_token: '…', id_token: '…', refresh_token: tokens.refresh_token ? '…' : undefined }, 'Token response')));
+    shown.push(step('4. Tokens', decoded('id token', tokens.id_token), decoded('access token', tokens.access_token)));
+    if (discovery.userinfo_endpoint) {
+      const claims = oauth.getValidatedIdTokenClaims(tokens);
+      const info = await oauth.processUserInfoResponse(as, client, claims?.sub ?? oauth.skipSubjectCheck, await oauth.userInfoRequest(as, client, tokens.access_token, insecure()));
+      shown.push(step('5. Userinfo', ` from ${discovery.userinfo_endpoint}`, json(info, 'Userinfo')));
+    }
+    show(status, verdict('ok', 'Logged in: every step passed'));
+  } catch (err) {
+    const e = err as { error?: string; error_description?: string; message?: string; cause?: { error?: string; error_description?: string } };
+    const oauthError = e.error ?? e.cause?.error;
+    shown.push(step('Failed', ` ${oauthError ? `${oauthError}: ${e.error_description ?? e.cause?.error_description ?? ''}` : e.message ?? String(err)}`));
+    show(status, verdict('bad', 'The login did not complete', oauthError ?? e.message));
+  }
+  show(steps, ...shown);
+  return true;
+}
+
+export function setupLoginPanel(select: () => void): void {
+  const status = byId('login-status');
+  const steps = byId('login-steps');
+  const redirect = byId<HTMLInputElement>('login-redirect');
+  redirect.value = `${location.origin}/console/`;
+  let discovery: Discovery | undefined;
+
+  void (async () => {
+    try {
+      discovery = await loadDiscovery();
+    } catch (err) {
+      show(status, verdict('bad', 'Cannot read the discovery document', (err as Error).message));
+      return;
+    }
+    if (await finish(discovery, steps, status)) select();
+  })();
+
+  byId<HTMLFormElement>('login-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    discovery ??= await loadDiscovery().catch(() => undefined);
+    if (!discovery?.authorization_endpoint || !discovery.token_endpoint) {
+      show(status, verdict('warn', 'This factory runs without an OpenID provider', 'Its discovery document names no authorization_endpoint: start it with OIDC_CONFIG (e.g. jwt-factory/oidc.demo.yaml) to log in here.'));
+      show(steps);
+      return;
+    }
+    const pending: Pending = { verifier: oauth.generateRandomCodeVerifier(), state: oauth.generateRandomState(), nonce: oauth.generateRandomNonce(), clientId: valueOf('login-client'), redirectUri: valueOf('login-redirect') };
+    const url = new URL(discovery.authorization_endpoint);
+    url.search = new URLSearchParams({
+      client_id: pending.clientId,
+      redirect_uri: pending.redirectUri,
+      response_type: 'code',
+      scope: valueOf('login-scope'),
+      state: pending.state,
+      nonce: pending.nonce,
+      code_challenge: await oauth.calculatePKCECodeChallenge(pending.verifier),
+      code_challenge_method: 'S256',
+    }).toString();
+    sessionStorage.setItem(PENDING, JSON.stringify(pending));
+    show(status, verdict('ok', 'Authorization request ready'));
+    show(steps, step('1. Authorization request', h('pre', { tabindex: 0 }, url.toString().replace(/&/g, '\n  &')), h('a', { href: url.toString(), id: 'login-continue' }, 'Continue to the login page')));
+  });
+}

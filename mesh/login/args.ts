@@ -1,0 +1,137 @@
+import { z } from 'zod';
+import type { Logger } from '../../lib/logger.js';
+import { UsageError } from '../args.js';
+import { defaultCookieName } from './cookie.js';
+import { createLogin, type ClaimHeader, type LoginHook } from './handler.js';
+import { createOidcClient } from './oidc.js';
+import { createMemorySessionStore, type SessionStore } from './store.js';
+
+/** `mesh-gateway`'s login flags: parseArgs options, help lines and the parse into a LoginHook. */
+
+/** parseArgs options of the login mode. */
+export const LOGIN_FLAGS = {
+  'login-issuer': { type: 'string' },
+  'login-client-id': { type: 'string' },
+  'public-url': { type: 'string' },
+  'login-scope': { type: 'string', default: 'openid profile email offline_access' },
+  'login-api-prefix': { type: 'string', multiple: true },
+  'login-id-token-header': { type: 'string' },
+  'login-access-token-header': { type: 'string' },
+  'login-claim-header': { type: 'string', multiple: true },
+  'login-callback-path': { type: 'string', default: '/callback' },
+  'login-logout-path': { type: 'string', default: '/logout' },
+  'session-cookie': { type: 'string' },
+  'session-lifetime': { type: 'string', default: '28800' },
+  'session-idle': { type: 'string', default: '1800' },
+  'session-max': { type: 'string', default: '10000' },
+} as const;
+
+/** The help lines of the login mode. */
+export const LOGIN_HELP = `
+Login at the gateway (token handler / BFF); on when --login-issuer is given. The client secret
+comes from the environment variable LOGIN_CLIENT_SECRET, never from the command line.
+  --login-issuer <url>          the OpenID Connect issuer, discovered at <url>/.well-known/openid-configuration
+  --login-client-id <id>        this gateway's client_id at the issuer                  (required with --login-issuer)
+  --public-url <url>            the origin browsers use, e.g. https://webui.example     (required with --login-issuer)
+                                (redirect_uri = <url><callback path>; https makes the cookie Secure and __Host-)
+  --login-scope <scopes>        scopes asked for                                        (default "openid profile email offline_access")
+  --login-api-prefix <path>     requests under it get 401 JSON, never a redirect, repeatable (default /api/)
+  --login-id-token-header <h>   forward the id token in this header too (Gloo's idTokenHeader)
+  --login-access-token-header <h> forward the access token in this header too (Gloo's accessTokenHeader)
+  --login-claim-header <c=h>    forward id token claim c in header h, repeatable (Gloo's claimsToHeaders)
+  --login-callback-path <p>     the redirect_uri's path                                 (default /callback)
+  --login-logout-path <p>       ends the gateway session and the provider's            (default /logout)
+  --session-cookie <name>       the session cookie's name               (default __Host-mesh-session, mesh-session on http)
+  --session-lifetime <s>        absolute session lifetime in seconds                    (default 28800, a working day)
+  --session-idle <s>            a session unused this long ends                         (default 1800)
+  --session-max <n>             sessions and logins kept in memory at most              (default 10000)
+`;
+
+/** The login's environment: only the secret (a command line is visible to every user of the machine). */
+export const LOGIN_ENV = {
+  LOGIN_CLIENT_SECRET: z.string().optional(),
+};
+
+type LoginValues = { [K in keyof typeof LOGIN_FLAGS]?: (typeof LOGIN_FLAGS)[K] extends { multiple: true } ? string[] : string };
+
+function seconds(flag: string, value: string | undefined, min: number): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${flag} must be a whole number of seconds, at least ${min}, got "${value}"`);
+  return n;
+}
+
+function path(flag: string, value: string): string {
+  if (!/^\/[A-Za-z0-9._~!$&'()*+,;=:@/-]*$/.test(value)) throw new UsageError(`--${flag} must be a path starting with /, got "${value}"`);
+  return value;
+}
+
+/** A header name is an RFC 9110 §5.6.2 token. */
+function headerName(flag: string, value: string): string {
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(value)) throw new UsageError(`--${flag} must be a header name, got "${value}"`);
+  return value;
+}
+
+/**
+ * Parses the login flags; undefined when --login-issuer is absent. `store` replaces the memory
+ * store (replicas sharing one); `now` the clock (ms).
+ */
+export function parseLogin(
+  values: LoginValues,
+  env: { LOGIN_CLIENT_SECRET?: string },
+  deps: { logger: Logger; now?: () => number; store?: SessionStore },
+): LoginHook | undefined {
+  if (values['login-issuer'] === undefined) return undefined;
+  const url = (flag: string, value: string | undefined): URL => {
+    try {
+      const u = new URL(value ?? '');
+      if (u.protocol === 'http:' || u.protocol === 'https:') return u;
+    } catch {
+      /* below */
+    }
+    throw new UsageError(`--${flag} must be an absolute http(s) URL, got "${value}"`);
+  };
+  const issuer = url('login-issuer', values['login-issuer']);
+  if (!values['login-client-id']) throw new UsageError('--login-client-id is required with --login-issuer');
+  if (values['public-url'] === undefined) throw new UsageError('--public-url is required with --login-issuer');
+  const publicUrl = url('public-url', values['public-url']);
+  if (publicUrl.pathname !== '/' || publicUrl.search) throw new UsageError(`--public-url must be an origin without a path, got "${values['public-url']}"`);
+  const secret = env.LOGIN_CLIENT_SECRET;
+  if (!secret) throw new UsageError('LOGIN_CLIENT_SECRET must be set in the environment with --login-issuer');
+  const claimHeaders: ClaimHeader[] = (values['login-claim-header'] ?? []).map((pair) => {
+    const eq = pair.indexOf('=');
+    if (eq <= 0) throw new UsageError(`--login-claim-header expects claim=header, got "${pair}"`);
+    return { claim: pair.slice(0, eq), header: headerName('login-claim-header', pair.slice(eq + 1)) };
+  });
+  const max = Number(values['session-max']);
+  if (!Number.isInteger(max) || max < 1) throw new UsageError(`--session-max must be a positive whole number, got "${values['session-max']}"`);
+  const now = deps.now ?? Date.now;
+  const callbackPath = path('login-callback-path', values['login-callback-path'] ?? '/callback');
+  return createLogin({
+    options: {
+      publicUrl,
+      cookieName: values['session-cookie'] ?? defaultCookieName(publicUrl),
+      sessionLifetimeMs: seconds('session-lifetime', values['session-lifetime'], 60) * 1000,
+      sessionIdleMs: seconds('session-idle', values['session-idle'], 60) * 1000,
+      callbackPath,
+      logoutPath: path('login-logout-path', values['login-logout-path'] ?? '/logout'),
+      apiPrefixes: (values['login-api-prefix'] ?? ['/api/']).map((p) => path('login-api-prefix', p)),
+      idTokenHeader: values['login-id-token-header'] && headerName('login-id-token-header', values['login-id-token-header']),
+      accessTokenHeader: values['login-access-token-header'] && headerName('login-access-token-header', values['login-access-token-header']),
+      claimHeaders,
+      // Refresh half a minute ahead: a token forwarded now still has time to be checked upstream
+      // (Envoy's jwt_authn allows 60 s of skew on top).
+      refreshAheadMs: 30_000,
+    },
+    oidc: createOidcClient({
+      issuer,
+      clientId: values['login-client-id'],
+      clientSecret: secret,
+      redirectUri: `${publicUrl.origin}${callbackPath}`,
+      scope: values['login-scope'] ?? 'openid',
+      timeoutSeconds: 10,
+    }),
+    store: deps.store ?? createMemorySessionStore({ now, maxEntries: max }),
+    now,
+    logger: deps.logger,
+  });
+}

@@ -1,0 +1,58 @@
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { freePort } from '../../lib/ports.js';
+import { launch, ROOT, type Launched } from './launch.js';
+import type { LoadTarget } from './load.js';
+import { PEER_CLIENT } from './peer-client.js';
+
+/**
+ * The factory's peers on the same job, each one entry: client authentication plus an RS256 JWT
+ * access token. An entry says why it cannot run (its part of the suite is missing) or starts
+ * its server and names the request the load repeats; the bench loads them in the same rounds
+ * as the factory's /issueToken and the floors.
+ */
+export interface Peer {
+  id: string;
+  label: string;
+  /** Why this peer cannot be measured in this tree, or undefined when it can. */
+  unavailable(): string | undefined;
+  start(tmpDir: string, context: { factoryUrl?: string }): Promise<{ process?: Launched; target: LoadTarget }>;
+}
+
+/** RFC 6749 §4.4 client_credentials with HTTP Basic client authentication (§2.3.1). */
+const clientCredentials = (tokenUrl: string, client: { id: string; secret: string }, extra = ''): LoadTarget => ({
+  url: tokenUrl,
+  method: 'POST',
+  headers: {
+    'content-type': 'application/x-www-form-urlencoded',
+    authorization: `Basic ${Buffer.from(`${encodeURIComponent(client.id)}:${encodeURIComponent(client.secret)}`).toString('base64')}`,
+  },
+  body: `grant_type=client_credentials&scope=read%20write${extra}`,
+});
+
+/** panva/node-oidc-provider 9, configured for RS256 JWT access tokens (scripts/bench/oidc-provider-process.ts). */
+const oidcProvider: Peer = {
+  id: 'oidc-provider-cc',
+  label: 'oidc-provider 9 client_credentials (RS256 JWT)',
+  unavailable: () => undefined,
+  async start(tmpDir) {
+    // Its issuer names its port, so the port is chosen before it starts.
+    const port = await freePort();
+    const server = await launch('scripts/bench/oidc-provider-process.ts', { env: { PORT: String(port) }, logFile: path.join(tmpDir, 'oidc-provider.log') });
+    return { process: server, target: clientCredentials(`http://127.0.0.1:${port}/token`, PEER_CLIENT) };
+  },
+};
+
+/** The factory's own client_credentials grant, served by its OpenID Connect provider (OIDC_CONFIG). */
+const factoryClientCredentials: Peer = {
+  id: 'factory-cc',
+  label: 'jwt-factory client_credentials (RS256 JWT)',
+  unavailable: () =>
+    existsSync(path.join(ROOT, 'jwt-factory', 'oidc'))
+      ? 'the bench does not configure the factory\'s OIDC provider yet'
+      : 'this tree has no jwt-factory/oidc/ (the factory\'s OpenID Connect provider)',
+  start: () => Promise.reject(new Error('not available')),
+};
+
+/** Every peer, in table order. */
+export const PEERS: readonly Peer[] = [oidcProvider, factoryClientCredentials];

@@ -6,11 +6,12 @@ import type { HttpClient } from '../lib/httpclient.js';
 import type { ServiceConfig } from './config.js';
 import type { SelfKeyStore } from './selfkeys.js';
 import type { PeerKeys } from './peerkeys.js';
-import { runScenario } from './scenarios.js';
+import { createPeerKeys } from './peerkeys.js';
+import { runDelegationScenario, runScenario, runUserScenario } from './scenarios.js';
 import { createTokenCache } from './tokencache.js';
 import { createServiceMetrics, type VerifiedBy } from './metrics.js';
 import { createVerifyCache } from './verifycache.js';
-import { verifySelfSigned, verifyWithFactory, type Verdict } from './verify.js';
+import { verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
 
 /** Everything a service needs, built by main (or a test) and passed in. */
 export interface AppDeps {
@@ -20,6 +21,8 @@ export interface AppDeps {
   /** servicea's own key pair; only servicea has one (and serves the scenario routes). */
   selfKeys?: SelfKeyStore;
   peerKeys: PeerKeys;
+  /** The factory's published keys, for user tokens (scenario 5); default: its JWKS at FACTORY_URL. */
+  factoryKeys?: PeerKeys;
   now: () => Date;
 }
 
@@ -39,6 +42,12 @@ function tokenIds(token: string): Record<string, unknown> {
     /* unreadable token: nothing to log */
   }
   return ids;
+}
+
+/** 401 with the RFC 6750 challenge: the route needs a Bearer token. */
+function askForToken(res: Response, realm: string, message: string): void {
+  res.set('WWW-Authenticate', `Bearer realm="${realm}"`);
+  res.status(401).json({ error: { code: 'token_missing', message } });
 }
 
 const isExpiredFlag = (value: unknown) => value === '1' || value === 'true';
@@ -67,9 +76,7 @@ export function createApp(deps: AppDeps): Express {
     const token = bearerToken(req);
     if (token === undefined) {
       metrics.received(by, 'missing');
-      res.set('WWW-Authenticate', `Bearer realm="${config.serviceName}"`);
-      res.status(401).json({ error: { code: 'token_missing', message: 'A Bearer token is required in the Authorization header' } });
-      return;
+      return askForToken(res, config.serviceName, 'A Bearer token is required in the Authorization header');
     }
     const verdict = await verify(token);
     if (verdict.valid) metrics.received(by, 'valid');
@@ -93,6 +100,11 @@ export function createApp(deps: AppDeps): Express {
   app.get('/scenario2-server', viaFactory);
   app.get('/scenario3-server', selfSigned);
   app.get('/scenario4-server', selfSigned);
+  const factoryKeys = deps.factoryKeys ?? createPeerKeys({ source: 'jwks', dependency: 'jwt-factory', jwksBaseUrl: config.factoryUrl, dir: '', client: deps.client, now: deps.now });
+  const userToken = receive('user', (token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }));
+  app.get('/scenario5-server', userToken);
+  // Scenario 7's exchanged token is a user token too: its act claim names the service acting for the user.
+  app.get('/scenario7-server', userToken);
 
   const selfKeys = deps.selfKeys;
   if (selfKeys) {
@@ -113,6 +125,16 @@ export function createApp(deps: AppDeps): Express {
         const run = await runScenario({ config, client: deps.client, selfKeys, tokens, now: deps.now }, n, expired);
         res.locals.log = { scenario: n, expired, sent: run.sent };
         res.json(run.result);
+      });
+    }
+    // Scenarios 5 and 7: the caller is a logged-in user's client; servicea passes the user's token on, or exchanges it.
+    for (const [n, run] of [[5, runUserScenario], [7, runDelegationScenario]] as const) {
+      app.get(`/scenario${n}`, async (req, res) => {
+        const token = bearerToken(req);
+        if (token === undefined) return askForToken(res, config.serviceName, `Scenario ${n} needs the user's access token: send it as Authorization: Bearer`);
+        const outcome = await run({ config, client: deps.client }, token);
+        res.locals.log = { scenario: n, ...tokenIds(token) };
+        res.json(outcome.result);
       });
     }
   }

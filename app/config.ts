@@ -40,6 +40,10 @@ const schema = (name: ServiceName) =>
     // Envoy's jwt_authn cache holds 100 verified tokens by default; 0 verifies every token.
     VERIFY_CACHE_SIZE: setting.integer(DEFAULT_VERIFY_CACHE_SIZE, 0, 100_000),
     LOG_LEVEL: setting.logLevel(),
+    // servicea's client at the factory's OpenID Connect provider (scenario 7's token exchange).
+    OIDC_CLIENT_ID: z.string().min(1).default('servicea'),
+    // No default: a secret never lives in a committed file; without it scenario 7 answers 409.
+    OIDC_CLIENT_SECRET: z.string().min(1).optional(),
   });
 
 /** The frozen settings of one service process. */
@@ -66,6 +70,8 @@ export interface ServiceConfig {
   /** Successful local verifications remembered (0: none). */
   verifyCacheSize: number;
   logLevel: string;
+  /** servicea's OIDC client (scenario 7); `secret` undefined when not configured. */
+  oidcClient: { id: string; secret: string | undefined };
 }
 
 /** Narrows a command-line word to a service name, or throws an error listing the choices. */
@@ -104,5 +110,6 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     clockTolerance: e.CLOCK_TOLERANCE,
     verifyCacheSize: e.VERIFY_CACHE_SIZE,
     logLevel: e.LOG_LEVEL,
+    oidcClient: Object.freeze({ id: e.OIDC_CLIENT_ID, secret: e.OIDC_CLIENT_SECRET }),
   });
 }

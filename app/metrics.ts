@@ -1,7 +1,7 @@
 import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** How a receiver checked a token: through the factory's /verify, or itself against the peer's JWKS. */
-export type VerifiedBy = 'factory' | 'self';
+/** How a receiver checked a token: through the factory's /verify, itself against the peer's JWKS, or a user's token against the factory's JWKS. */
+export type VerifiedBy = 'factory' | 'self' | 'user';
 
 /**
  * A service's Prometheus metrics, in a registry of its own per app (no module-level state).
@@ -13,7 +13,7 @@ export function createServiceMetrics(service: string) {
   collectDefaultMetrics({ register: registry });
   const received = new Counter({
     name: 'service_tokens_received_total',
-    help: 'Tokens the -server routes checked, by how (factory or self) and outcome (valid, invalid, missing)',
+    help: 'Tokens the -server routes checked, by how (factory, self or user) and outcome (valid, invalid, missing)',
     labelNames: ['verified_by', 'outcome'],
     registers: [registry],
   });

@@ -26,6 +26,8 @@ export interface PeerKeys {
 
 export interface PeerKeysOptions {
   source: 'jwks' | 'dir';
+  /** Who serves the JWKS, named in errors: servicea (default), or jwt-factory for user tokens. */
+  dependency?: string;
   /** For `jwks`: servicea's base URL. */
   jwksBaseUrl: string;
   /** For `dir`: the shared folder holding `jwks.json`. */
@@ -63,9 +65,10 @@ export function createPeerKeys(options: PeerKeysOptions): PeerKeys {
   const fetchJwks = async (): Promise<z.infer<typeof jwksSchema>> => {
     if (options.source === 'jwks') {
       const url = `${options.jwksBaseUrl}/.well-known/jwks.json`;
-      const answer = await options.client.request({ dependency: 'servicea', method: 'GET', url });
-      if (answer.status !== 200) throw dependencyError('servicea', 'bad_answer', `servicea answered ${answer.status} for its JWKS`);
-      return parseAnswer('servicea', answer, jwksSchema);
+      const dependency = options.dependency ?? 'servicea';
+      const answer = await options.client.request({ dependency, method: 'GET', url });
+      if (answer.status !== 200) throw dependencyError(dependency, 'bad_answer', `${dependency} answered ${answer.status} for its JWKS`);
+      return parseAnswer(dependency, answer, jwksSchema);
     }
     const file = path.join(options.dir, 'jwks.json');
     const text = await readIfExists(file);

@@ -69,7 +69,7 @@ const errorBodySchema = z.object({ error: z.object({ code: z.string(), dependenc
  * Presents a token to a receiver. 200 and 403 carry a verdict; any other answer (including
  * the receiver's own dependency failure) is a bad answer from that receiver, and says why.
  */
-async function present(deps: ScenarioDeps, minted: Minted, url: string): Promise<ReceiverResult> {
+async function present(deps: Pick<ScenarioDeps, 'client'>, minted: Minted, url: string): Promise<ReceiverResult> {
   const answer = await deps.client.request({ dependency: minted.receiver, method: 'GET', url, headers: { authorization: `Bearer ${minted.token}` } });
   if (answer.status === 200 || answer.status === 403) {
     return { status: answer.status, ...(parseAnswer(minted.receiver, answer, verdictSchema) as Verdict) };
@@ -131,4 +131,54 @@ export async function runScenario(deps: ScenarioDeps, n: 1 | 2 | 3 | 4, expired:
     result[receiver] = results[i]!;
   });
   return { result, sent: minted.map(({ receiver, jti, kid }) => ({ receiver, jti, kid })) };
+}
+
+const exchangeSchema = z.object({ access_token: z.string().min(1) }).passthrough();
+
+/**
+ * RFC 8693 token exchange at the factory: the user's token becomes one for `audience`, with
+ * servicea as the actor. Client credentials go form-urlencoded into Basic (RFC 6749 §2.3.1).
+ */
+async function exchangeToken(deps: Pick<ScenarioDeps, 'config' | 'client'>, subjectToken: string, audience: Receiver): Promise<string> {
+  const { id, secret } = deps.config.oidcClient;
+  if (secret === undefined) throw new AppError('oidc_client_missing', 409, 'servicea has no OIDC_CLIENT_SECRET: scenario 7 exchanges tokens as an OIDC client');
+  const credentials = Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
+  const answer = await deps.client.request({
+    dependency: 'jwt-factory',
+    method: 'POST',
+    url: `${deps.config.factoryUrl}/token`,
+    headers: { authorization: `Basic ${credentials}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: subjectToken,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+      audience,
+    }).toString(),
+  });
+  // 400 from the provider is about the user's token (expired, revoked, another issuer): a verdict for the caller.
+  if (answer.status === 400) {
+    const error = (safeJson(answer.text) as { error?: string; error_description?: string } | undefined) ?? {};
+    throw new AppError('token_exchange_refused', 403, `jwt-factory refused the token exchange: ${error.error ?? 'invalid_request'}`, { details: { oauthError: error.error, description: error.error_description } });
+  }
+  if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to the token exchange`);
+  return parseAnswer('jwt-factory', answer, exchangeSchema).access_token;
+}
+
+/**
+ * Scenario 7 as servicea: delegation. The user's token is exchanged for one whose audience is
+ * servicec (RFC 8693, `act` naming servicea), which servicec verifies like scenario 5's.
+ */
+export async function runDelegationScenario(deps: Pick<ScenarioDeps, 'config' | 'client'>, token: string): Promise<ScenarioRun> {
+  const exchanged = await exchangeToken(deps, token, 'servicec');
+  const servicec = await present(deps, { receiver: 'servicec', token: exchanged }, `${deps.config.urls.servicec}/scenario7-server`);
+  return { result: { servicec }, sent: [{ receiver: 'servicec' }] };
+}
+
+/**
+ * Scenario 5 as servicea: a logged-in user's access token (the caller's Bearer token) goes on
+ * to serviceb, which checks it against the factory's keys, its audience and scope.
+ */
+export async function runUserScenario(deps: Pick<ScenarioDeps, 'config' | 'client'>, token: string): Promise<ScenarioRun> {
+  const serviceb = await present(deps, { receiver: 'serviceb', token }, `${deps.config.urls.serviceb}/scenario5-server`);
+  return { result: { serviceb }, sent: [{ receiver: 'serviceb' }] };
 }

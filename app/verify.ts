@@ -58,25 +58,42 @@ export async function verifyWithFactory(client: HttpClient, factoryUrl: string, 
   throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /verify/${CALLER}`);
 }
 
+/** verifyJwt against a peer's keys, reloading them once when the kid is unknown (a rotation). */
+async function verifyWithReload(peerKeys: PeerKeys, token: string, options: VerifyOptions): Promise<{ claims: Record<string, unknown>; typ: unknown } | TokenError> {
+  for (const reload of [false, true]) {
+    try {
+      const { payload, header } = await verifyJwt(token, await peerKeys.keys({ reload }), options);
+      return { claims: payload as Record<string, unknown>, typ: header.typ };
+    } catch (err) {
+      if (!(err instanceof TokenError)) throw err;
+      if (err.code !== 'unknown_kid' || reload) return err;
+    }
+  }
+  throw new Error('unreachable');
+}
+
 /**
  * Verifies a token self-signed by servicea: pinned alg per key, issuer, audience = this
  * receiver, subject servicea, required exp. An unknown kid reloads servicea's keys once.
  */
 export async function verifySelfSigned(peerKeys: PeerKeys, token: string, options: Omit<VerifyOptions, 'subject'>): Promise<Verdict> {
-  const attempt = async (reload: boolean) => {
-    const { payload } = await verifyJwt(token, await peerKeys.keys({ reload }), { ...options, subject: CALLER });
-    return { valid: true as const, claims: payload as Record<string, unknown> };
-  };
-  try {
-    return await attempt(false);
-  } catch (err) {
-    if (!(err instanceof TokenError)) throw err;
-    if (err.code !== 'unknown_kid') return refusal(err);
-  }
-  try {
-    return await attempt(true);
-  } catch (err) {
-    if (err instanceof TokenError) return refusal(err);
-    throw err;
-  }
+  const result = await verifyWithReload(peerKeys, token, { ...options, subject: CALLER });
+  return result instanceof TokenError ? refusal(result) : { valid: true, claims: result.claims };
+}
+
+/** The scope a user's access token must carry for a receiver to answer the user's profile. */
+export const USER_SCOPE = 'profile';
+
+/**
+ * Verifies an end user's access token from the factory's OpenID Connect provider as a resource
+ * server must (RFC 9068 §4): the factory's published keys, `typ` at+jwt (so an id token does not
+ * pass), issuer, audience = this receiver, and the scope it needs.
+ */
+export async function verifyUserToken(factoryKeys: PeerKeys, token: string, options: Omit<VerifyOptions, 'subject'>): Promise<Verdict> {
+  const result = await verifyWithReload(factoryKeys, token, options);
+  if (result instanceof TokenError) return refusal(result);
+  if (result.typ !== 'at+jwt') return refusal({ name: 'JsonWebTokenError', code: 'typ_invalid', message: 'jwt typ must be at+jwt (an access token)' });
+  const scopes = typeof result.claims.scope === 'string' ? result.claims.scope.split(' ') : [];
+  if (!scopes.includes(USER_SCOPE)) return refusal({ name: 'JsonWebTokenError', code: 'insufficient_scope', message: `jwt scope must include ${USER_SCOPE}` });
+  return { valid: true, claims: result.claims };
 }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseEnv, setting, type Env } from '../lib/config.js';
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
+import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
 import { parseEncryptionKey } from './store/encryption.js';
 
@@ -54,6 +55,16 @@ const schema = z
     KEYGEN_CONCURRENCY: setting.integer(1, 1, 16),
     // 32: about 3 s of RS256 generations waiting on one thread; beyond that a caller is better told to retry.
     KEYGEN_QUEUE: setting.integer(32, 0, 10_000),
+    // Unset: no OpenID Connect provider, the factory answers exactly its legacy contract.
+    OIDC_CONFIG: z.string().min(1).optional(),
+    // A keyId of the store like any other, so its key is in the JWKS and rotates with the same calls.
+    OIDC_KEY_ID: z.string().regex(KEY_ID_PATTERN, 'must match ^[A-Za-z0-9._-]{1,64}$').default('oidc'),
+    // RS256: OIDC Core §15.1 makes it the one algorithm every relying party must accept.
+    OIDC_ALG: z.enum(PUBLIC_ALGORITHMS as [Algorithm, ...Algorithm[]], { message: `must be one of ${PUBLIC_ALGORITHMS.join(', ')}` }).default('RS256'),
+    // 8 h: a working day of single sign-on, after which the user logs in again.
+    OIDC_SESSION_TTL: setting.seconds(28_800, 60, 2_592_000),
+    // 5: OWASP's usual threshold; the delay then doubles from 30 s up to 15 min.
+    OIDC_LOCKOUT_AFTER: setting.integer(5, 1, 1000),
     // file: KEYS_DIR, nothing to run beside the factory. A postgres:// URL lets replicas share keys.
     KEY_STORE: z
       .string()
@@ -82,12 +93,18 @@ const schema = z
     if (c.KEY_STORE !== 'file' && c.KEY_ENCRYPTION_KEY === undefined && c.KEY_ENCRYPTION_KEY_FILE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY'], message: 'is required with a PostgreSQL KEY_STORE (the database never holds a plain private key): set it or KEY_ENCRYPTION_KEY_FILE' });
     }
+    if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1) {
+      ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1: the OIDC state file is owned by one process' });
+    }
     if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });
     }
   });
 
 export type FactoryConfig = Readonly<z.infer<typeof schema>>;
+
+/** Every setting's name, in schema order (optional ones included, which a parsed config may lack). */
+export const FACTORY_SETTINGS: readonly string[] = Object.keys(schema.shape);
 
 /** Parses and validates the factory's settings from an env object; throws a ConfigError naming the variable. */
 export function loadFactoryConfig(env: Env): FactoryConfig {

@@ -7,6 +7,7 @@ import { createJwksCache } from './jwks.js';
 import { createFactoryMetrics } from './metrics.js';
 import { consoleAssets, consoleRouter } from './routes/console.js';
 import { discoveryRouter } from './routes/discovery.js';
+import { oidcRouter } from './oidc/routes.js';
 import { healthRouter } from './routes/health.js';
 import { keysRouter, rotationDefaults } from './routes/keys.js';
 import { tokensRouter } from './routes/tokens.js';
@@ -44,6 +45,9 @@ export function createApp(given: FactoryDeps): Express {
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
+  if (deps.oidc) {
+    app.use(oidcRouter(deps.oidc, { bodyLimit: deps.config.BODY_LIMIT, secureCookies: deps.config.PUBLIC_URL.startsWith('https:'), sessionTtl: deps.config.OIDC_SESSION_TTL }));
+  }
   app.use('/mesh', createMeshRouter({ allowFetch: deps.config.MESH_FETCH_JWKS, fetchTimeoutMs: deps.config.MESH_FETCH_TIMEOUT_MS }));
   app.use('/console', consoleRouter(consoleAssets()));
 

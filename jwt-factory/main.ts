@@ -6,11 +6,15 @@ import dotenv from 'dotenv';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { loadFactoryConfig, type FactoryConfig } from './config.js';
+import { FACTORY_SETTINGS, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
 import { createKeyGenerator } from './keygen.js';
 import { createRotationScheduler } from './rotation.js';
 import { openKeyStore } from './store/open.js';
+import { loadOidcConfig, type OidcConfig } from './oidc/config.js';
+import { createOidcProvider } from './oidc/provider.js';
+import { hashSecret } from './oidc/secrets.js';
+import { createFileOidcStore } from './oidc/store.js';
 
 /** Messages between the cluster primary and its workers. */
 type WorkerMessage =
@@ -32,7 +36,7 @@ function fail(sentence: string): never {
 }
 
 /** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
-async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
+async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConfig | undefined): Promise<void> {
   const clock = () => new Date();
   const keystore = openKeyStore(config, { clock, logger, generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE }).generate });
   await keystore.load();
@@ -47,7 +51,22 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
       if (message.type === 'key-changed') void keystore.reload(message.keyId);
     });
   }
-  const server = createServer(createApp({ config, keystore, logger, clock }));
+  const oidc = oidcConfig
+    ? await createOidcProvider({
+        config: oidcConfig,
+        store: createFileOidcStore({ dir: path.join(path.resolve(config.KEYS_DIR), 'oidc'), clock }),
+        keystore,
+        keyId: config.OIDC_KEY_ID,
+        alg: config.OIDC_ALG,
+        issuer: config.ISSUER,
+        publicUrl: config.PUBLIC_URL,
+        clock,
+        sessionTtl: config.OIDC_SESSION_TTL,
+        lockoutAfter: config.OIDC_LOCKOUT_AFTER,
+        clockTolerance: config.CLOCK_TOLERANCE,
+      })
+    : undefined;
+  const server = createServer(createApp({ config, keystore, logger, clock, oidc }));
   let port: number;
   try {
     port = await listen(server, config.PORT, config.HOST);
@@ -62,7 +81,7 @@ async function serve(config: FactoryConfig, logger: Logger): Promise<void> {
     return keystore.close();
   });
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
-  else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1 }, 'listening');
+  else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1, oidc: oidc !== undefined }, 'listening');
 }
 
 /**
@@ -118,17 +137,45 @@ function supervise(config: FactoryConfig, logger: Logger): void {
 
 /** `--help`: the usage and every setting with its default (read from the schema, so it cannot drift). */
 function usage(): string {
-  const defaults = loadFactoryConfig({});
-  const width = Math.max(...Object.keys(defaults).map((k) => k.length));
+  const defaults: Record<string, unknown> = loadFactoryConfig({});
+  const width = Math.max(...FACTORY_SETTINGS.map((k) => k.length));
   return [
     'Usage: npm run jwt-factory',
+    '       npm run jwt-factory -- hash-password   (reads a password on stdin, prints its scrypt hash for OIDC_CONFIG)',
     '',
     'The central JWT issuer. Settings come from the environment and an optional .env in the working',
     'directory (the environment wins); their meaning is in README.md, "jwt-factory", Settings.',
     '',
     'Settings and their defaults:',
-    ...Object.entries(defaults).map(([key, value]) => `  ${key.padEnd(width)}  ${String(value)}`),
+    ...FACTORY_SETTINGS.map((key) => `  ${key.padEnd(width)}  ${defaults[key] === undefined ? '(unset)' : String(defaults[key])}`),
   ].join('\n');
+}
+
+/** `hash-password`: the first line of stdin as a `password_hash` / `client_secret_hash` value (never echoed, never logged). */
+async function hashPassword(): Promise<void> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
+  const secret = Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+  if (secret === '') {
+    process.stderr.write('jwt-factory: hash-password reads the password on stdin (got nothing)\n');
+    process.exit(1);
+  }
+  process.stdout.write(`${await hashSecret(secret)}\n`);
+}
+
+/** OIDC_CONFIG, read and checked against the factory's limits; a problem is a ConfigError. */
+function readOidcConfig(config: FactoryConfig): OidcConfig | undefined {
+  if (config.OIDC_CONFIG === undefined) return undefined;
+  const oidc = loadOidcConfig(config.OIDC_CONFIG);
+  for (const [index, client] of [...oidc.clients.values()].entries()) {
+    for (const field of ['access_token_lifetime', 'id_token_lifetime'] as const) {
+      // A rotated-out key is kept MAX_TOKEN_TTL + skew: a longer-lived token would outlive its key.
+      if (client[field] > config.MAX_TOKEN_TTL) {
+        throw new ConfigError('OIDC_CONFIG', `${config.OIDC_CONFIG}: clients[${index}].${field}: must not exceed MAX_TOKEN_TTL (${config.MAX_TOKEN_TTL})`);
+      }
+    }
+  }
+  return oidc;
 }
 
 function main(): void {
@@ -137,13 +184,19 @@ function main(): void {
     process.stdout.write(`${usage()}\n`);
     return;
   }
+  if (args.length === 1 && args[0] === 'hash-password') {
+    void hashPassword();
+    return;
+  }
   if (args.length > 0) {
     process.stderr.write(`jwt-factory: unknown argument "${args[0]}": settings come from the environment (npm run jwt-factory -- --help)\n`);
     process.exit(2);
   }
   let config: FactoryConfig;
+  let oidcConfig: OidcConfig | undefined;
   try {
     config = loadFactoryConfig(readEnv());
+    oidcConfig = readOidcConfig(config);
   } catch (err) {
     if (err instanceof ConfigError) fail(err.message);
     throw err;
@@ -153,7 +206,7 @@ function main(): void {
     supervise(config, logger);
     return;
   }
-  serve(config, logger).catch((err: Error) => {
+  serve(config, logger, oidcConfig).catch((err: Error) => {
     if (err instanceof ConfigError) fail(err.message);
     logger.fatal({ err: { name: err.name, message: err.message } }, 'start-up failed');
     process.exit(1);

@@ -1,3 +1,4 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
@@ -9,8 +10,10 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 
 /**
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
- * starts the factory and servicea/serviceb/servicec as real processes, plays the four
- * scenarios (each valid and with expired=1), then sends five calls to serviceb through
+ * starts the factory (with its OpenID Connect provider) and servicea/serviceb/servicec as real
+ * processes, plays the four service scenarios (each valid and with expired=1) and scenarios 5
+ * and 7 (a user logs in over HTTP; her token goes to serviceb, or is exchanged for servicec),
+ * then sends five calls to serviceb through
  * mesh-gateway enforcing k8s/istio, prints what was expected and what happened, stops
  * everything it started and exits 0 only when every outcome is the expected one.
  */
@@ -18,7 +21,7 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
-eight scenario calls (1-4, each valid and with expired=1), then five calls to serviceb through
+ten scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in), then five calls to serviceb through
 mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer), prints the tables and a
 verdict, stops every process it started. Exit code 0 only when every outcome is the expected one.
 
@@ -107,8 +110,19 @@ function environments(p: PortPlan, state: string): Record<Role, Record<string, s
     SERVICEC_HTTPS_URL: `https://${HOST}:${p.servicec_https}`,
   };
   return {
-    'jwt-factory': { ...base, HOST, PORT: String(p['jwt-factory']), PUBLIC_URL: `http://localhost:${p['jwt-factory']}`, KEYS_DIR: path.join(state, 'keys') },
-    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '' },
+    'jwt-factory': {
+      ...base,
+      HOST,
+      PORT: String(p['jwt-factory']),
+      PUBLIC_URL: `http://localhost:${p['jwt-factory']}`,
+      KEYS_DIR: path.join(state, 'keys'),
+      // The OpenID Connect provider, for scenario 5's logged-in user.
+      OIDC_CONFIG: path.join(ROOT, 'jwt-factory', 'oidc.demo.yaml'),
+      // ES256: its key is made at once on a fresh state folder (an RSA key can take seconds on a busy machine).
+      OIDC_ALG: 'ES256',
+    },
+    // The demo client's secret of jwt-factory/oidc.demo.yaml, for scenario 7's token exchange.
+    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '', OIDC_CLIENT_SECRET: 'servicea-secret' },
     serviceb: { ...service, PORT: String(p.serviceb), HTTPS_PORT: String(p.serviceb_https) },
     servicec: { ...service, PORT: String(p.servicec), HTTPS_PORT: String(p.servicec_https) },
   };
@@ -119,6 +133,8 @@ interface Call {
   path: string;
   /** Receiver -> expected verdict name ('valid' or an error name). */
   expected: Record<string, string>;
+  /** Scenarios 5 and 7: the call carries the access token of a user who logged in first. */
+  asUser?: boolean;
 }
 
 const CALLS: Call[] = [
@@ -130,18 +146,72 @@ const CALLS: Call[] = [
   { scenario: '3 self-signed, B over HTTPS, expired', path: '/scenario3?expired=1', expected: { serviceb: 'TokenExpiredError' } },
   { scenario: '4 self-signed, B + C over HTTPS', path: '/scenario4', expected: { serviceb: 'valid', servicec: 'valid' } },
   { scenario: '4 self-signed, B + C, C expired', path: '/scenario4?expired=1', expected: { serviceb: 'valid', servicec: 'TokenExpiredError' } },
+  { scenario: '5 alice logs in, her token to B', path: '/scenario5', expected: { serviceb: 'valid' }, asUser: true },
+  { scenario: '7 her token exchanged by A for C', path: '/scenario7', expected: { servicec: 'valid' }, asUser: true },
 ];
+
+/** The demo's user and the client she logs in to (jwt-factory/oidc.demo.yaml). */
+const USER = { username: 'alice', password: 'alice-password' };
+const WEBUI = { id: 'webui', secret: 'webui-secret', redirectUri: 'http://localhost:3000/callback' };
+
+/** A hidden field of the factory's login form (its values are HTML-escaped). */
+function formField(html: string, name: string): string {
+  const raw = new RegExp(`name="${name}" value="([^"]*)"`).exec(html)?.[1];
+  if (raw === undefined) throw new DemoError(`the login page has no ${name} field`);
+  const entities: Record<string, string> = { '&amp;': '&', '&quot;': '"', '&#39;': "'", '&lt;': '<', '&gt;': '>' };
+  return raw.replace(/&(amp|quot|#39|lt|gt);/g, (e) => entities[e]!);
+}
+
+/**
+ * Logs alice in as her browser would, over HTTP: GET /authorize (PKCE S256), the login form
+ * posted with its CSRF cookie, the code from the redirect, and the code exchanged at /token.
+ */
+async function userAccessToken(factory: string): Promise<string> {
+  const signal = AbortSignal.timeout(15_000);
+  const verifier = randomBytes(32).toString('base64url');
+  const query = new URLSearchParams({
+    client_id: WEBUI.id,
+    redirect_uri: WEBUI.redirectUri,
+    response_type: 'code',
+    scope: 'openid profile',
+    state: randomBytes(8).toString('base64url'),
+    code_challenge: createHash('sha256').update(verifier).digest('base64url'),
+    code_challenge_method: 'S256',
+  });
+  const page = await fetch(`${factory}/authorize?${query}`, { redirect: 'manual', signal });
+  const html = await page.text();
+  const cookie = page.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');
+  const login = await fetch(`${factory}/login`, {
+    method: 'POST',
+    redirect: 'manual',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie },
+    body: new URLSearchParams({ csrf: formField(html, 'csrf'), request: formField(html, 'request'), ...USER }),
+    signal,
+  });
+  const code = new URL(login.headers.get('location') ?? 'about:blank').searchParams.get('code');
+  if (!code) throw new DemoError(`the login answered ${login.status} without a code`);
+  const tokens = await fetch(`${factory}/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${WEBUI.id}:${WEBUI.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: WEBUI.redirectUri, code_verifier: verifier }),
+    signal,
+  });
+  const body = (await tokens.json()) as { access_token?: string; error?: string };
+  if (!body.access_token) throw new DemoError(`the token endpoint answered ${tokens.status} ${body.error ?? ''}`.trim());
+  return body.access_token;
+}
 
 const short = (receiver: string) => (receiver === 'serviceb' ? 'B' : receiver === 'servicec' ? 'C' : receiver);
 const describeVerdicts = (v: Record<string, string>) => Object.entries(v).map(([r, name]) => `${short(r)} ${name}`).join(', ');
 
 /** Runs one call and says what happened in the same words as the expectation. */
-async function play(base: string, call: Call): Promise<{ outcome: string; ok: boolean; ms: number }> {
+async function play(base: string, factory: string, call: Call): Promise<{ outcome: string; ok: boolean; ms: number }> {
   const started = performance.now();
   let outcome: string;
   let ok = false;
   try {
-    const res = await fetch(`${base}${call.path}`, { signal: AbortSignal.timeout(15_000) });
+    const headers: Record<string, string> = call.asUser ? { authorization: `Bearer ${await userAccessToken(factory)}` } : {};
+    const res = await fetch(`${base}${call.path}`, { headers, signal: AbortSignal.timeout(15_000) });
     const body = (await res.json()) as Record<string, { valid?: boolean; error?: { name?: string; code?: string; dependency?: string } }>;
     if (res.status === 200) {
       const seen: Record<string, string> = {};
@@ -296,11 +366,12 @@ async function main(): Promise<number> {
     if (!gen.ok) throw new DemoError(`POST /gen-keys on servicea answered ${gen.status}`);
     process.stdout.write(`servicea key pair: ${genBody.created ? 'created' : 'reused'} (kid ${genBody.kid})\n\n`);
 
+    const factoryBase = `http://${HOST}:${ports['jwt-factory']}`;
     const rows = [['scenario', 'expected', 'outcome', 'ms', '']];
     let good = 0;
     for (const call of CALLS) {
       if (interrupted) return 130;
-      const r = await play(a, call);
+      const r = await play(a, factoryBase, call);
       if (r.ok) good += 1;
       rows.push([`${call.scenario}`, describeVerdicts(call.expected), r.outcome, String(r.ms), r.ok ? 'ok' : 'UNEXPECTED']);
     }
@@ -308,7 +379,6 @@ async function main(): Promise<number> {
     process.stdout.write(`${table(rows)}\n\n`);
 
     // The same receiver behind the Istio rules of k8s/istio, enforced locally by mesh-gateway.
-    const factoryBase = `http://${HOST}:${ports['jwt-factory']}`;
     const jwksFile = path.join(logDir, 'servicea-jwks.json');
     await writeFile(jwksFile, await (await fetch(`${factoryBase}/keys/servicea/jwks.json`)).text());
     const gw = await launch('mesh/gateway-main.ts', {

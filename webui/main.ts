@@ -1,27 +1,15 @@
 import http from 'node:http';
-import { z } from 'zod';
-import { parseEnv, setting } from '../lib/config.js';
 import { createHttpClient } from '../lib/httpclient.js';
 import { createLogger } from '../lib/logger.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { createWebui } from './app.js';
+import { WEBUI_SETTINGS, loadWebuiConfig } from './config.js';
 
 /** `npm run webui`: the webui page and its API routes, to run behind `mesh-gateway --login-issuer`. */
 
-const schema = z.object({
-  // 3003: the next port after the services' 3000-3002.
-  PORT: setting.port(3003),
-  // Loopback: without the gateway in front, nothing should reach it.
-  HOST: z.string().default('127.0.0.1'),
-  SERVICEB_URL: setting.url('http://localhost:3001') as z.ZodDefault<z.ZodString>,
-  SERVICEC_URL: setting.url('http://localhost:3002') as z.ZodDefault<z.ZodString>,
-  UPSTREAM_TIMEOUT_MS: setting.integer(3000, 50, 120_000),
-  LOG_LEVEL: setting.logLevel(),
-});
-
 const USAGE = `Usage: npm run webui
 
-The webui page behind mesh-gateway's login. Settings (environment): ${Object.keys(schema.shape).join(', ')}
+The webui page behind mesh-gateway's login. Settings (environment): ${Object.keys(WEBUI_SETTINGS.shape).join(', ')}
 (README.md, "Log in at the gateway (BFF)").
 `;
 
@@ -30,7 +18,7 @@ async function main(): Promise<void> {
     process.stdout.write(USAGE);
     return;
   }
-  const config = parseEnv(schema, process.env);
+  const config = loadWebuiConfig(process.env);
   const logger = createLogger({ level: config.LOG_LEVEL, name: 'webui' });
   const client = createHttpClient({ timeoutMs: config.UPSTREAM_TIMEOUT_MS });
   const server = http.createServer(createWebui({ backends: { serviceb: config.SERVICEB_URL, servicec: config.SERVICEC_URL }, client, logger }));

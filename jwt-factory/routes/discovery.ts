@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { PUBLIC_ALGORITHMS } from '../config.js';
 import type { FactoryDeps } from '../deps.js';
 import type { JwksDocument } from '../jwks.js';
@@ -21,11 +21,26 @@ export function discoveryRouter(deps: FactoryDeps, jwks: { all(): JwksDocument }
     response_types_supported: ['id_token'],
     subject_types_supported: ['public'],
     claims_supported: ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti'],
+    // With OIDC_CONFIG every endpoint of the provider is named (OIDC Discovery 1.0 §3, RFC 8414 §2).
+    ...deps.oidc?.metadata(),
   });
-  router.get('/.well-known/openid-configuration', (_req, res) => {
+  const serve = (_req: Request, res: Response) => {
     res.set('Cache-Control', `public, max-age=${deps.config.JWKS_MAX_AGE}`);
     res.json(openidConfiguration);
-  });
+  };
+  router.get('/.well-known/openid-configuration', serve);
+  // OIDC Discovery 1.0 §4: the document lives at the issuer's path + /.well-known/openid-configuration.
+  const issuerPath = issuerPathOf(deps.config.ISSUER);
+  if (deps.oidc && issuerPath !== '') router.get(`${issuerPath}/.well-known/openid-configuration`, serve);
 
   return router;
+}
+
+/** The path of an issuer URL without its trailing slash ('' for a bare origin or a non-URL issuer). */
+function issuerPathOf(issuer: string): string {
+  try {
+    return new URL(issuer).pathname.replace(/\/+$/, '');
+  } catch {
+    return '';
+  }
 }

@@ -82,6 +82,10 @@ export function tokensRouter(deps: FactoryDeps): Router {
 
   router.post('/issueToken/:keyId', async (req, res) => {
     const keyId = assertKeyId(req.params.keyId);
+    // The provider's key signs only what the provider decided (a logged-in user, an authenticated client).
+    if (deps.oidc && keyId === deps.config.OIDC_KEY_ID) {
+      throw new AppError('key_reserved', 403, `keyId ${keyId} is the OpenID Connect provider's key (OIDC_KEY_ID): get its tokens from POST /token`);
+    }
     const claims = parseClaims(req.body);
     const ttl = parseTtl(req.query.ttl, deps);
     const variant = parseVariant(req.query.variant);

@@ -14,6 +14,7 @@ export const LOGIN_FLAGS = {
   'login-client-id': { type: 'string' },
   'public-url': { type: 'string' },
   'login-scope': { type: 'string', default: 'openid profile email offline_access' },
+  'login-client-auth': { type: 'string', default: 'client_secret_basic' },
   'login-api-prefix': { type: 'string', multiple: true },
   'login-id-token-header': { type: 'string' },
   'login-access-token-header': { type: 'string' },
@@ -35,6 +36,7 @@ comes from the environment variable LOGIN_CLIENT_SECRET, never from the command 
   --public-url <url>            the origin browsers use, e.g. https://webui.example     (required with --login-issuer)
                                 (redirect_uri = <url><callback path>; https makes the cookie Secure and __Host-)
   --login-scope <scopes>        scopes asked for                                        (default "openid profile email offline_access")
+  --login-client-auth <m>       client_secret_basic or client_secret_post                (default client_secret_basic)
   --login-api-prefix <path>     requests under it get 401 JSON, never a redirect, repeatable (default /api/)
   --login-id-token-header <h>   forward the id token in this header too (Gloo's idTokenHeader)
   --login-access-token-header <h> forward the access token in this header too (Gloo's accessTokenHeader)
@@ -44,7 +46,7 @@ comes from the environment variable LOGIN_CLIENT_SECRET, never from the command 
   --session-cookie <name>       the session cookie's name               (default __Host-mesh-session, mesh-session on http)
   --session-lifetime <s>        absolute session lifetime in seconds                    (default 28800, a working day)
   --session-idle <s>            a session unused this long ends                         (default 1800)
-  --session-max <n>             sessions and logins kept in memory at most              (default 10000)
+  --session-max <n>             sessions kept in memory at most, and as many logins    (default 10000)
 `;
 
 /** The login's environment: only the secret (a command line is visible to every user of the machine). */
@@ -102,7 +104,9 @@ export function parseLogin(
     if (eq <= 0) throw new UsageError(`--login-claim-header expects claim=header, got "${pair}"`);
     return { claim: pair.slice(0, eq), header: headerName('login-claim-header', pair.slice(eq + 1)) };
   });
-  const max = Number(values['session-max']);
+  const clientAuth = values['login-client-auth'] ?? LOGIN_FLAGS['login-client-auth'].default;
+  if (clientAuth !== 'client_secret_basic' && clientAuth !== 'client_secret_post') throw new UsageError(`--login-client-auth must be client_secret_basic or client_secret_post, got "${clientAuth}"`);
+  const max = Number(values['session-max'] ?? LOGIN_FLAGS['session-max'].default);
   if (!Number.isInteger(max) || max < 1) throw new UsageError(`--session-max must be a positive whole number, got "${values['session-max']}"`);
   const now = deps.now ?? Date.now;
   const callbackPath = path('login-callback-path', values['login-callback-path'] ?? '/callback');
@@ -110,8 +114,8 @@ export function parseLogin(
     options: {
       publicUrl,
       cookieName: values['session-cookie'] ?? defaultCookieName(publicUrl),
-      sessionLifetimeMs: seconds('session-lifetime', values['session-lifetime'], 60) * 1000,
-      sessionIdleMs: seconds('session-idle', values['session-idle'], 60) * 1000,
+      sessionLifetimeMs: seconds('session-lifetime', values['session-lifetime'] ?? LOGIN_FLAGS['session-lifetime'].default, 60) * 1000,
+      sessionIdleMs: seconds('session-idle', values['session-idle'] ?? LOGIN_FLAGS['session-idle'].default, 60) * 1000,
       callbackPath,
       logoutPath: path('login-logout-path', values['login-logout-path'] ?? '/logout'),
       apiPrefixes: (values['login-api-prefix'] ?? ['/api/']).map((p) => path('login-api-prefix', p)),
@@ -127,7 +131,8 @@ export function parseLogin(
       clientId: values['login-client-id'],
       clientSecret: secret,
       redirectUri: `${publicUrl.origin}${callbackPath}`,
-      scope: values['login-scope'] ?? 'openid',
+      scope: values['login-scope'] ?? LOGIN_FLAGS['login-scope'].default,
+      clientAuth,
       timeoutSeconds: 10,
     }),
     store: deps.store ?? createMemorySessionStore({ now, maxEntries: max }),

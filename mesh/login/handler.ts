@@ -218,7 +218,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     if (session?.kind === 'session') logger.info({ sub: session.sub }, 'logged out');
     let target: string = `${origin}/`;
     try {
-      target = (await oidc.endSessionUrl(idToken ?? '', `${origin}/`))?.href ?? target;
+      target = (await oidc.endSessionUrl(idToken || undefined, `${origin}/`))?.href ?? target;
     } catch (err) {
       logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'issuer unavailable for logout; the gateway session ended');
     }
@@ -250,6 +250,8 @@ export function createLogin(deps: LoginDeps): LoginHook {
       },
       idClaims: tokens.idClaims ?? session.idClaims,
     };
+    // A logout while the refresh ran must not be undone by writing the session back.
+    if ((await store.get(key))?.kind !== 'session') return 'ended';
     await store.set(key, next);
     logger.info({ sub: session.sub }, 'tokens refreshed');
     return next;

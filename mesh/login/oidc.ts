@@ -36,7 +36,7 @@ export interface OidcClient {
   /** The refresh_token grant (RFC 6749 §6). */
   refresh(refreshToken: string): Promise<IssuedTokens>;
   /** RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0 §2), or undefined when the issuer has no end_session_endpoint. */
-  endSessionUrl(idToken: string, postLogoutRedirectUri: string): Promise<URL | undefined>;
+  endSessionUrl(idToken: string | undefined, postLogoutRedirectUri: string): Promise<URL | undefined>;
 }
 
 export interface OidcClientOptions {
@@ -45,6 +45,8 @@ export interface OidcClientOptions {
   clientSecret: string;
   redirectUri: string;
   scope: string;
+  /** How the secret travels to the token endpoint (RFC 6749 §2.3.1): HTTP Basic, which every server must support, or the form body. */
+  clientAuth: 'client_secret_basic' | 'client_secret_post';
   /** Seconds each call to the provider may take. */
   timeoutSeconds: number;
 }
@@ -83,7 +85,13 @@ export function createOidcClient(options: OidcClientOptions): OidcClient {
   let discovered: Promise<client.Configuration> | undefined;
   const config = (): Promise<client.Configuration> => {
     discovered ??= client
-      .discovery(options.issuer, options.clientId, options.clientSecret, undefined, { execute, timeout: options.timeoutSeconds })
+      .discovery(
+        options.issuer,
+        options.clientId,
+        undefined,
+        options.clientAuth === 'client_secret_post' ? client.ClientSecretPost(options.clientSecret) : client.ClientSecretBasic(options.clientSecret),
+        { execute, timeout: options.timeoutSeconds },
+      )
       .catch((err: unknown) => {
         discovered = undefined;
         throw err;
@@ -121,7 +129,8 @@ export function createOidcClient(options: OidcClientOptions): OidcClient {
     async endSessionUrl(idToken, postLogoutRedirectUri) {
       const cfg = await config();
       if (!cfg.serverMetadata().end_session_endpoint) return undefined;
-      return client.buildEndSessionUrl(cfg, { id_token_hint: idToken, post_logout_redirect_uri: postLogoutRedirectUri });
+      // Without a session there is no hint: client_id (added by openid-client) names the client.
+      return client.buildEndSessionUrl(cfg, { ...(idToken ? { id_token_hint: idToken } : {}), post_logout_redirect_uri: postLogoutRedirectUri });
     },
   };
 }

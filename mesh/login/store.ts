@@ -53,44 +53,52 @@ export interface SessionStore {
 export interface MemoryStoreOptions {
   /** The clock (ms since the epoch). */
   now: () => number;
-  /** Most records kept; past it the oldest written goes first, so a flood of logins cannot fill memory. */
+  /** Most records of each kind kept; past it the oldest written goes first, so a flood cannot fill memory. */
   maxEntries: number;
   /** How often expired records are swept, at most (ms of the injected clock). */
   sweepEveryMs?: number;
 }
 
-/** A bounded in-memory store for one process; a restart logs every browser out. */
+/**
+ * A bounded in-memory store for one process; a restart logs every browser out. Logins under way
+ * and sessions are bounded apart, so a flood of anonymous page loads (each starts a login) can
+ * never push a logged-in browser out.
+ */
 export function createMemorySessionStore(options: MemoryStoreOptions): SessionStore & { size(): number } {
-  const records = new Map<string, StoredRecord>();
+  const maps: Record<StoredRecord['kind'], Map<string, StoredRecord>> = { login: new Map(), session: new Map() };
   const sweepEvery = options.sweepEveryMs ?? 60_000;
   let lastSweep = options.now();
   const sweep = (now: number) => {
     if (now - lastSweep < sweepEvery) return;
     lastSweep = now;
-    for (const [key, record] of records) if (record.expiresAt <= now) records.delete(key);
+    for (const map of Object.values(maps)) for (const [key, record] of map) if (record.expiresAt <= now) map.delete(key);
   };
+  const find = (key: string) => maps.session.get(key) ?? maps.login.get(key);
   return {
     async get(key) {
       const now = options.now();
       sweep(now);
-      const record = records.get(key);
+      const record = find(key);
       if (!record) return undefined;
       if (record.expiresAt <= now) {
-        records.delete(key);
+        maps[record.kind].delete(key);
         return undefined;
       }
       return structuredClone(record);
     },
     async set(key, record) {
       sweep(options.now());
+      maps.login.delete(key);
+      maps.session.delete(key);
       // Re-inserting moves the key to the end of the Map's order: the oldest write is first.
-      records.delete(key);
-      records.set(key, structuredClone(record));
-      while (records.size > options.maxEntries) records.delete(records.keys().next().value!);
+      const map = maps[record.kind];
+      map.set(key, structuredClone(record));
+      while (map.size > options.maxEntries) map.delete(map.keys().next().value!);
     },
     async delete(key) {
-      records.delete(key);
+      maps.login.delete(key);
+      maps.session.delete(key);
     },
-    size: () => records.size,
+    size: () => maps.login.size + maps.session.size,
   };
 }

@@ -29,12 +29,12 @@ afterAll(async () => {
 });
 
 describe('npm run demo', () => {
-  it('plays the eight calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
+  it('plays the ten calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
     const { code, out } = await runDemo(['--ports', 'auto', '--state-dir', state]);
-    expect(out).toContain('Verdict: all 8 outcomes as expected; the mesh rules answered all 5 calls as Istio would.');
+    expect(out).toContain('Verdict: all 10 outcomes as expected; the mesh rules answered all 5 calls as Istio would.');
     expect(code).toBe(0);
     const rows = out.split('\n').filter((l) => /^\| \d /.test(l));
-    expect(rows).toHaveLength(8);
+    expect(rows).toHaveLength(10);
     for (const row of rows) expect(row).toMatch(/\| ok \|$/);
     // The same receiver behind k8s/istio, enforced by mesh-gateway: Envoy's exact answers.
     const mesh = out.slice(out.indexOf('| through the mesh rules to serviceb')).split('\n').filter((l) => /\| ok \|$/.test(l));

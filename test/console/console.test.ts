@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
@@ -22,7 +23,15 @@ let page: Page;
 const problems: string[] = [];
 const requests: string[] = [];
 
-const shot = (name: string, fullPage = false) => page.screenshot({ path: path.join(ROOT, 'docs', 'console', `${name}.png`), fullPage });
+/**
+ * Each panel's screenshot: into docs/console/ (committed, shown in the README) with
+ * SCREENSHOTS=update, else into a temporary folder, so a test run leaves the tree unchanged.
+ */
+const SHOTS_DIR = process.env.SCREENSHOTS === 'update' ? path.join(ROOT, 'docs', 'console') : path.join(tmpdir(), 'jwt-console-screenshots');
+const shot = async (name: string, fullPage = false) => {
+  const png = await page.screenshot({ path: path.join(SHOTS_DIR, `${name}.png`), fullPage });
+  expect(png.subarray(1, 4).toString()).toBe('PNG');
+};
 const issue = async (keyId: string, claims: object, query = '') => (await request(f.app).post(`/issueToken/${keyId}${query}`).send(claims).expect(200)).text;
 const text = (selector: string) => page.locator(selector).innerText();
 

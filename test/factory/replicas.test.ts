@@ -62,6 +62,8 @@ describe('replicas over one PostgreSQL database', () => {
   it('of rotations racing on A and B, one wins, both answer its kid, and no acknowledged kid is lost (20 trials)', async () => {
     const keyId = keyIdFor('race');
     expect((await fetch(url(a, `/keys/${keyId}?alg=ES256`), { method: 'POST' })).status).toBe(200);
+    // The race is between replicas that hold the key (B hears of it by NOTIFY within a second).
+    await within(1000, async () => (await etag(a)) === (await etag(b)));
     const acknowledged: string[] = [];
     for (let trial = 0; trial < 20; trial += 1) {
       const answers = await Promise.all([a, b].map((p) => fetch(url(p, `/keys/${keyId}/rotate?publishAhead=0`), { method: 'POST' })));

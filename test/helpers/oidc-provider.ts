@@ -51,6 +51,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         post_logout_redirect_uris: options.postLogoutRedirectUris,
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
       },
     ],
     jwks: { keys: [jwk] },

@@ -11,12 +11,16 @@ import { PeerAuthentication } from '@kubernetes-models/istio/security.istio.io/v
 import { RequestAuthentication } from '@kubernetes-models/istio/security.istio.io/v1beta1/RequestAuthentication';
 import { AuthorizationPolicy } from '@kubernetes-models/istio/security.istio.io/v1beta1/AuthorizationPolicy';
 import { IstioOperator } from '@kubernetes-models/istio/install.istio.io/v1alpha1/IstioOperator';
+import { Gateway } from '@kubernetes-models/istio/networking.istio.io/v1beta1/Gateway';
+import { VirtualService } from '@kubernetes-models/istio/networking.istio.io/v1beta1/VirtualService';
 import { ROOT } from '../helpers/process.js';
 import { readYamlDocuments, type K8sObject } from './kustomize.js';
 
 export const K8S = path.join(ROOT, 'k8s');
 export const BASE = path.join(K8S, 'base');
 export const OVERLAY = path.join(K8S, 'istio');
+/** The webui behind the ingress gateway with the login at the edge (on top of OVERLAY). */
+export const WEBUI = path.join(K8S, 'webui');
 
 type Validatable = { validate(): void };
 type ModelClass = new (data: never) => Validatable;
@@ -34,6 +38,8 @@ const MODELS: Record<string, ModelClass> = {
   'security.istio.io/v1beta1/RequestAuthentication': RequestAuthentication as unknown as ModelClass,
   'security.istio.io/v1beta1/AuthorizationPolicy': AuthorizationPolicy as unknown as ModelClass,
   'install.istio.io/v1alpha1/IstioOperator': IstioOperator as unknown as ModelClass,
+  'networking.istio.io/v1beta1/Gateway': Gateway as unknown as ModelClass,
+  'networking.istio.io/v1beta1/VirtualService': VirtualService as unknown as ModelClass,
 };
 
 /** Validates one object against its Kubernetes or Istio schema; throws with the schema's message. */

@@ -3,10 +3,10 @@ import path from 'node:path';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { parseAllDocuments } from 'yaml';
-import { BASE, K8S, OVERLAY, readYamlDocuments, validateObject, yamlFiles } from './manifests.js';
+import { BASE, K8S, OVERLAY, WEBUI, readYamlDocuments, validateObject, yamlFiles } from './manifests.js';
 import { configMapHash, hasKubectlKustomize, kubectlKustomize, kustomizeBuild, objectKey, type K8sObject } from './kustomize.js';
 
-const builds: Record<string, string> = { base: BASE, istio: OVERLAY };
+const builds: Record<string, string> = { base: BASE, istio: OVERLAY, webui: WEBUI };
 
 describe('k8s manifests against the Kubernetes and Istio schemas', () => {
   const files = yamlFiles(K8S).filter((f) => path.basename(f) !== 'kustomization.yaml');

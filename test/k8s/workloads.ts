@@ -5,6 +5,8 @@ export interface Container {
   name: string;
   image: string;
   command?: string[];
+  args?: string[];
+  env?: Array<{ name: string; value?: string }>;
   envFrom?: Array<{ configMapRef?: { name: string } }>;
   ports?: Array<{ name?: string; containerPort: number }>;
   readinessProbe?: { httpGet?: { path: string; port: string | number } };

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { createLocalJWKSet, decodeJwt, jwtVerify } from 'jose';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -17,7 +16,7 @@ import { createWebui } from '../../../webui/app.js';
 import { startTestProvider, type TestProvider } from '../../helpers/oidc-provider.js';
 import { freePort, ROOT } from '../../helpers/process.js';
 import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../../helpers/tools.js';
-import { send } from './send.js';
+import { send, serverPool } from './send.js';
 
 /**
  * The login at the gateway in a real browser: Debian's chromium logs alice in at a real
@@ -40,17 +39,13 @@ let browser: Browser;
 let offset = 0;
 const now = () => Date.now() + offset;
 const store = createMemorySessionStore({ now, maxEntries: 1000 });
-const servers: http.Server[] = [];
+const pool = serverPool();
+const serve = pool.serve;
 let gatewayUrl: string;
 let echoUrl: string;
 /** What the backends and the echo upstream received. */
 const seen: { backend: Array<{ service: string; token: string }>; echo: Array<{ method: string; url: string; headers: http.IncomingHttpHeaders }> } = { backend: [], echo: [] };
 
-async function serve(server: http.Server, port = 0): Promise<number> {
-  servers.push(server);
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return (server.address() as AddressInfo).port;
-}
 
 /** A backend like serviceb's /hello behind its sidecar: 200 only with a valid access token of the provider. */
 function backend(service: string): http.Server {
@@ -105,7 +100,7 @@ function gateway(publicUrl: string, upstream: string, issuer: string): http.Serv
       ],
       refreshAheadMs: 30_000,
     },
-    oidc: createOidcClient({ issuer: new URL(issuer), clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: `${publicUrl}/callback`, scope: 'openid profile email offline_access api', timeoutSeconds: 5 }),
+    oidc: createOidcClient({ issuer: new URL(issuer), clientId: CLIENT_ID, clientSecret: CLIENT_SECRET, redirectUri: `${publicUrl}/callback`, scope: 'openid profile email offline_access api', clientAuth: 'client_secret_basic', timeoutSeconds: 5 }),
     store,
     now,
     logger: silentLogger(),
@@ -175,10 +170,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  for (const s of servers) {
-    s.closeAllConnections();
-    await new Promise((resolve) => s.close(resolve));
-  }
+  await pool.closeAll();
   await provider?.close();
 });
 

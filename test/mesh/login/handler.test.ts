@@ -99,6 +99,17 @@ beforeEach(() => {
 
 const json = { accept: 'application/json' };
 
+/** The next refresh waits until the returned function is called, then issues at-2. */
+function gatedRefresh(): () => void {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  refreshWith = async () => {
+    await gate;
+    return { accessToken: 'at-2', expiresIn: 300 };
+  };
+  return release;
+}
+
 describe('the login hook', () => {
   it('forwards with the access token and claims; non-ASCII claim bytes are percent-encoded', async () => {
     const cookie = await session();
@@ -123,18 +134,25 @@ describe('the login hook', () => {
   it('concurrent requests of one session share one refresh', async () => {
     const cookie = await session();
     t = T0 + 290_000;
-    let release!: () => void;
-    const gate = new Promise<void>((r) => (release = r));
-    refreshWith = async () => {
-      await gate;
-      return { accessToken: 'at-2', expiresIn: 300 };
-    };
+    const release = gatedRefresh();
     const all = Promise.all(Array.from({ length: 4 }, () => send('/api/x', { ...json, cookie })));
     await new Promise((r) => setTimeout(r, 50));
     release();
     const answers = await all;
     expect(answers.map((a) => JSON.parse(a.body).authorization)).toEqual(Array(4).fill(['Bearer at-2']));
     expect(calls).toEqual(['refresh']);
+  });
+
+  it('a logout while a refresh runs stays a logout: the refreshed tokens are not written back', async () => {
+    const cookie = await session();
+    t = T0 + 290_000;
+    const release = gatedRefresh();
+    const during = send('/api/x', { ...json, cookie });
+    await new Promise((r) => setTimeout(r, 50));
+    expect((await send('/logout', { cookie })).status).toBe(303);
+    release();
+    expect((await during).status).toBe(401);
+    expect((await send('/api/x', { ...json, cookie })).status).toBe(401);
   });
 
   it('a refresh the provider refuses ends the session: 401 session_expired for an API call, a new login for a page', async () => {

@@ -2,6 +2,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../lib/logger.js';
+import { parseLogin } from '../../../mesh/login/args.js';
 import { startTestProvider, type TestProvider } from '../../helpers/oidc-provider.js';
 import { freePort, runScript, startProcess, type Started } from '../../helpers/process.js';
 import { send } from './send.js';
@@ -51,19 +53,27 @@ describe('mesh-gateway in login mode', () => {
     for (const flag of ['--login-issuer', '--login-client-id', '--public-url', '--login-claim-header', '--session-idle', 'LOGIN_CLIENT_SECRET']) expect(res.stdout).toContain(flag);
   });
 
-  it('login flags that cannot work exit 2 with a sentence naming the flag', async () => {
-    const base = ['--policies', dir, '--upstream', 'http://127.0.0.1:1', '--login-issuer', provider.issuer];
-    const cases: Array<[string[], Record<string, string>, RegExp]> = [
-      [[], { LOGIN_CLIENT_SECRET: SECRET }, /--login-client-id is required/],
-      [['--login-client-id', 'gw', '--public-url', 'http://127.0.0.1:9'], {}, /LOGIN_CLIENT_SECRET must be set/],
-      [['--login-client-id', 'gw', '--public-url', 'http://127.0.0.1:9/app'], { LOGIN_CLIENT_SECRET: SECRET }, /--public-url must be an origin without a path/],
-      [['--login-client-id', 'gw', '--public-url', 'http://127.0.0.1:9', '--login-claim-header', 'name'], { LOGIN_CLIENT_SECRET: SECRET }, /--login-claim-header expects claim=header/],
-      [['--login-client-id', 'gw', '--public-url', 'http://127.0.0.1:9', '--session-idle', '5'], { LOGIN_CLIENT_SECRET: SECRET }, /--session-idle must be a whole number of seconds, at least 60/],
+  it('a login without its secret exits 2 with a sentence naming the variable', async () => {
+    const res = await runScript('mesh/gateway-main.ts', ['--policies', dir, '--upstream', 'http://127.0.0.1:1', '--login-issuer', provider.issuer, '--login-client-id', 'gw', '--public-url', 'http://127.0.0.1:9']);
+    expect(res.code).toBe(2);
+    expect(res.stderr).toMatch(/LOGIN_CLIENT_SECRET must be set in the environment with --login-issuer/);
+  });
+
+  it('login flags that cannot work are usage errors naming the flag', () => {
+    const base = { 'login-issuer': provider.issuer, 'login-client-id': 'gw', 'public-url': 'http://127.0.0.1:9' };
+    const cases: Array<[Record<string, string | string[] | undefined>, RegExp]> = [
+      [{ 'login-client-id': undefined }, /--login-client-id is required/],
+      [{ 'public-url': 'http://127.0.0.1:9/app' }, /--public-url must be an origin without a path/],
+      [{ 'login-issuer': 'ftp://op.example' }, /--login-issuer must be an absolute http\(s\) URL/],
+      [{ 'login-claim-header': ['name'] }, /--login-claim-header expects claim=header/],
+      [{ 'login-claim-header': ['name=x user'] }, /--login-claim-header must be a header name/],
+      [{ 'session-idle': '5' }, /--session-idle must be a whole number of seconds, at least 60/],
+      [{ 'login-client-auth': 'private_key_jwt' }, /--login-client-auth must be client_secret_basic or client_secret_post/],
+      [{ 'login-callback-path': 'callback' }, /--login-callback-path must be a path starting with \//],
     ];
-    const results = await Promise.all(cases.map(([args, env]) => runScript('mesh/gateway-main.ts', [...base, ...args], { env })));
-    results.forEach((res, i) => {
-      expect(res.code).toBe(2);
-      expect(res.stderr).toMatch(cases[i]![2]);
-    });
+    for (const [values, message] of cases) {
+      expect(() => parseLogin({ ...base, ...values } as never, { LOGIN_CLIENT_SECRET: SECRET }, { logger: silentLogger() })).toThrow(message);
+    }
+    expect(parseLogin({}, {}, { logger: silentLogger() })).toBeUndefined();
   });
 });

@@ -36,6 +36,14 @@ describe('the memory session store', () => {
     expect(await store.get('a')).toMatchObject({ state: 'rewritten' });
   });
 
+  it('a flood of logins under way never pushes a session out', async () => {
+    const store = createMemorySessionStore({ now: () => 0, maxEntries: 2 });
+    await store.set('s', { kind: 'session', sub: 'alice', createdAt: 0, lastSeenAt: 0, expiresAt: 10, tokens: { accessToken: 'a', idToken: 'i', accessExpiresAt: 10 }, idClaims: {} });
+    for (let i = 0; i < 5; i += 1) await store.set(`l${i}`, login(10));
+    expect(await store.get('s')).toMatchObject({ kind: 'session' });
+    expect(store.size()).toBe(3);
+  });
+
   it('hands out copies: a caller editing a record does not edit the store', async () => {
     const store = createMemorySessionStore({ now: () => 0, maxEntries: 3 });
     await store.set('k', login(10));

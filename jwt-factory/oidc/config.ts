@@ -1,0 +1,200 @@
+import { readFileSync } from 'node:fs';
+import type { JWK } from 'jose';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../../lib/errors.js';
+import { hashProblem, storedSecret, type StoredSecret } from './secrets.js';
+
+/**
+ * OIDC_CONFIG: the provider's clients (RFC 7591 client metadata names) and users, read once
+ * at start from a JSON or YAML file and validated; a bad file stops start-up with a sentence
+ * naming the file and the field.
+ */
+
+export const GRANT_TYPES = [
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+  'password',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+] as const;
+export type GrantType = (typeof GRANT_TYPES)[number];
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+export type AuthMethod = (typeof AUTH_METHODS)[number];
+
+/** The scopes this provider knows (OIDC Core §5.4 plus offline_access of §11). */
+export const SCOPES = ['openid', 'profile', 'email', 'address', 'phone', 'offline_access'] as const;
+
+/** Algorithms a client may sign its private_key_jwt assertions with (asymmetric only: RFC 7523 with a registered public key). */
+export const ASSERTION_ALGS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'] as const;
+
+/** Defaults of the lifetimes (seconds): short access and id tokens, refresh tokens for a working day. */
+export const DEFAULT_LIFETIMES = { access_token_lifetime: 600, id_token_lifetime: 600, refresh_token_lifetime: 86_400 } as const;
+
+const absoluteUrl = z.string().refine((v) => {
+  try {
+    const url = new URL(v);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.hash === '' && !v.includes('#');
+  } catch {
+    return false;
+  }
+}, 'must be an absolute http(s) URL without a fragment');
+
+const lifetime = (fallback: number) => z.number().int().min(1, 'must be at least 1 second').max(31_536_000, 'must be at most a year').default(fallback);
+const identifier = z.string().regex(/^[\x21-\x7e]{1,128}$/, 'must be 1 to 128 visible ASCII characters');
+const hash = z.string().superRefine((v, ctx) => {
+  const problem = hashProblem(v);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
+
+const jwkSchema = z.record(z.string(), z.unknown()).refine((k) => typeof k.kty === 'string', 'must be a JWK with kty');
+const publicOnly = (k: Record<string, unknown>) => !['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'].some((m) => m in k);
+
+const clientSchema = z
+  .object({
+    client_id: identifier,
+    client_name: z.string().min(1).max(200).optional(),
+    client_secret: z.string().min(1).optional(),
+    client_secret_hash: hash.optional(),
+    redirect_uris: z.array(absoluteUrl).default([]),
+    post_logout_redirect_uris: z.array(absoluteUrl).default([]),
+    grant_types: z.array(z.enum(GRANT_TYPES, { message: `must be one of ${GRANT_TYPES.join(', ')}` })).min(1).default(['authorization_code']),
+    response_types: z.array(z.literal('code', { message: 'only code is supported' })).default(['code']),
+    token_endpoint_auth_method: z.enum(AUTH_METHODS, { message: `must be one of ${AUTH_METHODS.join(', ')}` }).default('client_secret_basic'),
+    token_endpoint_auth_signing_alg: z.enum(ASSERTION_ALGS).optional(),
+    scope: z.string().regex(/^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/, 'must be space-separated scope tokens (RFC 6749 §3.3)').default(SCOPES.join(' ')),
+    audiences: z.array(z.string().min(1)).default([]),
+    jwks: z.object({ keys: z.array(jwkSchema.refine(publicOnly, 'must be a public key (no private members)')).min(1) }).optional(),
+    jwks_uri: absoluteUrl.optional(),
+    access_token_lifetime: lifetime(DEFAULT_LIFETIMES.access_token_lifetime),
+    id_token_lifetime: lifetime(DEFAULT_LIFETIMES.id_token_lifetime),
+    refresh_token_lifetime: lifetime(DEFAULT_LIFETIMES.refresh_token_lifetime),
+  })
+  .strict()
+  .superRefine((c, ctx) => {
+    const issue = (path: string, message: string) => ctx.addIssue({ code: 'custom', path: [path], message });
+    const secretMethod = c.token_endpoint_auth_method === 'client_secret_basic' || c.token_endpoint_auth_method === 'client_secret_post';
+    if (c.client_secret !== undefined && c.client_secret_hash !== undefined) issue('client_secret_hash', 'give client_secret or client_secret_hash, not both');
+    if (secretMethod && c.client_secret === undefined && c.client_secret_hash === undefined) issue('client_secret', `is required for ${c.token_endpoint_auth_method}`);
+    if (!secretMethod && (c.client_secret !== undefined || c.client_secret_hash !== undefined)) issue('client_secret', `is not used with ${c.token_endpoint_auth_method}`);
+    if (c.token_endpoint_auth_method === 'private_key_jwt' && !c.jwks === !c.jwks_uri) issue('jwks', 'private_key_jwt needs exactly one of jwks or jwks_uri');
+    if (c.grant_types.includes('authorization_code') && c.redirect_uris.length === 0) issue('redirect_uris', 'must list at least one URI for authorization_code');
+    if (c.token_endpoint_auth_method === 'none') {
+      for (const grant of ['client_credentials', 'password', TOKEN_EXCHANGE] as const) {
+        if (c.grant_types.includes(grant)) issue('grant_types', `${grant} needs an authenticated client, not token_endpoint_auth_method none`);
+      }
+    }
+    if (c.grant_types.includes('refresh_token') && !c.grant_types.some((g) => g === 'authorization_code' || g === 'password')) {
+      issue('grant_types', 'refresh_token needs authorization_code or password to obtain the first refresh token');
+    }
+  });
+
+const userSchema = z
+  .object({
+    username: z.string().min(1).max(128),
+    sub: z.string().min(1).max(255).optional(),
+    password: z.string().min(1).optional(),
+    password_hash: hash.optional(),
+    claims: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict()
+  .superRefine((u, ctx) => {
+    if ((u.password === undefined) === (u.password_hash === undefined)) ctx.addIssue({ code: 'custom', path: ['password'], message: 'give password or password_hash (exactly one)' });
+    for (const reserved of ['iss', 'sub', 'aud', 'exp', 'iat', 'nbf', 'jti', 'auth_time', 'nonce', 'azp', 'at_hash', 'sid', 'acr', 'amr']) {
+      if (reserved in u.claims) ctx.addIssue({ code: 'custom', path: ['claims', reserved], message: 'is set by the provider' });
+    }
+  });
+
+const fileSchema = z
+  .object({
+    clients: z.array(clientSchema).min(1, 'must list at least one client'),
+    users: z.array(userSchema).default([]),
+  })
+  .strict()
+  .superRefine((f, ctx) => {
+    const seen = new Set<string>();
+    f.clients.forEach((c, i) => {
+      if (seen.has(c.client_id)) ctx.addIssue({ code: 'custom', path: ['clients', i, 'client_id'], message: `"${c.client_id}" is listed twice` });
+      seen.add(c.client_id);
+    });
+    const names = new Set<string>();
+    const subs = new Set<string>();
+    f.users.forEach((u, i) => {
+      if (names.has(u.username)) ctx.addIssue({ code: 'custom', path: ['users', i, 'username'], message: `"${u.username}" is listed twice` });
+      const sub = u.sub ?? u.username;
+      if (subs.has(sub)) ctx.addIssue({ code: 'custom', path: ['users', i, 'sub'], message: `"${sub}" is used twice` });
+      names.add(u.username);
+      subs.add(sub);
+    });
+  });
+
+type ClientInput = z.infer<typeof clientSchema>;
+
+/** A registered client as the grants use it: metadata plus its parsed secret. */
+export interface Client extends Omit<ClientInput, 'client_secret' | 'client_secret_hash' | 'jwks'> {
+  readonly secret: StoredSecret | undefined;
+  readonly jwks: { keys: JWK[] } | undefined;
+  /** The scopes it may ask for. */
+  readonly scopes: ReadonlySet<string>;
+  readonly displayName: string;
+}
+
+/** A user who can log in. */
+export interface User {
+  readonly username: string;
+  readonly sub: string;
+  readonly secret: StoredSecret;
+  readonly claims: Readonly<Record<string, unknown>>;
+}
+
+export interface OidcConfig {
+  readonly clients: ReadonlyMap<string, Client>;
+  readonly users: ReadonlyMap<string, User>;
+}
+
+/** `clients[1].redirect_uris[0]`: a zod path as the file's reader would write it. */
+function fieldPath(path: readonly PropertyKey[]): string {
+  return path.reduce<string>((out, part) => (typeof part === 'number' ? `${out}[${part}]` : out === '' ? String(part) : `${out}.${String(part)}`), '');
+}
+
+/** Parses the text of an OIDC_CONFIG file (JSON or YAML); `name` is used in error sentences. */
+export function parseOidcConfig(text: string, name: string): OidcConfig {
+  let data: unknown;
+  try {
+    // YAML 1.2 is a superset of JSON; the alias cap stops "billion laughs" expansion of a hostile file.
+    data = /\.json$/i.test(name) ? JSON.parse(text) : parseYaml(text, { maxAliasCount: 50, uniqueKeys: true });
+  } catch (err) {
+    throw new ConfigError('OIDC_CONFIG', `${name}: not valid ${/\.json$/i.test(name) ? 'JSON' : 'YAML'} (${(err as Error).message.split('\n')[0]})`);
+  }
+  const result = fileSchema.safeParse(data);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const where = fieldPath(issue.path);
+    throw new ConfigError('OIDC_CONFIG', `${name}: ${where === '' ? '' : `${where}: `}${issue.message}`);
+  }
+  const clients = new Map<string, Client>();
+  for (const c of result.data.clients) {
+    const { client_secret, client_secret_hash, jwks, ...meta } = c;
+    const secret = client_secret_hash !== undefined ? storedSecret(client_secret_hash, true) : client_secret !== undefined ? storedSecret(client_secret, false) : undefined;
+    clients.set(c.client_id, Object.freeze({ ...meta, secret, jwks: jwks as { keys: JWK[] } | undefined, scopes: new Set(c.scope.split(' ')), displayName: c.client_name ?? c.client_id }));
+  }
+  const users = new Map<string, User>();
+  for (const u of result.data.users) {
+    const secret = u.password_hash !== undefined ? storedSecret(u.password_hash, true) : storedSecret(u.password!, false);
+    users.set(u.username, Object.freeze({ username: u.username, sub: u.sub ?? u.username, secret, claims: Object.freeze({ ...u.claims }) }));
+  }
+  return Object.freeze({ clients, users });
+}
+
+/** Reads and parses OIDC_CONFIG at start-up (before the server listens). */
+export function loadOidcConfig(file: string): OidcConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError('OIDC_CONFIG', `${file}: cannot be read (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  return parseOidcConfig(text, file);
+}

@@ -141,6 +141,10 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   }
 
   const keep = (found: { entry: KeyEntry; revision: number }, origin: 'local' | 'reload'): KeyEntry => {
+    // Re-reads run concurrently (notifications, the poll, unknown kids): one that read an older
+    // revision and finishes last must not put the older state back.
+    const held = memory.entries.get(found.entry.keyId);
+    if (held && (revisions.get(found.entry.keyId) ?? 0) > found.revision) return held;
     revisions.set(found.entry.keyId, found.revision);
     return memory.remember(found.entry, origin);
   };

@@ -9,6 +9,7 @@ import type { PeerKeys } from './peerkeys.js';
 import { createPeerKeys } from './peerkeys.js';
 import { runDelegationScenario, runScenario, runUserScenario } from './scenarios.js';
 import { createTokenCache } from './tokencache.js';
+import { createServiceMetrics, type VerifiedBy } from './metrics.js';
 import { createVerifyCache } from './verifycache.js';
 import { verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
 
@@ -65,20 +66,29 @@ export function createApp(deps: AppDeps): Express {
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
   });
+  const metrics = createServiceMetrics(config.serviceName);
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
 
   // Receivers: every service answers the -server routes with its own name as the audience.
-  const receive = (verify: (token: string) => Promise<Verdict>) => async (req: Request, res: Response) => {
+  const receive = (by: VerifiedBy, verify: (token: string) => Promise<Verdict>) => async (req: Request, res: Response) => {
     const token = bearerToken(req);
-    if (token === undefined) return askForToken(res, config.serviceName, 'A Bearer token is required in the Authorization header');
+    if (token === undefined) {
+      metrics.received(by, 'missing');
+      return askForToken(res, config.serviceName, 'A Bearer token is required in the Authorization header');
+    }
     const verdict = await verify(token);
+    if (verdict.valid) metrics.received(by, 'valid');
+    else metrics.received(by, 'invalid', verdict.error.code ?? verdict.error.name);
     res.locals.log = { ...tokenIds(token), valid: verdict.valid, ...(verdict.valid ? {} : { reason: verdict.error.code ?? verdict.error.name }) };
     res.status(verdict.valid ? 200 : 403).json(verdict);
   };
-  const viaFactory = receive((token) => verifyWithFactory(deps.client, config.factoryUrl, token, config.serviceName, config.issuer));
+  const viaFactory = receive('factory', (token) => verifyWithFactory(deps.client, config.factoryUrl, token, config.serviceName, config.issuer));
   // One cache per app: the options below (issuer, audience = this service, subject) are fixed
   // for every token it holds, so a hit means the same checks passed.
   const verified = createVerifyCache(config.verifyCacheSize);
-  const selfSigned = receive(async (token) => {
+  const selfSigned = receive('self', async (token) => {
     const now = deps.now();
     const claims = verified.lookup(token, now, config.clockTolerance);
     if (claims) return { valid: true, claims };
@@ -91,7 +101,7 @@ export function createApp(deps: AppDeps): Express {
   app.get('/scenario3-server', selfSigned);
   app.get('/scenario4-server', selfSigned);
   const factoryKeys = deps.factoryKeys ?? createPeerKeys({ source: 'jwks', dependency: 'jwt-factory', jwksBaseUrl: config.factoryUrl, dir: '', client: deps.client, now: deps.now });
-  const userToken = receive((token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }));
+  const userToken = receive('user', (token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }));
   app.get('/scenario5-server', userToken);
   // Scenario 7's exchanged token is a user token too: its act claim names the service acting for the user.
   app.get('/scenario7-server', userToken);

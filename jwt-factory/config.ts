@@ -5,6 +5,7 @@ import { parseEnv, serverLimitSettings, setting, type Env } from '../lib/config.
 import { DEFAULT_CLOCK_TOLERANCE, MAX_TOKEN_BYTES } from '../lib/jwt.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
+import { parseEncryptionKey } from './store/encryption.js';
 
 /** Every signing algorithm a key can be created with (one per keyId, chosen at creation). */
 export const ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'ES256', 'ES384', 'EdDSA', 'HS256'] as const;
@@ -14,6 +15,14 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 export const PUBLIC_ALGORITHMS = ALGORITHMS.filter((a) => a !== 'HS256');
 
 export const ISSUE_AUTH_MODES = ['open', 'client'] as const;
+const isEncryptionKey = (text: string) => {
+  try {
+    parseEncryptionKey(text);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 const schema = z
   .object({
@@ -36,8 +45,9 @@ const schema = z
     TOKEN_SIZE_LIMIT: setting.integer(MAX_TOKEN_BYTES, 256, 1_048_576),
     TOKEN_SIZE_POLICY: z.enum(['warn', 'refuse'], { message: 'must be warn or refuse' }).default('warn'),
     SHUTDOWN_GRACE: setting.seconds(10, 0, 600),
-    // 0: a rotated key signs at once. Istio refetches jwksUri every 20 min, so 1200 lets the mesh learn the key first.
-    ROTATION_PUBLISH_AHEAD: setting.seconds(0, 0, 86_400),
+    // 1260: istiod refetches jwksUri every 20 min (PILOT_JWT_PUB_KEY_REFRESH_INTERVAL) and never on an
+    // unknown kid, so a new key must be published that long plus 60 s of skew before it signs.
+    ROTATION_PUBLISH_AHEAD: setting.seconds(1260, 0, 86_400),
     // POST /mesh/evaluate with fetchJwks: true makes the factory fetch URLs a client chose: off unless trusted.
     MESH_FETCH_JWKS: setting.bool(false),
     // Unknown keyIds are created on first use (the original sample's contract): bound how many.
@@ -65,13 +75,33 @@ const schema = z
     KEYGEN_MAX_WAIT_MS: setting.integer(3000, 0, 600_000),
     // HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS: the same on every server (their defaults say why).
     ...serverLimitSettings,
+    // file: KEYS_DIR, nothing to run beside the factory. A postgres:// URL lets replicas share keys.
+    KEY_STORE: z
+      .string()
+      .regex(/^(file|postgres(ql)?:\/\/.+)$/, 'must be file or a postgres:// URL')
+      .default('file'),
+    // No default: the key that seals private keys at rest must come from the operator (required with PostgreSQL).
+    KEY_ENCRYPTION_KEY: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
+    KEY_ENCRYPTION_KEY_FILE: z.string().min(1).optional(),
+    // The previous key, for reading only, while `npm run key-store -- re-encrypt` moves every key onto the new one.
+    KEY_ENCRYPTION_KEY_OLD: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
+    // 5 s: LISTEN/NOTIFY carries changes at once; the re-read only catches a notification lost in a reconnect.
+    KEY_STORE_POLL_INTERVAL: setting.seconds(5, 1, 3600),
+    // 0 (off): a folder on a laptop should not change under its user; the manifests turn it on (7 days).
+    ROTATION_INTERVAL: setting.seconds(0, 0, 31_536_000),
   })
   .superRefine((c, ctx) => {
     if (c.TOKEN_TTL > c.MAX_TOKEN_TTL) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_TTL'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
     }
-    if (c.ROTATION_PUBLISH_AHEAD > c.MAX_TOKEN_TTL) {
-      ctx.addIssue({ code: 'custom', path: ['ROTATION_PUBLISH_AHEAD'], message: `must not exceed MAX_TOKEN_TTL (${c.MAX_TOKEN_TTL})` });
+    if (c.ROTATION_INTERVAL > 0 && c.ROTATION_INTERVAL <= c.ROTATION_PUBLISH_AHEAD) {
+      ctx.addIssue({ code: 'custom', path: ['ROTATION_INTERVAL'], message: `must exceed ROTATION_PUBLISH_AHEAD (${c.ROTATION_PUBLISH_AHEAD}): a key must sign for a while before the next one is published` });
+    }
+    if (c.KEY_ENCRYPTION_KEY !== undefined && c.KEY_ENCRYPTION_KEY_FILE !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY_FILE'], message: 'give KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE, not both' });
+    }
+    if (c.KEY_STORE !== 'file' && c.KEY_ENCRYPTION_KEY === undefined && c.KEY_ENCRYPTION_KEY_FILE === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY'], message: 'is required with a PostgreSQL KEY_STORE (the database never holds a plain private key): set it or KEY_ENCRYPTION_KEY_FILE' });
     }
     if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1) {
       ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1: the OIDC state file is owned by one process' });

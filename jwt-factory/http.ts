@@ -5,11 +5,12 @@ import { errorMiddleware, jsonBodyParser, notFoundHandler, requestLogger } from 
 import { accessRouter } from './access.js';
 import type { FactoryDeps } from './deps.js';
 import { createJwksCache } from './jwks.js';
+import { createFactoryMetrics } from './metrics.js';
 import { consoleAssets, consoleRouter } from './routes/console.js';
 import { discoveryRouter } from './routes/discovery.js';
 import { oidcRouter } from './oidc/routes.js';
 import { healthRouter } from './routes/health.js';
-import { keysRouter } from './routes/keys.js';
+import { keysRouter, rotationDefaults } from './routes/keys.js';
 import { tokensRouter } from './routes/tokens.js';
 
 export type { FactoryDeps } from './deps.js';
@@ -19,12 +20,14 @@ export type { FactoryDeps } from './deps.js';
  * these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
  */
 export function factoryRouters(deps: FactoryDeps): Router[] {
-  const jwks = createJwksCache(deps.keystore, deps.clock);
+  const jwks = createJwksCache(deps.keystore, deps.clock, rotationDefaults(deps));
   return [healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks), tokensRouter(deps)];
 }
 
 /** Builds the factory's express app (only main listens). */
-export function createApp(deps: FactoryDeps): Express {
+export function createApp(given: FactoryDeps): Express {
+  const metrics = given.metrics ?? createFactoryMetrics({ keystore: given.keystore, clock: given.clock, rotation: rotationDefaults(given) });
+  const deps: FactoryDeps = { ...given, metrics, keystore: metrics.instrument(given.keystore) };
   const app = express();
   app.disable('x-powered-by');
   app.set('trust proxy', false);
@@ -42,6 +45,9 @@ export function createApp(deps: FactoryDeps): Express {
   const access = accessRouter(deps);
   if (access) app.use(access);
   for (const router of factoryRouters(deps)) app.use(router);
+  app.get('/metrics', async (_req, res) => {
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
+  });
   if (deps.oidc) {
     app.use(oidcRouter(deps.oidc, { bodyLimit: deps.config.BODY_LIMIT, secureCookies: deps.config.PUBLIC_URL.startsWith('https:'), sessionTtl: deps.config.OIDC_SESSION_TTL }));
   }

@@ -2,11 +2,14 @@ import { createHash } from 'node:crypto';
 import type { JWK } from 'jose';
 import { activeVersions, type Clock, type KeyEntry } from './keys.js';
 import type { KeyStore } from './keystore.js';
+import { nextScheduledChange, type RotationPolicy } from './rotation.js';
 
 /** A serialized JWKS with its strong ETag. */
 export interface JwksDocument {
   body: string;
   etag: string;
+  /** When the document is next due to change by schedule (epoch ms; Infinity when nothing is scheduled). */
+  changesAt: number;
 }
 
 /** The JWKS of some entries at `now`: each active asymmetric version's allow-listed public JWK. */
@@ -19,7 +22,7 @@ export function buildJwks(entries: readonly KeyEntry[], now: Date): JwksDocument
     }
   }
   const body = JSON.stringify({ keys });
-  return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"` };
+  return { body, etag: `"${createHash('sha256').update(body).digest('base64url')}"`, changesAt: nextRetirement(entries, now) };
 }
 
 /** The first instant after `now` at which a published version retires (Infinity when none will). */
@@ -39,7 +42,7 @@ function nextRetirement(entries: readonly KeyEntry[], now: Date): number {
  * revision moves or a rotated-out key retires (the set of active kids changes). A hit costs
  * two comparisons, whatever the number of keys: the entries are not even listed.
  */
-export function createJwksCache(keystore: KeyStore, clock: Clock) {
+export function createJwksCache(keystore: KeyStore, clock: Clock, rotation: RotationPolicy = { interval: 0, publishAhead: 0 }) {
   const cache = new Map<string, { revision: number; validUntil: number; doc: JwksDocument }>();
 
   const fetch = (cacheKey: string, entries: () => readonly KeyEntry[]): JwksDocument => {
@@ -48,8 +51,10 @@ export function createJwksCache(keystore: KeyStore, clock: Clock) {
     const hit = cache.get(cacheKey);
     if (hit && hit.revision === revision && now.getTime() < hit.validUntil) return hit.doc;
     const list = entries();
-    const doc = buildJwks(list, now);
-    cache.set(cacheKey, { revision, validUntil: nextRetirement(list, now), doc });
+    const built = buildJwks(list, now);
+    // A scheduled rotation changes the store (and its revision) when it happens: it only bounds max-age.
+    const doc = { ...built, changesAt: Math.min(built.changesAt, nextScheduledChange(list, rotation)) };
+    cache.set(cacheKey, { revision, validUntil: built.changesAt, doc });
     return doc;
   };
 

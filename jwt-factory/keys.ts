@@ -4,6 +4,7 @@ import { base64url, calculateJwkThumbprint, type JWK } from 'jose';
 import { pickPublicMembers } from '../lib/jwk.js';
 import type { VerificationKey } from '../lib/jwt.js';
 import { ALGORITHMS, type Algorithm } from './config.js';
+import type { KeySealer } from './store/encryption.js';
 
 /**
  * Key material and its file format: what one keyId's key is (versions, kid, public JWK), how a
@@ -43,6 +44,8 @@ export interface KeyEntry {
   readonly current: KeyVersion;
   /** Older versions, newest first (possibly already retired: filter with `activeVersions`). */
   readonly previous: readonly KeyVersion[];
+  /** This key's own rotation interval in seconds (0: never rotate it); undefined: the factory's ROTATION_INTERVAL. */
+  readonly rotationInterval?: number;
 }
 
 const FILE_FORMAT = 'jwt-factory-key/1';
@@ -52,7 +55,9 @@ interface StoredKeyFile {
   format: typeof FILE_FORMAT;
   keyId: string;
   alg: Algorithm;
-  versions: Array<{ kid: string; alg: Algorithm; createdAt: string; activateAt?: string; retireAt?: string; jwk: JsonWebKey }>;
+  rotationInterval?: number;
+  /** Each version holds its private JWK as `jwk`, or sealed (AES-256-GCM, store/encryption.ts) as `sealed`. */
+  versions: Array<{ kid: string; alg: Algorithm; createdAt: string; activateAt?: string; retireAt?: string; jwk?: JsonWebKey; sealed?: string }>;
 }
 
 /** The allow-listed public members of a key we generated or loaded. */
@@ -127,8 +132,8 @@ export function importStoredJwk(jwk: JsonWebKey): KeyObject {
   return createPrivateKey({ key: jwk, format: 'jwk' });
 }
 
-/** Parses a key file's text into an entry; throws on anything malformed. */
-export async function parseKeyFile(text: string, keyId: string): Promise<KeyEntry> {
+/** Parses a key file's text into an entry (opening sealed versions with `sealer`); throws on anything malformed. */
+export async function parseKeyFile(text: string, keyId: string, sealer?: KeySealer): Promise<KeyEntry> {
   let data: Partial<StoredKeyFile>;
   try {
     data = JSON.parse(text) as Partial<StoredKeyFile>;
@@ -146,35 +151,55 @@ export async function parseKeyFile(text: string, keyId: string): Promise<KeyEntr
     const activateAt = v.activateAt === undefined ? undefined : new Date(v.activateAt);
     const retireAt = v.retireAt === undefined ? undefined : new Date(v.retireAt);
     if ([createdAt, activateAt, retireAt].some((d) => d !== undefined && Number.isNaN(d.getTime()))) throw new Error('bad date');
-    const version = await toVersion(importStoredJwk(v.jwk), v.alg, { kid: v.alg === 'HS256' ? v.kid : undefined, createdAt, activateAt, retireAt });
+    const jwk = storedJwk(v, keyId, sealer);
+    const version = await toVersion(importStoredJwk(jwk), v.alg, { kid: v.alg === 'HS256' ? v.kid : undefined, createdAt, activateAt, retireAt });
     if (version.kid !== v.kid) throw new Error('stored kid does not match the key');
     versions.push(version);
   }
   const [current, ...previous] = versions;
-  return Object.freeze({ keyId, alg: data.alg, current: current!, previous: Object.freeze(previous) });
+  const { rotationInterval } = data;
+  if (rotationInterval !== undefined && !(Number.isInteger(rotationInterval) && rotationInterval >= 0)) throw new Error('bad rotationInterval');
+  return Object.freeze({ keyId, alg: data.alg, current: current!, previous: Object.freeze(previous), ...(rotationInterval !== undefined ? { rotationInterval } : {}) });
 }
 
-/** Serializes an entry (private material included: the file is written with mode 0600). */
-export function serializeEntry(entry: KeyEntry): string {
+/** A stored version's private JWK: plain, or opened with the sealer (keyId and kid are its associated data). */
+function storedJwk(v: StoredKeyFile['versions'][number], keyId: string, sealer: KeySealer | undefined): JsonWebKey {
+  if (v.sealed !== undefined) {
+    if (!sealer) throw new Error('its keys are encrypted: set KEY_ENCRYPTION_KEY (or KEY_ENCRYPTION_KEY_FILE)');
+    return sealer.open(v.sealed, keyId, v.kid);
+  }
+  if (v.jwk === undefined) throw new Error('a version holds no key');
+  return v.jwk;
+}
+
+/** Serializes an entry, private material included (sealed when a sealer is given; the file is written with mode 0600 either way). */
+export function serializeEntry(entry: KeyEntry, sealer?: KeySealer): string {
   const file: StoredKeyFile = {
     format: FILE_FORMAT,
     keyId: entry.keyId,
     alg: entry.alg,
+    ...(entry.rotationInterval !== undefined ? { rotationInterval: entry.rotationInterval } : {}),
     versions: [entry.current, ...entry.previous].map((v) => ({
       kid: v.kid,
       alg: v.alg,
       createdAt: v.createdAt.toISOString(),
       ...(v.activateAt ? { activateAt: v.activateAt.toISOString() } : {}),
       ...(v.retireAt ? { retireAt: v.retireAt.toISOString() } : {}),
-      jwk: v.signingKey.export({ format: 'jwk' }),
+      ...(sealer ? { sealed: sealer.seal(v.signingKey.export({ format: 'jwk' }), entry.keyId, v.kid) } : { jwk: v.signingKey.export({ format: 'jwk' }) }),
     })),
   };
   return `${JSON.stringify(file, null, 2)}\n`;
 }
 
-/** What identifies an entry's state: its versions' kids and retire times. */
+/** What identifies an entry's state: its versions' kids and retire times, and its own rotation interval. */
 export const fingerprint = (entry: KeyEntry): string =>
-  [entry.current, ...entry.previous].map((v) => `${v.kid}@${v.retireAt?.getTime() ?? ''}`).join(',');
+  `${[entry.current, ...entry.previous].map((v) => `${v.kid}@${v.retireAt?.getTime() ?? ''}`).join(',')}|${entry.rotationInterval ?? ''}`;
+
+/** The entry with its own rotation interval set (a number) or removed (undefined: the factory's applies). */
+export function withRotationInterval(entry: KeyEntry, seconds: number | undefined): KeyEntry {
+  const { rotationInterval: _old, ...rest } = entry;
+  return Object.freeze(seconds === undefined ? rest : { ...rest, rotationInterval: seconds });
+}
 
 /** True while a version still verifies and is published. */
 export const isActive = (version: KeyVersion, now: Date): boolean => version.retireAt === undefined || version.retireAt.getTime() > now.getTime();

@@ -1,18 +1,22 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
-import { mkdir, readdir, stat } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdir, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../lib/errors.js';
 import { readIfExists, readIfExistsSync, writeFileAtomic } from '../lib/files.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import type { Logger } from '../lib/logger.js';
 import type { Algorithm } from './config.js';
-import { fingerprint, generateSigningKey, parseKeyFile, serializeEntry, toVersion, versionsKeptByRotation, type Clock, type KeyEntry } from './keys.js';
+import type { KeySealer } from './store/encryption.js';
+import type { KeyStore } from './store/types.js';
+import { fingerprint, generateSigningKey, parseKeyFile, serializeEntry, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry } from './keys.js';
+import { createFileLocks } from './store/filelock.js';
+import { createEntryMemory, createKeyedQueue, rotationRefused } from './store/memory.js';
 
 /** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
 const NOT_WRITABLE: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
 
-/** Why the store changed: `local` when this process made the change (a worker then tells its peers). */
-export type ChangeListener = (keyId: string, origin: 'local' | 'reload') => void;
+export type { ChangeListener, KeyStore } from './store/types.js';
 
 export interface KeyStoreOptions {
   dir: string;
@@ -24,11 +28,22 @@ export interface KeyStoreOptions {
   retireAfterSeconds: number;
   /** The most keyIds this store creates (loading is never limited). Default: no limit. */
   maxKeys?: number;
+  /** Seals private keys in the files (KEY_ENCRYPTION_KEY); without it they are plain JWKs in 0600 files. */
+  sealer?: KeySealer;
+  /**
+   * How often the folder is re-read for changes made by other processes (fs.watch tells at
+   * once where the file system supports it; the re-read covers the rest, e.g. NFS). Default
+   * 5000 ms; 0 turns both off (a single process that owns its folder).
+   */
+  pollIntervalMs?: number;
   /** The most versions one keyId publishes at once; a rotation beyond it is refused (429). Default: no limit. */
   maxVersions?: number;
   /** Generates a new signing key: the bounded queue of jwt-factory/keygen.ts in the factory. Default: generateSigningKey, unbounded. */
   generateKey?: (alg: Algorithm) => Promise<KeyObject>;
 }
+
+/** writeFileAtomic's temp names, `.<file>.<12 hex>.tmp`: a crash between write and rename leaves one behind. */
+const TEMP_FILE = /^\.(.+)\.json\.[0-9a-f]{12}\.tmp$/;
 
 /** The keyId a key store file name stands for (`<keyId>.json`, or the original `<keyId>-private.pem`); undefined for any other file. */
 export function keyIdOfFile(name: string): string | undefined {
@@ -45,47 +60,28 @@ interface KeyFiles {
   pem?: string;
 }
 
-export type KeyStore = ReturnType<typeof createKeyStore>;
-
 /**
  * The factory's key store: per keyId one algorithm and its versions, persisted as
  * `<dir>/<keyId>.json` (mode 0600, atomic writes). Also reads the original sample's
  * `<keyId>-private.pem` files (PKCS#1, RS256). Holds no module-level state.
  */
-export function createKeyStore(options: KeyStoreOptions) {
+export function createKeyStore(options: KeyStoreOptions): KeyStore {
   const { dir, clock, logger } = options;
   const defaultAlg = options.defaultAlg ?? 'RS256';
   const maxKeys = options.maxKeys ?? Number.POSITIVE_INFINITY;
+  const pollIntervalMs = options.pollIntervalMs ?? 5000;
+  const memory = createEntryMemory();
+  const { entries, remember } = memory;
+  const queue = createKeyedQueue();
+  const fileLocks = createFileLocks(dir);
   const maxVersions = options.maxVersions ?? Number.POSITIVE_INFINITY;
   const generateKey = options.generateKey ?? generateSigningKey;
-  const entries = new Map<string, KeyEntry>();
-  const locks = new Map<string, Promise<unknown>>();
-  /** The rotation in progress per keyId: a second request answers its result. */
-  const rotations = new Map<string, Promise<KeyEntry | undefined>>();
-  const listeners: ChangeListener[] = [];
   let loaded = false;
-  let revision = 0;
+  let watcher: FSWatcher | undefined;
+  let poller: NodeJS.Timeout | undefined;
 
   const jsonPath = (keyId: string) => path.join(dir, `${keyId}.json`);
   const pemPath = (keyId: string) => path.join(dir, `${keyId}-private.pem`);
-
-  const changed = (keyId: string, origin: 'local' | 'reload') => {
-    revision += 1;
-    for (const listener of listeners) listener(keyId, origin);
-  };
-
-  /**
-   * The one way an entry enters the map: caches (the JWKS) hear of it when the keyId is new
-   * or its versions moved, never when a re-read finds the same versions (tokens with made-up
-   * kids trigger re-reads, and must not churn the JWKS cache). Returns the entry kept.
-   */
-  const remember = (entry: KeyEntry, origin: 'local' | 'reload'): KeyEntry => {
-    const known = entries.get(entry.keyId);
-    if (known && fingerprint(known) === fingerprint(entry)) return known;
-    entries.set(entry.keyId, entry);
-    changed(entry.keyId, origin);
-    return entry;
-  };
 
   /** What a keyId's file was when last read: writes are renames, so a new file has a new inode. */
   const stamps = new Map<string, string>();
@@ -100,21 +96,16 @@ export function createKeyStore(options: KeyStoreOptions) {
     return undefined;
   }
 
-  /** Runs `task` after every earlier task on the same keyId (one create or rotate at a time). */
-  function withLock<T>(keyId: string, task: () => Promise<T>): Promise<T> {
-    const previous = locks.get(keyId) ?? Promise.resolve();
-    const next = previous.then(task, task);
-    const settled = next.catch(() => undefined);
-    locks.set(keyId, settled);
-    void settled.then(() => {
-      if (locks.get(keyId) === settled) locks.delete(keyId);
-    });
-    return next;
-  }
+  /**
+   * Runs `task` after every earlier task on the same keyId in this process, and holding the
+   * keyId's lock file against every other process on the folder (WORKERS, replicas on a shared
+   * volume): a create or rotation reads the file, decides and writes with no one in between.
+   */
+  const withLock = <T>(keyId: string, task: () => Promise<T>): Promise<T> => queue(keyId, () => fileLocks.withLock(keyId, task));
 
   /** Builds an entry from a keyId's file text: the JSON store, else the original PEM format. Undefined when absent. */
   async function entryFromFiles(keyId: string, files: KeyFiles): Promise<KeyEntry | undefined> {
-    if (files.json !== undefined) return parseKeyFile(files.json, keyId);
+    if (files.json !== undefined) return parseKeyFile(files.json, keyId, options.sealer);
     if (files.pem === undefined) return undefined;
     // The original sample wrote PKCS#1 "BEGIN RSA PRIVATE KEY" and signed RS256.
     const version = await toVersion(createPrivateKey(files.pem), 'RS256', { createdAt: new Date(0) });
@@ -149,7 +140,10 @@ export function createKeyStore(options: KeyStoreOptions) {
 
   async function persist(entry: KeyEntry, mode: 'replace' | 'create'): Promise<void> {
     try {
-      await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry), { mode: 0o600, noClobber: mode === 'create', dirMode: 0o700 });
+      await writeFileAtomic(jsonPath(entry.keyId), serializeEntry(entry, options.sealer), { mode: 0o600, noClobber: mode === 'create', dirMode: 0o700 });
+      // Our own write needs no re-read when the watcher reports it.
+      const stamp = await fileStamp(entry.keyId);
+      if (stamp !== undefined) stamps.set(entry.keyId, stamp);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if (code === undefined || !NOT_WRITABLE.has(code)) throw err;
@@ -163,38 +157,66 @@ export function createKeyStore(options: KeyStoreOptions) {
     }
   }
 
-  /** One rotation of keyId (see `rotate`), under the keyId's lock. */
-  function rotateNow(keyId: string, publishAheadSeconds: number): Promise<KeyEntry | undefined> {
-    return withLock(keyId, async () => {
-      // Read the disk first: another worker may have rotated since we cached the entry.
-      const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
-      if (!before) return undefined;
-      const now = clock();
-      const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
-      // Whatever may sign until the new key takes over must verify a full token lifetime after that.
-      const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
-      const room = versionsKeptByRotation(before, now, activateAt ?? now, maxVersions);
-      if ('refused' in room) {
-        const { oldest, freeAt } = room.refused;
-        const seconds = Math.max(1, Math.ceil((freeAt.getTime() - now.getTime()) / 1000));
-        throw new AppError(
-          'rotation_limit_reached',
-          429,
-          `Key "${keyId}" publishes ${maxVersions} versions, its MAX_KEY_VERSIONS limit, and the oldest (kid ${oldest.kid}) may have signed tokens that stay valid until ${freeAt.toISOString()}: rotating now would unpublish it and fail them. Nothing was rotated; retry in ${seconds} s, or raise MAX_KEY_VERSIONS.`,
-          { headers: { 'Retry-After': String(seconds) }, details: { maxVersions, oldestKid: oldest.kid, freeAt: freeAt.toISOString() } },
-        );
+  /**
+   * Removes the temp files a crash left between write and rename. A temp file of a keyId whose
+   * lock is free belongs to no writer (every write happens under the keyId's lock), so it is a
+   * leftover; one whose lock is held is someone's write in progress and stays.
+   */
+  async function removeLeftovers(names: readonly string[]): Promise<number> {
+    const byKeyId = new Map<string, string[]>();
+    for (const name of names) {
+      const keyId = TEMP_FILE.exec(name)?.[1];
+      if (keyId !== undefined) byKeyId.set(keyId, [...(byKeyId.get(keyId) ?? []), name]);
+    }
+    let removed = 0;
+    for (const [keyId, temps] of byKeyId) {
+      const release = await fileLocks.tryAcquire(keyId).catch(() => undefined);
+      if (!release) continue;
+      try {
+        for (const name of temps) {
+          await rm(path.join(dir, name), { force: true });
+          removed += 1;
+        }
+      } finally {
+        await release();
       }
-      const version = await toVersion(await generateKey(before.alg), before.alg, { createdAt: now, activateAt });
-      const kept = room.kept.map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
-      const entry: KeyEntry = Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) });
-      await persist(entry, 'replace');
-      remember(entry, 'local');
-      logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
-      return entry;
-    });
+    }
+    if (removed > 0) logger.warn({ removed }, 'removed temp files left by a crash');
+    return removed;
   }
 
-  return {
+  /** Re-reads the keyIds other processes created or changed (a stat each when nothing moved) and clears crash leftovers. */
+  async function rescan(): Promise<void> {
+    const names = await readdir(dir);
+    for (const name of names) {
+      const keyId = keyIdOfFile(name);
+      if (keyId !== undefined && KEY_ID_PATTERN.test(keyId)) await store.reload(keyId);
+    }
+    await removeLeftovers(names);
+  }
+
+  /** Follows the folder: fs.watch names the file that changed; the periodic rescan covers file systems without events. */
+  function follow(): void {
+    if (pollIntervalMs <= 0) return;
+    try {
+      watcher = watch(dir, { persistent: false }, (_event, name) => {
+        const keyId = name ? keyIdOfFile(String(name)) : undefined;
+        if (keyId !== undefined && KEY_ID_PATTERN.test(keyId)) void store.reload(keyId);
+      });
+      watcher.on('error', () => {
+        watcher?.close();
+        watcher = undefined;
+      });
+    } catch {
+      /* no file events here: the rescan alone keeps up */
+    }
+    poller = setInterval(() => {
+      rescan().catch((err: Error) => logger.warn({ reason: err.message }, 'key folder re-read failed'));
+    }, pollIntervalMs);
+    poller.unref();
+  }
+
+  const store: KeyStore = {
     /** Loads every key file of the directory; unreadable files are logged by name and skipped. */
     async load(): Promise<{ loaded: number; skipped: string[] }> {
       await mkdir(dir, { recursive: true, mode: 0o700 });
@@ -222,6 +244,9 @@ export function createKeyStore(options: KeyStoreOptions) {
           try {
             const entry = await entryFromFiles(keyId, readFilesSync(keyId));
             if (entry) entries.set(keyId, entry);
+            // What the rescan compares against: an unchanged file is never parsed again.
+            const stamp = await fileStamp(keyId);
+            if (stamp !== undefined) stamps.set(keyId, stamp);
           } catch (err) {
             const file = names.includes(`${keyId}.json`) ? `${keyId}.json` : `${keyId}-private.pem`;
             skipped.push(file);
@@ -231,31 +256,20 @@ export function createKeyStore(options: KeyStoreOptions) {
       };
       await Promise.all(Array.from({ length: Math.min(LOAD_CONCURRENCY, ids.length) }, reader));
       skipped.sort();
+      await removeLeftovers(names);
       loaded = true;
-      revision += 1;
+      memory.bump();
+      follow();
       logger.info({ keys: entries.size, skipped: skipped.length }, 'keys loaded');
       return { loaded: entries.size, skipped };
     },
 
-    /** True once `load` finished. */
     isLoaded: () => loaded,
-
-    /** A counter that moves on every change (for caches built from the store). */
-    revision: () => revision,
-
-    /** Subscribes to changes of any keyId. */
-    onChange(listener: ChangeListener): void {
-      listeners.push(listener);
-    },
-
-    /** The keyIds known to this process. */
-    list: (): string[] => [...entries.keys()].sort(),
-
-    /** How many keyIds this process knows (cheap: /readyz asks it on every probe). */
-    size: (): number => entries.size,
-
-    /** Every entry known to this process, by keyId (a stable order keeps the JWKS ETag equal across workers). */
-    entries: (): KeyEntry[] => [...entries.values()].sort((a, b) => (a.keyId < b.keyId ? -1 : 1)),
+    revision: memory.revision,
+    onChange: memory.onChange,
+    list: memory.list,
+    size: memory.size,
+    entries: memory.sorted,
 
     /** The entry for keyId; on a miss, checks the disk (another worker may have created it). */
     async get(keyId: string): Promise<KeyEntry | undefined> {
@@ -287,7 +301,7 @@ export function createKeyStore(options: KeyStoreOptions) {
       // Fast path for every issue after the first: a known key needs no lock and no disk.
       const known = entries.get(keyId);
       if (known) return Promise.resolve({ entry: known, created: false });
-      return withLock(keyId, async () => {
+      return queue(keyId, async () => {
         const known = entries.get(keyId);
         if (known) return { entry: known, created: false };
         const existing = await tryReadFromDisk(keyId);
@@ -299,20 +313,24 @@ export function createKeyStore(options: KeyStoreOptions) {
           });
         }
         const chosen = alg ?? defaultAlg;
+        // Generated before the lock is taken: a generation may wait in the bounded queue, and
+        // the lock file must only ever be held for a read and a write.
         const version = await toVersion(await generateKey(chosen), chosen, { createdAt: clock() });
         const entry: KeyEntry = Object.freeze({ keyId, alg: chosen, current: version, previous: Object.freeze([]) });
-        try {
-          await persist(entry, 'create');
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-          // Another process created it first: theirs wins, ours is discarded unused.
-          const winner = await readFromDisk(keyId);
-          if (!winner) throw err;
-          return { entry: remember(winner, 'reload'), created: false };
-        }
-        remember(entry, 'local');
-        logger.info({ keyId, kid: version.kid, alg: chosen }, 'key created');
-        return { entry, created: true };
+        return fileLocks.withLock(keyId, async () => {
+          try {
+            await persist(entry, 'create');
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+            // Another process created it first: theirs wins, ours is discarded unused.
+            const winner = await readFromDisk(keyId);
+            if (!winner) throw err;
+            return { entry: remember(winner, 'reload'), created: false };
+          }
+          remember(entry, 'local');
+          logger.info({ keyId, kid: version.kid, alg: chosen }, 'key created');
+          return { entry, created: true };
+        });
       });
     },
 
@@ -322,14 +340,70 @@ export function createKeyStore(options: KeyStoreOptions) {
      * and stay published until that moment + retireAfterSeconds. Undefined for an unknown keyId.
      */
     rotate(keyId: string, publishAheadSeconds = 0): Promise<KeyEntry | undefined> {
-      // A rotation asked for while one of the same keyId is in progress answers that one's
-      // result, as the PostgreSQL store does (one winner): queueing them would rotate N times
-      // in a row and keep the last caller waiting for N key generations.
-      const inProgress = rotations.get(keyId);
-      if (inProgress) return inProgress;
-      const rotation = rotateNow(keyId, publishAheadSeconds).finally(() => rotations.delete(keyId));
-      rotations.set(keyId, rotation);
-      return rotation;
+      // A rotation applies over the versions this process held when the request arrived: if the
+      // file moved meanwhile (another request, here or in another process, rotated it), that
+      // rotation won and this request answers its kid instead of rotating a second time.
+      const heldAtArrival = entries.get(keyId);
+      return queue(keyId, async () => {
+        // Read the disk first: another process may have rotated since we cached the entry.
+        const seen = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
+        if (!seen) return undefined;
+        if (heldAtArrival && fingerprint(heldAtArrival) !== fingerprint(seen)) return remember(seen, 'reload');
+        const now = clock();
+        const activateAt = publishAheadSeconds > 0 ? new Date(now.getTime() + publishAheadSeconds * 1000) : undefined;
+        // Whatever may sign until the new key takes over must verify a full token lifetime after that.
+        const retireAt = new Date((activateAt ?? now).getTime() + options.retireAfterSeconds * 1000);
+        const room = versionsKeptByRotation(seen, now, activateAt ?? now, maxVersions);
+        if ('refused' in room) throw rotationRefused(keyId, room.refused, now, maxVersions);
+        // Generated outside the lock (see getOrCreate); the lock covers the check and the write.
+        const version = await toVersion(await generateKey(seen.alg), seen.alg, { createdAt: now, activateAt });
+        return fileLocks.withLock(keyId, async () => {
+          const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
+          if (!before) return undefined;
+          // Someone rotated while we generated: theirs won, and we answer it.
+          if (fingerprint(before) !== fingerprint(seen)) return remember(before, 'reload');
+          const kept = room.kept.map((v) => (v.retireAt === undefined ? Object.freeze({ ...v, retireAt }) : v));
+          const entry = withRotationInterval(Object.freeze({ keyId, alg: before.alg, current: version, previous: Object.freeze(kept) }), before.rotationInterval);
+          await persist(entry, 'replace');
+          remember(entry, 'local');
+          logger.info({ keyId, kid: version.kid, activateAt: activateAt?.toISOString(), retiredKid: before.current.kid, retireAt: retireAt.toISOString() }, 'key rotated');
+          return entry;
+        });
+      });
+    },
+
+    async reseal() {
+      const { sealer } = options;
+      if (!sealer) throw new Error('re-encrypting needs KEY_ENCRYPTION_KEY');
+      let versions = 0;
+      let resealed = 0;
+      for (const keyId of [...entries.keys()]) {
+        await withLock(keyId, async () => {
+          const text = await readIfExists(jsonPath(keyId));
+          const stored = text === undefined ? [] : ((JSON.parse(text) as { versions?: Array<{ sealed?: string }> }).versions ?? []);
+          const stale = stored.filter((v) => v.sealed === undefined || sealer.refOf(v.sealed) !== sealer.keyRef).length;
+          versions += Math.max(stored.length, 1);
+          // A PEM-only key (the original sample's format) has no JSON yet: writing it seals it too.
+          if (text !== undefined && stale === 0) return;
+          const entry = await readFromDisk(keyId);
+          if (!entry) return;
+          await persist(entry, 'replace');
+          resealed += text === undefined ? 1 : stale;
+        });
+      }
+      // Files no given key opens were skipped at load (and logged by name there).
+      return { versions, resealed, unreadable: 0 };
+    },
+
+    /** Sets keyId's own rotation interval (undefined: back to the factory's); undefined for an unknown keyId. */
+    setRotationInterval(keyId: string, seconds: number | undefined): Promise<KeyEntry | undefined> {
+      return withLock(keyId, async () => {
+        const before = (await tryReadFromDisk(keyId)) ?? entries.get(keyId);
+        if (!before) return undefined;
+        const entry = withRotationInterval(before, seconds);
+        await persist(entry, 'replace');
+        return remember(entry, 'local');
+      });
     },
 
 
@@ -343,7 +417,7 @@ export function createKeyStore(options: KeyStoreOptions) {
       for (const keyId of [...entries.keys()]) {
         ids.push(keyId);
         // A create or rotation in progress writes the file itself: waiting behind its key generation would stall the dump.
-        if (locks.has(keyId)) continue;
+        if (queue.busy(keyId)) continue;
         await withLock(keyId, async () => {
           const onDisk = await tryReadFromDisk(keyId);
           if (onDisk) {
@@ -358,5 +432,14 @@ export function createKeyStore(options: KeyStoreOptions) {
       }
       return ids.sort();
     },
+
+    health: () => ({ ready: loaded, missing: loaded ? [] : ['keys not loaded'] }),
+
+    /** Stops following the folder (every write completed before it was answered). */
+    async close() {
+      watcher?.close();
+      if (poller) clearInterval(poller);
+    },
   };
+  return store;
 }

@@ -10,7 +10,8 @@ import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
 import { createKeyGenerator } from './keygen.js';
-import { createKeyStore } from './keystore.js';
+import { createRotationScheduler } from './rotation.js';
+import { openKeyStore } from './store/open.js';
 import { loadOidcConfig, ownedKeyIds, type OidcConfig } from './oidc/config.js';
 import { createOidcProvider } from './oidc/provider.js';
 import { hashSecret } from './oidc/secrets.js';
@@ -38,17 +39,15 @@ function fail(sentence: string): never {
 /** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
 async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConfig | undefined): Promise<void> {
   const clock = () => new Date();
-  const keystore = createKeyStore({
-    dir: path.resolve(config.KEYS_DIR),
+  const keystore = openKeyStore(config, {
     clock,
     logger,
-    defaultAlg: config.ALGORITHM,
-    retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
-    maxKeys: config.MAX_KEYS,
-    maxVersions: config.MAX_KEY_VERSIONS,
     generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE, maxWaitMs: config.KEYGEN_MAX_WAIT_MS }).generate,
   });
   await keystore.load();
+  // Every process checks: the store's conditional rotation lets exactly one win per due key.
+  const rotation = createRotationScheduler({ keystore, clock, logger, defaults: { interval: config.ROTATION_INTERVAL, publishAhead: config.ROTATION_PUBLISH_AHEAD } });
+  rotation.start();
   if (cluster.isWorker) {
     keystore.onChange((keyId, origin) => {
       if (origin === 'local') process.send?.({ type: 'key-changed', keyId } satisfies WorkerMessage);
@@ -82,7 +81,10 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
     else fail(sentence);
     return;
   }
-  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000);
+  drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => {
+    rotation.stop();
+    return keystore.close();
+  });
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
   else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1, oidc: oidc !== undefined }, 'listening');
 }
@@ -217,6 +219,7 @@ function main(): void {
     return;
   }
   serve(config, logger, oidcConfig).catch((err: Error) => {
+    if (err instanceof ConfigError) fail(err.message);
     logger.fatal({ err: errorFields(logger, err) }, 'start-up failed');
     process.exit(1);
   });

@@ -6,6 +6,9 @@ export type Env = Readonly<Record<string, string | undefined>>;
 /** pino's levels, quietest last. */
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
+/** Settings whose value may be a secret (a key, a password in a URL): an error names them but never echoes the value. */
+const SECRET_SETTING = /(^|_)(KEY|SECRET|PASSWORD|STORE)(_|$)/;
+
 /**
  * Parses an environment object against a zod object schema whose keys are variable names.
  * Returns a frozen result, or throws a ConfigError whose sentence names the first bad variable.
@@ -22,7 +25,7 @@ export function parseEnv<S extends z.ZodObject<z.ZodRawShape>>(schema: S, env: E
   if (!result.success) {
     const issue = result.error.issues[0]!;
     const variable = String(issue.path[0] ?? 'environment');
-    const got = present[variable];
+    const got = SECRET_SETTING.test(variable) ? undefined : present[variable];
     throw new ConfigError(variable, `${issue.message}${got === undefined ? '' : ` (got "${got}")`}`);
   }
   return Object.freeze(result.data);

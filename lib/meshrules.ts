@@ -85,7 +85,7 @@ export function publicJwks(input: unknown): { keys: PublicJwk[] } {
 
 /** Refuses options Kubernetes or Istio would refuse, naming the flag; fills in the defaults. */
 export function validateOptions(options: MeshRulesOptions): Required<Pick<MeshRulesOptions, 'issuer' | 'namespace' | 'factoryUrl'>> {
-  if (!KEY_ID_PATTERN.test(options.key)) throw new MeshRulesError(`--key "${options.key}" is not a keyId (^[A-Za-z0-9._-]{1,64}$)`);
+  if (!KEY_ID_PATTERN.test(options.key)) throw new MeshRulesError(`--key "${options.key}" is not a keyId (1 to 64 of A-Z a-z 0-9 . _ -, not starting with .)`);
   // The caller's service account is named after the key, so the key must also be a valid name there.
   if (!DNS_LABEL.test(options.key)) throw new MeshRulesError(`--key "${options.key}" must also be a Kubernetes service account name (lower case, digits, "-")`);
   if (options.audiences.length === 0) throw new MeshRulesError('at least one --audience is required');

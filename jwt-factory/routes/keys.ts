@@ -6,10 +6,19 @@ import { ALGORITHMS } from '../config.js';
 import type { FactoryDeps } from '../deps.js';
 import type { JwksDocument } from '../jwks.js';
 import { activeVersions, signingVersion, type KeyEntry, type KeyVersion } from '../keys.js';
+import { describeRotation, type RotationPolicy } from '../rotation.js';
 
-/** `?publishAhead=N`: seconds the new key is published before it signs (Istio refetches JWKS every 20 min). */
-const publishAheadQuery = (max: number) =>
-  z.coerce.number({ message: 'publishAhead must be a number of seconds' }).int('publishAhead must be whole seconds').min(0, 'publishAhead must be at least 0').max(max, `publishAhead must be at most ${max} (MAX_TOKEN_TTL)`);
+/** `?publishAhead=N`: seconds the new key is published before it signs (Istio refetches JWKS every 20 min); 0 for a compromised key. */
+const publishAheadQuery = z.coerce
+  .number({ message: 'publishAhead must be a number of seconds' })
+  .int('publishAhead must be whole seconds')
+  .min(0, 'publishAhead must be at least 0')
+  .max(86_400, 'publishAhead must be at most 86400');
+
+/** `PUT /keys/:keyId/rotation` body: this key's own interval in seconds (0: never), or null for the factory's. */
+const rotationBody = z.object({
+  interval: z.number({ message: 'interval must be a number of seconds or null' }).int('interval must be whole seconds').min(0, 'interval must be at least 0').max(31_536_000, 'interval must be at most 31536000').nullable(),
+});
 
 const algQuery = z.enum(ALGORITHMS, { message: `alg must be one of ${ALGORITHMS.join(', ')}` }).optional();
 
@@ -47,15 +56,25 @@ export async function requireKey(deps: FactoryDeps, rawKeyId: unknown, res: Resp
   return entry;
 }
 
-/** Sends a cached JWKS with its ETag and max-age, or 304 when the client already has it. */
+/** The factory's rotation settings as a policy. */
+export const rotationDefaults = (deps: FactoryDeps): RotationPolicy => ({ interval: deps.config.ROTATION_INTERVAL, publishAhead: deps.config.ROTATION_PUBLISH_AHEAD });
+
+/**
+ * Sends a cached JWKS with its ETag and max-age, or 304 when the client already has it. The
+ * max-age never reaches past the next scheduled change (a rotation, a retirement), so a cache
+ * that honours it (RFC 9111 §5.2.2.1) refetches when the document is due to change.
+ */
 export function sendJwks(deps: FactoryDeps, doc: JwksDocument, req: Request, res: Response): void {
   res.set('ETag', doc.etag);
-  res.set('Cache-Control', `public, max-age=${deps.config.JWKS_MAX_AGE}`);
+  const untilChange = Math.max(0, Math.floor((doc.changesAt - deps.clock().getTime()) / 1000));
+  res.set('Cache-Control', `public, max-age=${Math.min(deps.config.JWKS_MAX_AGE, untilChange)}`);
   const ifNoneMatch = req.get('if-none-match');
   if (ifNoneMatch && ifNoneMatch.split(',').some((tag) => tag.trim().replace(/^W\//, '') === doc.etag)) {
+    deps.metrics?.jwks(304);
     res.status(304).end();
     return;
   }
+  deps.metrics?.jwks(200);
   res.type('application/json').send(doc.body);
 }
 
@@ -74,14 +93,14 @@ export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry):
     const now = deps.clock();
     const description = describeKey(entry, now);
     res.locals.log = { keyId, kid: description.kid };
-    res.json({ ...description, created, versions: describeVersions(entry, now) });
+    res.json({ ...description, created, versions: describeVersions(entry, now), rotation: describeRotation(entry, rotationDefaults(deps)) });
   };
   router.get('/keys/:keyId', createKey);
   router.post('/keys/:keyId', createKey);
 
   router.post('/keys/:keyId/rotate', async (req, res) => {
     const keyId = assertKeyId(req.params.keyId);
-    const ahead = publishAheadQuery(deps.config.MAX_TOKEN_TTL).safeParse(req.query.publishAhead ?? String(deps.config.ROTATION_PUBLISH_AHEAD));
+    const ahead = publishAheadQuery.safeParse(req.query.publishAhead ?? String(deps.config.ROTATION_PUBLISH_AHEAD));
     if (!ahead.success) throw badRequest(ahead.error.issues[0]!.message, 'invalid_publish_ahead');
     const entry = await deps.keystore.rotate(keyId, ahead.data);
     if (!entry) throw notFound(`No key with keyId "${keyId}"`, 'key_not_found');
@@ -92,6 +111,21 @@ export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry):
       .map((v) => ({ kid: v.kid, retireAt: v.retireAt?.toISOString() }));
     // kid is the new key's; it signs from activateAt (now unless published ahead).
     res.json({ keyId, kid: current.kid, alg: entry.alg, ...publicKeyOf(current), activateAt: (current.activateAt ?? current.createdAt).toISOString(), previous });
+  });
+
+  router.put('/keys/:keyId/rotation', async (req, res) => {
+    const keyId = assertKeyId(req.params.keyId);
+    const parsed = rotationBody.safeParse(req.body ?? {});
+    if (!parsed.success) throw badRequest(parsed.error.issues[0]!.message, 'invalid_rotation_interval');
+    const { interval } = parsed.data;
+    const publishAhead = deps.config.ROTATION_PUBLISH_AHEAD;
+    if (interval !== null && interval > 0 && interval <= publishAhead) {
+      throw badRequest(`interval must exceed ROTATION_PUBLISH_AHEAD (${publishAhead}): a key must sign for a while before the next one is published`, 'invalid_rotation_interval');
+    }
+    const entry = await deps.keystore.setRotationInterval(keyId, interval ?? undefined);
+    if (!entry) throw notFound(`No key with keyId "${keyId}"`, 'key_not_found');
+    res.locals.log = { keyId };
+    res.json({ keyId, rotation: describeRotation(entry, rotationDefaults(deps)) });
   });
 
   router.get('/keys/:keyId/jwks.json', async (req, res) => {

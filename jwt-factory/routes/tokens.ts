@@ -100,7 +100,15 @@ export function tokensRouter(deps: FactoryDeps): Router {
       return;
     }
     const issued = await issueToken(entry, claims, options);
-    sendIssued(req, res, issued, sizeWarnings(deps, issued, false));
+    let warnings: string[];
+    try {
+      warnings = sizeWarnings(deps, issued, false);
+    } catch (err) {
+      deps.metrics?.issued(keyId, entry.alg, 'refused');
+      throw err;
+    }
+    deps.metrics?.issued(keyId, entry.alg, 'ok');
+    sendIssued(req, res, issued, warnings);
   });
 
   router.post('/verify/:keyId', async (req, res) => {
@@ -126,10 +134,12 @@ export function tokensRouter(deps: FactoryDeps): Router {
         result = await verifyToken(entry, token, options);
       }
       res.locals.log = { ...res.locals.log, kid: result.kid, jti: result.payload.jti };
+      deps.metrics?.verified(entry.keyId, entry.alg);
       res.json({ valid: true, claims: result.payload });
     } catch (err) {
       if (!(err instanceof TokenError)) throw err;
       res.locals.log = { ...res.locals.log, reason: err.code };
+      deps.metrics?.verified(entry.keyId, entry.alg, err.code);
       res.status(403).json({ valid: false, error: err.toJSON(), claims: {} });
     }
   });

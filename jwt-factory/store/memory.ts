@@ -1,4 +1,5 @@
-import { fingerprint, type KeyEntry } from '../keys.js';
+import { AppError } from '../../lib/errors.js';
+import { fingerprint, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { ChangeListener } from './types.js';
 
 /**
@@ -47,7 +48,7 @@ export function createEntryMemory() {
 /** Runs tasks one after another per keyId within this process (one create or rotate at a time). */
 export function createKeyedQueue() {
   const tails = new Map<string, Promise<unknown>>();
-  return function run<T>(keyId: string, task: () => Promise<T>): Promise<T> {
+  const run = <T>(keyId: string, task: () => Promise<T>): Promise<T> => {
     const previous = tails.get(keyId) ?? Promise.resolve();
     const next = previous.then(task, task);
     const settled = next.catch(() => undefined);
@@ -57,4 +58,19 @@ export function createKeyedQueue() {
     });
     return next;
   };
+  /** True while a task of keyId is queued or running. */
+  const busy = (keyId: string): boolean => tails.has(keyId);
+  return Object.assign(run, { busy });
+}
+
+/** 429 for a rotation that would unpublish a version whose tokens may still be valid (MAX_KEY_VERSIONS). */
+export function rotationRefused(keyId: string, refused: { oldest: KeyVersion; freeAt: Date }, now: Date, maxVersions: number): AppError {
+  const { oldest, freeAt } = refused;
+  const seconds = Math.max(1, Math.ceil((freeAt.getTime() - now.getTime()) / 1000));
+  return new AppError(
+    'rotation_limit_reached',
+    429,
+    `Key "${keyId}" publishes ${maxVersions} versions, its MAX_KEY_VERSIONS limit, and the oldest (kid ${oldest.kid}) may have signed tokens that stay valid until ${freeAt.toISOString()}: rotating now would unpublish it and fail them. Nothing was rotated; retry in ${seconds} s, or raise MAX_KEY_VERSIONS.`,
+    { headers: { 'Retry-After': String(seconds) }, details: { maxVersions, oldestKid: oldest.kid, freeAt: freeAt.toISOString() } },
+  );
 }

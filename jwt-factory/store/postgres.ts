@@ -3,9 +3,9 @@ import pg from 'pg';
 import { AppError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Algorithm } from '../config.js';
-import { generateSigningKey, importStoredJwk, toVersion, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
+import { generateSigningKey, importStoredJwk, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
-import { createEntryMemory, createKeyedQueue } from './memory.js';
+import { createEntryMemory, createKeyedQueue, rotationRefused } from './memory.js';
 import { inTransaction, migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
@@ -20,6 +20,8 @@ export interface PostgresKeyStoreOptions {
   /** Seconds a rotated-out key keeps verifying: longest token lifetime + clock tolerance. */
   retireAfterSeconds: number;
   maxKeys?: number;
+  /** The most versions one keyId publishes at once; a rotation beyond it is refused (429). Default: no limit. */
+  maxVersions?: number;
   /** How often the store re-reads what changed, in case a notification was missed. Default 5000 ms. */
   pollIntervalMs?: number;
   /** How long an operation waits for a connection before answering 503. Default 2000 ms. */
@@ -35,6 +37,7 @@ interface VersionRow {
   key_id: string;
   alg: Algorithm;
   revision: string;
+  rotation_interval: number | null;
   kid: string;
   created_at: Date;
   activate_at: Date | null;
@@ -42,7 +45,7 @@ interface VersionRow {
   private_key: string;
 }
 
-const SELECT_VERSIONS = `SELECT k.key_id, k.alg, k.revision, v.kid, v.created_at, v.activate_at, v.retire_at, v.private_key
+const SELECT_VERSIONS = `SELECT k.key_id, k.alg, k.revision, k.rotation_interval, v.kid, v.created_at, v.activate_at, v.retire_at, v.private_key
   FROM jf_keys k JOIN jf_key_versions v USING (key_id)`;
 
 /** 503 for an operation that needs the database while it cannot be reached. */
@@ -68,6 +71,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   const pollIntervalMs = options.pollIntervalMs ?? 5000;
   const connectTimeoutMs = options.connectTimeoutMs ?? 2000;
   const generateKey = options.generateKey ?? generateSigningKey;
+  const maxVersions = options.maxVersions ?? Number.POSITIVE_INFINITY;
   const memory = createEntryMemory();
   const queue = createKeyedQueue();
   /** The database revision each known keyId was read at. */
@@ -118,7 +122,8 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
       try {
         const versions = await Promise.all(list.map(versionOf));
         const [current, ...previous] = versions;
-        entries.push({ entry: Object.freeze({ keyId, alg: list[0]!.alg, current: current!, previous: Object.freeze(previous) }), revision: Number(list[0]!.revision) });
+        const entry = withRotationInterval(Object.freeze({ keyId, alg: list[0]!.alg, current: current!, previous: Object.freeze(previous) }), list[0]!.rotation_interval ?? undefined);
+        entries.push({ entry, revision: Number(list[0]!.revision) });
       } catch (err) {
         skipped.push(keyId);
         logger.warn({ keyId, reason: (err as Error).message }, 'skipped unreadable key');
@@ -136,6 +141,10 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   }
 
   const keep = (found: { entry: KeyEntry; revision: number }, origin: 'local' | 'reload'): KeyEntry => {
+    // Re-reads run concurrently (notifications, the poll, unknown kids): one that read an older
+    // revision and finishes last must not put the older state back.
+    const held = memory.entries.get(found.entry.keyId);
+    if (held && (revisions.get(found.entry.keyId) ?? 0) > found.revision) return held;
     revisions.set(found.entry.keyId, found.revision);
     return memory.remember(found.entry, origin);
   };
@@ -315,7 +324,12 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
             const locked = await client.query<{ revision: string }>('SELECT revision FROM jf_keys WHERE key_id = $1 FOR UPDATE', [keyId]);
             // Someone rotated between our read and our lock: theirs wins, and we answer it.
             if (Number(locked.rows[0]?.revision) !== seen) return undefined;
-            await client.query('DELETE FROM jf_key_versions WHERE key_id = $1 AND retire_at <= $2', [keyId, now]);
+            const held = await readKey(keyId, client);
+            if (!held) return undefined;
+            const room = versionsKeptByRotation(held.entry, now, activateAt ?? now, maxVersions);
+            if ('refused' in room) throw rotationRefused(keyId, room.refused, now, maxVersions);
+            // Versions past their retireAt, and ones published ahead that never signed and made way for the new one.
+            await client.query('DELETE FROM jf_key_versions WHERE key_id = $1 AND NOT (kid = ANY($2::text[]))', [keyId, room.kept.map((v) => v.kid)]);
             await client.query('UPDATE jf_key_versions SET retire_at = $2 WHERE key_id = $1 AND retire_at IS NULL', [keyId, retireAt]);
             await insertVersion(client, keyId, version);
             const bumped = await client.query<{ revision: string }>('UPDATE jf_keys SET revision = revision + 1 WHERE key_id = $1 RETURNING revision', [keyId]);
@@ -332,6 +346,42 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
           return entry;
         }),
       );
+    },
+
+    setRotationInterval(keyId, seconds) {
+      return queue(keyId, () =>
+        guarded(async () => {
+          const found = await transaction(async (client) => {
+            const updated = await client.query('UPDATE jf_keys SET rotation_interval = $2, revision = revision + 1 WHERE key_id = $1', [keyId, seconds ?? null]);
+            if (updated.rowCount !== 1) return undefined;
+            await client.query('SELECT pg_notify($1, $2)', [CHANGE_CHANNEL, keyId]);
+            return readKey(keyId, client);
+          });
+          return found && keep(found, 'local');
+        }),
+      );
+    },
+
+    async reseal() {
+      const { rows } = await pool.query<{ key_id: string; kid: string; private_key: string }>('SELECT key_id, kid, private_key FROM jf_key_versions');
+      let resealed = 0;
+      let unreadable = 0;
+      for (const row of rows) {
+        if (sealer.refOf(row.private_key) === sealer.keyRef) continue;
+        let jwk;
+        try {
+          jwk = sealer.open(row.private_key, row.key_id, row.kid);
+        } catch (err) {
+          unreadable += 1;
+          logger.warn({ keyId: row.key_id, kid: row.kid, reason: (err as Error).message }, 'cannot re-encrypt a key version');
+          continue;
+        }
+        const again = sealer.seal(jwk, row.key_id, row.kid);
+        // Conditional: a version rotated away or resealed meanwhile is left as it is.
+        const updated = await pool.query('UPDATE jf_key_versions SET private_key = $4 WHERE key_id = $1 AND kid = $2 AND private_key = $3', [row.key_id, row.kid, row.private_key, again]);
+        resealed += updated.rowCount ?? 0;
+      }
+      return { versions: rows.length, resealed, unreadable };
     },
 
     async dump() {

@@ -38,6 +38,10 @@ export interface KeyStore {
   getOrCreate(keyId: string, alg?: Algorithm): Promise<{ entry: KeyEntry; created: boolean }>;
   /** Rotates keyId; of racing rotations one wins and all answer its kid. Undefined for an unknown keyId. */
   rotate(keyId: string, publishAheadSeconds?: number): Promise<KeyEntry | undefined>;
+  /** Sets keyId's own rotation interval in seconds (undefined: the factory's applies again); undefined for an unknown keyId. */
+  setRotationInterval(keyId: string, seconds: number | undefined): Promise<KeyEntry | undefined>;
+  /** Rewrites every version not yet sealed with the current encryption key (after KEY_ENCRYPTION_KEY changed); counts what no given key opens. */
+  reseal(): Promise<{ versions: number; resealed: number; unreadable: number }>;
   /** Makes sure every known key is persisted; returns the keyIds. */
   dump(): Promise<string[]>;
   /** What the store lacks to be ready. */

@@ -54,7 +54,14 @@ describe('GET|POST /keys/:keyId', () => {
 
   it('never reveals an HS256 secret: no publicKey, not in the JWKS', async () => {
     const body = json(await request(f.app).post('/keys/hmac?alg=HS256').expect(200));
-    expect(body).toEqual({ keyId: 'hmac', kid: body.kid, alg: 'HS256', created: true, versions: [expect.objectContaining({ kid: body.kid, state: 'signing' })] });
+    expect(body).toEqual({
+      keyId: 'hmac',
+      kid: body.kid,
+      alg: 'HS256',
+      created: true,
+      versions: [expect.objectContaining({ kid: body.kid, state: 'signing' })],
+      rotation: { interval: 0, publishAhead: 1260, nextAt: null },
+    });
     const jwks = json(await request(f.app).get('/.well-known/jwks.json').expect(200));
     expect(jwks.keys.map((k: JWK) => k.kid)).not.toContain(body.kid);
     expect(JSON.stringify(jwks)).not.toMatch(/"(d|p|q|k|dp|dq|qi)":/);
@@ -77,9 +84,17 @@ describe('GET|POST /keys/:keyId', () => {
 });
 
 describe('POST /keys/:keyId/rotate', () => {
-  it('publishes the new key at once and signs with it from now, keeping the old kid in the JWKS', async () => {
+  it('by default publishes the new key 1260 s before it signs (istiod refetches every 20 min, plus 60 s skew)', async () => {
+    const before = json(await request(f.app).post('/keys/rot-default').expect(200));
+    const rotated = json(await request(f.app).post('/keys/rot-default/rotate').expect(200));
+    expect(rotated.activateAt).toBe(new Date(f.time.clock().getTime() + 1_260_000).toISOString());
+    expect(decodeProtectedHeader((await issue('rot-default')).text).kid).toBe(before.kid);
+    expect(json(await request(f.app).get('/keys/rot-default/jwks.json')).keys.map((k: JWK) => k.kid)).toEqual([rotated.kid, before.kid]);
+  });
+
+  it('with ?publishAhead=0 (a compromised key) publishes the new key and signs with it from now, keeping the old kid in the JWKS', async () => {
     const before = json(await request(f.app).post('/keys/rot-now').expect(200));
-    const rotated = json(await request(f.app).post('/keys/rot-now/rotate').expect(200));
+    const rotated = json(await request(f.app).post('/keys/rot-now/rotate?publishAhead=0').expect(200));
     expect(rotated.kid).not.toBe(before.kid);
     expect(rotated.activateAt).toBe(f.time.clock().toISOString());
     expect(rotated.previous).toEqual([{ kid: before.kid, retireAt: new Date(f.time.clock().getTime() + (86_400 + 60) * 1000).toISOString() }]);

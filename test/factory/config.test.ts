@@ -22,7 +22,7 @@ describe('loadFactoryConfig', () => {
       TOKEN_SIZE_LIMIT: 8192,
       TOKEN_SIZE_POLICY: 'warn',
       SHUTDOWN_GRACE: 10,
-      ROTATION_PUBLISH_AHEAD: 0,
+      ROTATION_PUBLISH_AHEAD: 1260,
       MESH_FETCH_JWKS: false,
       MESH_FETCH_TIMEOUT_MS: 5000,
       MAX_KEY_VERSIONS: 5,
@@ -38,6 +38,9 @@ describe('loadFactoryConfig', () => {
       OIDC_SESSION_TTL: 28800,
       OIDC_LOCKOUT_AFTER: 5,
       ISSUE_AUTH: 'open',
+      KEY_STORE: 'file',
+      KEY_STORE_POLL_INTERVAL: 5,
+      ROTATION_INTERVAL: 0,
     });
     expect(Object.isFrozen(config)).toBe(true);
   });
@@ -57,6 +60,27 @@ describe('loadFactoryConfig', () => {
     ['LOG_LEVEL', 'loud'],
   ])('names %s in the error for a bad value', (variable, value) => {
     expect(() => loadFactoryConfig({ [variable]: value })).toThrow(new RegExp(`^Invalid setting ${variable}: .*\\(got "${value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}"\\)`));
+  });
+
+  it('takes KEY_STORE file or a postgres:// URL, and with PostgreSQL demands an encryption key', () => {
+    const key = Buffer.alloc(32, 7).toString('base64');
+    expect(loadFactoryConfig({ KEY_STORE: 'postgres://u@db:5432/keys', KEY_ENCRYPTION_KEY: key }).KEY_STORE).toBe('postgres://u@db:5432/keys');
+    expect(loadFactoryConfig({ KEY_STORE: 'postgres://u@db/keys', KEY_ENCRYPTION_KEY_FILE: '/run/secrets/kek' }).KEY_ENCRYPTION_KEY_FILE).toBe('/run/secrets/kek');
+    expect(() => loadFactoryConfig({ KEY_STORE: 'postgres://u@db/keys' })).toThrow(/^Invalid setting KEY_ENCRYPTION_KEY: is required with a PostgreSQL KEY_STORE/);
+    expect(() => loadFactoryConfig({ KEY_STORE: 'mysql://db' })).toThrow(/^Invalid setting KEY_STORE: must be file or a postgres:\/\/ URL$/);
+    expect(() => loadFactoryConfig({ KEY_ENCRYPTION_KEY: key, KEY_ENCRYPTION_KEY_FILE: '/k' })).toThrow(/^Invalid setting KEY_ENCRYPTION_KEY_FILE: give KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE, not both/);
+  });
+
+  it('refuses a ROTATION_INTERVAL that does not exceed ROTATION_PUBLISH_AHEAD', () => {
+    expect(loadFactoryConfig({ ROTATION_INTERVAL: '604800' }).ROTATION_INTERVAL).toBe(604800);
+    expect(() => loadFactoryConfig({ ROTATION_INTERVAL: '1260' })).toThrow(/^Invalid setting ROTATION_INTERVAL: must exceed ROTATION_PUBLISH_AHEAD \(1260\)/);
+    expect(loadFactoryConfig({ ROTATION_INTERVAL: '30', ROTATION_PUBLISH_AHEAD: '21' }).ROTATION_INTERVAL).toBe(30);
+  });
+
+  it('never echoes a bad secret setting: the key and the store URL (it may hold a password) are named, not shown', () => {
+    const shortKey = Buffer.alloc(31, 9).toString('base64');
+    expect(() => loadFactoryConfig({ KEY_ENCRYPTION_KEY: shortKey })).toThrow(/^Invalid setting KEY_ENCRYPTION_KEY: must be 32 random bytes in base64 \(openssl rand -base64 32\)$/);
+    expect(() => loadFactoryConfig({ KEY_STORE: 'mysql://root:hunter2@db' })).toThrow(/^Invalid setting KEY_STORE: [^h]*$/);
   });
 
   it('refuses a TOKEN_TTL above MAX_TOKEN_TTL and a warning size above the limit', () => {

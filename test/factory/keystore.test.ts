@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import { Writable } from 'node:stream';
 import { verificationKeys } from '../../jwt-factory/keys.js';
 import { createKeyStore } from '../../jwt-factory/keystore.js';
+import { createKeySealer, type KeySealer } from '../../jwt-factory/store/encryption.js';
 import { issueToken, verifyToken } from '../../jwt-factory/tokens.js';
 import { buildJwks, createJwksCache } from '../../jwt-factory/jwks.js';
 import { manualClock } from './harness.js';
@@ -21,7 +22,7 @@ let lines: string[];
 const time = manualClock(new Date('2026-03-01T12:00:00.000Z'));
 
 /** A store over `dir` whose log lines the test can read. */
-function store() {
+function store(sealer?: KeySealer) {
   lines = [];
   const sink = new Writable({
     write(chunk, _enc, cb) {
@@ -29,7 +30,7 @@ function store() {
       cb();
     },
   });
-  return createKeyStore({ dir, clock: time.clock, logger: pino({ level: 'info' }, sink), retireAfterSeconds: RETIRE });
+  return createKeyStore({ dir, clock: time.clock, logger: pino({ level: 'info' }, sink), retireAfterSeconds: RETIRE, sealer });
 }
 
 beforeEach(async () => {
@@ -145,8 +146,9 @@ describe('creation', () => {
     const a = store();
     const b = store();
     await Promise.all([a.load(), b.load()]);
-    const { entry } = await a.getOrCreate('found');
+    // Taken before the create: b may hear of it from its folder watch before it asks.
     const revision = b.revision();
+    const { entry } = await a.getOrCreate('found');
     const found = await b.getOrCreate('found');
     expect(found).toMatchObject({ created: false });
     expect(found.entry.current.kid).toBe(entry.current.kid);
@@ -305,5 +307,33 @@ describe('JWKS cache', () => {
     expect(kids(cache.all())).toEqual([after.current.kid]);
     expect(kids(cache.forEntry(after))).toEqual([after.current.kid]);
     expect(listed).toBe(3);
+  });
+});
+
+describe('encryption at rest (KEY_ENCRYPTION_KEY)', () => {
+  it('writes sealed versions with no private member, loads them back with the key and skips them without it', async () => {
+    const sealer = createKeySealer(randomBytes(32));
+    const a = store(sealer);
+    await a.load();
+    const { entry } = await a.getOrCreate('sealed', 'RS256');
+    await a.rotate('sealed');
+    const text = await readFile(path.join(dir, 'sealed.json'), 'utf8');
+    expect(text).toContain('"sealed": "jfk1.');
+    for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k', 'jwk']) expect(text).not.toContain(`"${member}":`);
+    const b = store(sealer);
+    expect(await b.load()).toEqual({ loaded: 1, skipped: [] });
+    expect((await b.get('sealed'))!.previous[0]!.kid).toBe(entry.current.kid);
+    const c = store();
+    expect(await c.load()).toEqual({ loaded: 0, skipped: ['sealed.json'] });
+    expect(lines.join('')).toContain('set KEY_ENCRYPTION_KEY');
+  });
+
+  it('still loads plain files written before the key was set', async () => {
+    const plain = store();
+    await plain.load();
+    const { entry } = await plain.getOrCreate('plain');
+    const sealedStore = store(createKeySealer(randomBytes(32)));
+    await sealedStore.load();
+    expect((await sealedStore.get('plain'))!.current.kid).toBe(entry.current.kid);
   });
 });

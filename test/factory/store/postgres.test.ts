@@ -8,6 +8,7 @@ import { createPostgresKeyStore } from '../../../jwt-factory/store/postgres.js';
 import type { KeyStore } from '../../../jwt-factory/store/types.js';
 import { issueToken, verifyToken } from '../../../jwt-factory/tokens.js';
 import { signingVersion } from '../../../jwt-factory/keys.js';
+import { createRotationScheduler, nextRotationAt, policyOf } from '../../../jwt-factory/rotation.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 
 let db: TestPostgres;
@@ -25,7 +26,7 @@ afterEach(async () => {
 });
 
 /** A replica's store over the test database. */
-async function replica(options: { sealer?: KeySealer; logger?: ReturnType<typeof silentLogger>; pollIntervalMs?: number } = {}): Promise<KeyStore> {
+async function replica(options: { sealer?: KeySealer; logger?: ReturnType<typeof silentLogger>; pollIntervalMs?: number; maxVersions?: number } = {}): Promise<KeyStore> {
   const store = createPostgresKeyStore({
     url: db.url,
     sealer: options.sealer ?? createKeySealer(kek),
@@ -34,6 +35,7 @@ async function replica(options: { sealer?: KeySealer; logger?: ReturnType<typeof
     retireAfterSeconds: 86_460,
     pollIntervalMs: options.pollIntervalMs ?? 60_000,
     connectTimeoutMs: 1000,
+    ...(options.maxVersions ? { maxVersions: options.maxVersions } : {}),
   });
   stores.push(store);
   await store.load();
@@ -133,6 +135,19 @@ describe('PostgreSQL key store', () => {
     expect([loaded.current, ...loaded.previous].map((v) => v.kid)).toEqual(expect.arrayContaining([...acknowledged]));
   });
 
+  it('a key\'s own rotation interval reaches the other replica, and two schedulers finding it due rotate it once', async () => {
+    const [a, b] = await Promise.all([replica(), replica()]);
+    const keyId = uniqueId('schedule');
+    const { entry } = await a.getOrCreate(keyId, 'ES256');
+    await a.setRotationInterval(keyId, 600);
+    await within(1000, () => b.entries().find((e) => e.keyId === keyId)?.rotationInterval === 600);
+    const defaults = { interval: 0, publishAhead: 60 };
+    const due = nextRotationAt({ ...entry, rotationInterval: 600 }, policyOf({ ...entry, rotationInterval: 600 }, defaults))!;
+    const schedulers = [a, b].map((keystore) => createRotationScheduler({ keystore, clock: () => due, logger: silentLogger(), defaults }));
+    await Promise.all(schedulers.map((s) => s.tick()));
+    expect(await db.sql(`SELECT count(*) FROM jf_key_versions WHERE key_id = '${keyId}'`)).toBe('2');
+  });
+
   it('refuses a sealed key moved onto another keyId, and one sealed with a key it was not given', async () => {
     const lines: string[] = [];
     const sink = new Writable({ write: (chunk, _e, cb) => (lines.push(String(chunk)), cb()) });
@@ -150,6 +165,29 @@ describe('PostgreSQL key store', () => {
     expect(stranger.list()).not.toContain(victim);
     const rotatedKek = await replica({ sealer: createKeySealer(randomBytes(32), [kek]) });
     expect(rotatedKek.list()).toContain(victim);
+  });
+
+  it('refuses a rotation past MAX_KEY_VERSIONS with 429 rotation_limit_reached and changes nothing', async () => {
+    const a = await replica({ maxVersions: 2 });
+    const keyId = uniqueId('capped');
+    await a.getOrCreate(keyId, 'ES256');
+    await a.rotate(keyId, 0);
+    await expect(a.rotate(keyId, 0)).rejects.toMatchObject({ code: 'rotation_limit_reached', status: 429 });
+    expect(await db.sql(`SELECT count(*) FROM jf_key_versions WHERE key_id = '${keyId}'`)).toBe('2');
+  });
+
+  it('reseal moves every version onto the current encryption key, after which the old key can go', async () => {
+    const oldKek = randomBytes(32);
+    const newKek = randomBytes(32);
+    const before = await replica({ sealer: createKeySealer(oldKek) });
+    const keyId = uniqueId('reseal');
+    await before.getOrCreate(keyId, 'ES256');
+    const during = await replica({ sealer: createKeySealer(newKek, [oldKek]) });
+    const { resealed } = await during.reseal();
+    expect(resealed).toBeGreaterThanOrEqual(1);
+    expect((await during.reseal()).resealed).toBe(0);
+    const after = await replica({ sealer: createKeySealer(newKek) });
+    expect(after.list()).toContain(keyId);
   });
 
   it('while the database is down: signing goes on, creating answers 503, readiness names the database and comes back', async () => {

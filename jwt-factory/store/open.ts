@@ -1,0 +1,46 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import type { KeyObject } from 'node:crypto';
+import type { Algorithm, FactoryConfig } from '../config.js';
+import type { Clock } from '../keys.js';
+import { createKeyStore } from '../keystore.js';
+import { createKeySealer, parseEncryptionKey, type KeySealer } from './encryption.js';
+import { createPostgresKeyStore } from './postgres.js';
+import type { KeyStore } from './types.js';
+
+/** The sealer of KEY_ENCRYPTION_KEY (or the file KEY_ENCRYPTION_KEY_FILE names) and KEY_ENCRYPTION_KEY_OLD; undefined when none is set. */
+export function sealerFromConfig(config: FactoryConfig): KeySealer | undefined {
+  let text = config.KEY_ENCRYPTION_KEY;
+  if (text === undefined && config.KEY_ENCRYPTION_KEY_FILE !== undefined) {
+    try {
+      text = readFileSync(config.KEY_ENCRYPTION_KEY_FILE, 'utf8');
+      parseEncryptionKey(text);
+    } catch (err) {
+      const reason = (err as NodeJS.ErrnoException).code ? `cannot be read (${(err as NodeJS.ErrnoException).code})` : `its content ${(err as Error).message}`;
+      throw new ConfigError('KEY_ENCRYPTION_KEY_FILE', `${config.KEY_ENCRYPTION_KEY_FILE} ${reason}`);
+    }
+  }
+  if (text === undefined) return undefined;
+  const older = config.KEY_ENCRYPTION_KEY_OLD === undefined ? [] : [parseEncryptionKey(config.KEY_ENCRYPTION_KEY_OLD)];
+  return createKeySealer(parseEncryptionKey(text), older);
+}
+
+/** The key store KEY_STORE names: KEYS_DIR files, or the PostgreSQL database of a postgres:// URL. */
+export function openKeyStore(config: FactoryConfig, runtime: { clock: Clock; logger: Logger; generateKey?: (alg: Algorithm) => Promise<KeyObject> }): KeyStore {
+  const sealer = sealerFromConfig(config);
+  const common = {
+    clock: runtime.clock,
+    logger: runtime.logger,
+    defaultAlg: config.ALGORITHM,
+    retireAfterSeconds: config.MAX_TOKEN_TTL + config.CLOCK_TOLERANCE,
+    maxKeys: config.MAX_KEYS,
+    maxVersions: config.MAX_KEY_VERSIONS,
+    ...(runtime.generateKey ? { generateKey: runtime.generateKey } : {}),
+  };
+  if (config.KEY_STORE === 'file') return createKeyStore({ ...common, dir: path.resolve(config.KEYS_DIR), sealer });
+  // The schema refuses a PostgreSQL store without a key; this keeps the type honest.
+  if (!sealer) throw new ConfigError('KEY_ENCRYPTION_KEY', 'is required with a PostgreSQL KEY_STORE');
+  return createPostgresKeyStore({ ...common, url: config.KEY_STORE, sealer, pollIntervalMs: config.KEY_STORE_POLL_INTERVAL * 1000 });
+}

@@ -184,3 +184,14 @@ describe('POST /issueToken/:keyId with OIDC_CONFIG', () => {
     expect((await request(f.app).post('/issueToken/servicea').send({})).status).toBe(200);
   });
 });
+
+describe('discovery at the issuer path', () => {
+  it('serves the OIDC document at ISSUER + /.well-known/openid-configuration when ISSUER has a path', async () => {
+    await f.cleanup();
+    f = await makeOidcFactory({ env: { ISSUER: 'http://factory.test:5555/realms/demo' } });
+    const res = await request(f.app).get('/realms/demo/.well-known/openid-configuration');
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body).toMatchObject({ issuer: 'http://factory.test:5555/realms/demo', token_endpoint: `${ISSUER}/token` });
+  });
+});

@@ -1,4 +1,4 @@
-import { base64url, errors as joseErrors, compactVerify, importJWK, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
+import { errors as joseErrors, compactVerify, importJWK, jwtVerify, decodeProtectedHeader, type JWK, type JWTPayload, type JWTHeaderParameters, type CryptoKey, type KeyObject } from 'jose';
 
 /**
  * The verification core shared by the factory and the services. Pure: keys, token, options
@@ -80,7 +80,7 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
  */
 export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): asserts token is string {
   if (typeof token !== 'string' || token.length === 0) throw malformed('jwt must be provided');
-  // TextEncoder and jose's base64url, not Buffer: the browser console verifies with this same code.
+  // TextEncoder, not Buffer: the browser console verifies with this same code.
   if (new TextEncoder().encode(token).length > maxBytes) {
     throw new TokenError('JsonWebTokenError', 'too_large', `jwt is larger than ${maxBytes} bytes`);
   }
@@ -93,8 +93,25 @@ export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): a
     if (!B64URL.test(part) || part.length % 4 === 1) throw malformed();
     // Canonical form only: non-zero unused trailing bits give a second spelling of the same bytes,
     // and the signature covers the spelling (Wycheproof "MacOfIncorrectlyEncodedMessage").
-    if (base64url.encode(base64url.decode(part)) !== part) throw malformed();
+    if (!canonicalBase64url(part)) throw malformed();
   }
+}
+
+const B64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
+/**
+ * Whether a string of base64url characters is the one canonical spelling of its bytes: RFC 4648
+ * §3.5, the pad bits of the last character are zero (4 of them after 2 characters of a group, 2
+ * after 3). Read from the last character alone, without Buffer (the browser console runs this
+ * code too): decoding and re-encoding every segment with jose's base64url cost 15 µs of CPU per
+ * token on Node 24, against 3 µs with Buffer and well under 1 µs for this check.
+ */
+export function canonicalBase64url(part: string): boolean {
+  const rest = part.length % 4;
+  if (rest === 0) return true;
+  if (rest === 1) return false;
+  const value = B64URL_ALPHABET.indexOf(part[part.length - 1]!);
+  return value >= 0 && (value & (rest === 2 ? 0b1111 : 0b11)) === 0;
 }
 
 /** Reads the protected header after the strict form check, and refuses what we never accept. */

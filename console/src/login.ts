@@ -34,6 +34,15 @@ function decoded(label: string, token: unknown): HTMLElement | null {
   }
 }
 
+/** An OAuth error as RFC 6749 §5.2 names it (`error: description`, also from a WWW-Authenticate challenge), else the message. */
+function describeError(err: unknown): string {
+  const e = err as { error?: string; error_description?: string; message?: string; cause?: unknown };
+  const challenge = Array.isArray(e.cause) ? (e.cause[0] as { parameters?: { error?: string; error_description?: string } })?.parameters : (e.cause as { error?: string; error_description?: string } | undefined);
+  const code = e.error ?? challenge?.error;
+  const description = e.error_description ?? challenge?.error_description;
+  return code ? `${code}${description ? `: ${description}` : ''}` : e.message ?? String(err);
+}
+
 /** Completes a flow when the page is the redirect target (?code= or ?error= with a flow pending). Returns true when it did. */
 async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElement): Promise<boolean> {
   const params = new URLSearchParams(location.search);
@@ -53,17 +62,22 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
     const tokens = await oauth.processAuthorizationCodeResponse(as, client, response, { expectedNonce: pending.nonce, requireIdToken: true });
     shown.push(step('3. Token response', ` from ${discovery.token_endpoint}`, json({ ...tokens, access_token: '…', id_token: '…', refresh_token: tokens.refresh_token ? '…' : undefined }, 'Token response')));
     shown.push(step('4. Tokens', decoded('id token', tokens.id_token), decoded('access token', tokens.access_token)));
+    let userinfoProblem: string | undefined;
     if (discovery.userinfo_endpoint) {
-      const claims = oauth.getValidatedIdTokenClaims(tokens);
-      const info = await oauth.processUserInfoResponse(as, client, claims?.sub ?? oauth.skipSubjectCheck, await oauth.userInfoRequest(as, client, tokens.access_token, insecure()));
-      shown.push(step('5. Userinfo', ` from ${discovery.userinfo_endpoint}`, json(info, 'Userinfo')));
+      // Userinfo is one more look, not part of the login: a provider may refuse an access token meant for an API (RFC 9068 audience).
+      try {
+        const claims = oauth.getValidatedIdTokenClaims(tokens);
+        const info = await oauth.processUserInfoResponse(as, client, claims?.sub ?? oauth.skipSubjectCheck, await oauth.userInfoRequest(as, client, tokens.access_token, insecure()));
+        shown.push(step('5. Userinfo', ` from ${discovery.userinfo_endpoint}`, json(info, 'Userinfo')));
+      } catch (err) {
+        userinfoProblem = describeError(err);
+        shown.push(step('5. Userinfo refused', ` by ${discovery.userinfo_endpoint}: ${userinfoProblem}`));
+      }
     }
-    show(status, verdict('ok', 'Logged in: every step passed'));
+    show(status, userinfoProblem ? verdict('warn', 'Logged in; userinfo refused the access token', userinfoProblem) : verdict('ok', 'Logged in: every step passed'));
   } catch (err) {
-    const e = err as { error?: string; error_description?: string; message?: string; cause?: { error?: string; error_description?: string } };
-    const oauthError = e.error ?? e.cause?.error;
-    shown.push(step('Failed', ` ${oauthError ? `${oauthError}: ${e.error_description ?? e.cause?.error_description ?? ''}` : e.message ?? String(err)}`));
-    show(status, verdict('bad', 'The login did not complete', oauthError ?? e.message));
+    shown.push(step('Failed', ` ${describeError(err)}`));
+    show(status, verdict('bad', 'The login did not complete', describeError(err)));
   }
   show(steps, ...shown);
   return true;

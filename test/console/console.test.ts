@@ -1,13 +1,11 @@
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listen } from '../../lib/server.js';
 import { makeFactory } from '../factory/harness.js';
-import { ROOT } from '../helpers/process.js';
 import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../helpers/tools.js';
+import { screenshot } from './shots.js';
 
 /**
  * The console in a real headless Chromium against a factory on a real port: each panel's main path
@@ -23,15 +21,7 @@ let page: Page;
 const problems: string[] = [];
 const requests: string[] = [];
 
-/**
- * Each panel's screenshot: into docs/console/ (committed, shown in the README) with
- * SCREENSHOTS=update, else into a temporary folder, so a test run leaves the tree unchanged.
- */
-const SHOTS_DIR = process.env.SCREENSHOTS === 'update' ? path.join(ROOT, 'docs', 'console') : path.join(tmpdir(), 'jwt-console-screenshots');
-const shot = async (name: string, fullPage = false) => {
-  const png = await page.screenshot({ path: path.join(SHOTS_DIR, `${name}.png`), fullPage });
-  expect(png.subarray(1, 4).toString()).toBe('PNG');
-};
+const shot = (name: string, fullPage = false) => screenshot(page, name, fullPage);
 const issue = async (keyId: string, claims: object, query = '') => (await request(f.app).post(`/issueToken/${keyId}${query}`).send(claims).expect(200)).text;
 const text = (selector: string) => page.locator(selector).innerText();
 
@@ -202,6 +192,19 @@ describe('the Mesh panel', () => {
     expect(await page.locator('.stage.skipped').count()).toBe(3);
     expect(await text('#mesh-steps')).toContain('Envoy allows 60 s of skew');
     await shot('mesh');
+  });
+
+  it('shows the Istio release an answer assumed and draws that release\'s filter order when the answer names them', async () => {
+    // The engine does not name a release yet: the answer is the real one with the two fields added.
+    await page.route('**/mesh/evaluate', async (route) => {
+      const real = await route.fetch();
+      await route.fulfill({ response: real, json: { ...(await real.json()), istioVersion: '1.22', filterChain: ['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW'] } });
+    });
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-release', { hasText: 'Istio release assumed: 1.22' }).waitFor();
+    expect(await page.locator('.stage').evaluateAll((els) => els.map((e) => e.getAttribute('data-stage')))).toEqual(['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW', 'upstream']);
+    expect(await page.getAttribute('.stage.decided', 'data-stage')).toBe('jwt_authn');
+    await page.unroute('**/mesh/evaluate');
   });
 
   it('names the source and the field of an invalid pasted policy', async () => {

@@ -29,6 +29,8 @@ export interface TestProviderOptions {
   postLogoutRedirectUris: string[];
   /** Access token lifetime in seconds. */
   accessTokenTtl: number;
+  /** How the client authenticates at the token endpoint (default client_secret_basic; `none` for a public client). */
+  tokenEndpointAuthMethod?: 'client_secret_basic' | 'none';
 }
 
 const RESOURCE = 'urn:jwt-suite:webui-api';
@@ -46,12 +48,12 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     clients: [
       {
         client_id: options.clientId,
-        client_secret: options.clientSecret,
+        ...(options.tokenEndpointAuthMethod === 'none' ? {} : { client_secret: options.clientSecret }),
         redirect_uris: options.redirectUris,
         post_logout_redirect_uris: options.postLogoutRedirectUris,
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
-        token_endpoint_auth_method: 'client_secret_basic',
+        token_endpoint_auth_method: options.tokenEndpointAuthMethod ?? 'client_secret_basic',
       },
     ],
     jwks: { keys: [jwk] },

@@ -37,10 +37,13 @@ export function startProcess(
   let buffered = '';
   const stop = childStopper(child, 5000);
   return new Promise<Started>((resolve, reject) => {
+    const timeoutMs = options.timeoutMs ?? 30_000;
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`${script} did not start listening within ${options.timeoutMs ?? 20_000} ms:\n${out}`));
-    }, options.timeoutMs ?? 20_000);
+      // SIGTERM first: tsx relays it to the node process it started, which a SIGKILL of tsx
+      // alone would leave running; stop() escalates to SIGKILL after its grace.
+      void stop(2000);
+      reject(new Error(`${script} did not start listening within ${timeoutMs} ms:\n${out}`));
+    }, timeoutMs);
     const onLine = (line: string) => {
       if (!line.startsWith('{')) return;
       try {

@@ -1,0 +1,25 @@
+import { describe, expect, it } from 'vitest';
+import { assertCompactForm, canonicalBase64url } from '../../lib/jwt.js';
+
+const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+/** The reference: a spelling is canonical when decoding and encoding it again gives it back. */
+const roundTrips = (part: string) => Buffer.from(part, 'base64url').toString('base64url') === part;
+
+describe('canonical base64url (RFC 4648 §3.5: the pad bits are zero)', () => {
+  it('agrees with a decode / encode round trip for every last character after 0 to 3 characters of a group', () => {
+    for (const prefix of ['', 'AAAA', 'eyJhbGciOiJSUzI1NiJ9'.slice(0, 16)]) {
+      for (const extra of ['', 'Q', 'QU', 'QUF']) {
+        for (const last of ALPHABET) {
+          const part = `${prefix}${extra}${last}`;
+          expect(canonicalBase64url(part), part).toBe(part.length % 4 !== 1 && roundTrips(part));
+        }
+      }
+    }
+  });
+
+  it('refuses a token whose signature has a second spelling of the same bytes, as malformed', () => {
+    // "AQ" and "AR" decode to the same byte 0x01; only "AQ" is canonical.
+    expect(() => assertCompactForm('eyJhbGciOiJFUzI1NiJ9.e30.AQ')).not.toThrow();
+    expect(() => assertCompactForm('eyJhbGciOiJFUzI1NiJ9.e30.AR')).toThrow(expect.objectContaining({ name: 'JsonWebTokenError', code: 'malformed' }));
+  });
+});

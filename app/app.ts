@@ -7,11 +7,11 @@ import type { ServiceConfig } from './config.js';
 import type { SelfKeyStore } from './selfkeys.js';
 import type { PeerKeys } from './peerkeys.js';
 import { createPeerKeys } from './peerkeys.js';
-import { runDelegationScenario, runScenario, runUserScenario } from './scenarios.js';
+import { runDelegationScenario, runIdTokenScenario, runScenario, runUserScenario } from './scenarios.js';
 import { createTokenCache } from './tokencache.js';
 import { createServiceMetrics, type VerifiedBy } from './metrics.js';
 import { createVerifyCache } from './verifycache.js';
-import { verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
+import { verifyIdToken, verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
 
 /** Everything a service needs, built by main (or a test) and passed in. */
 export interface AppDeps {
@@ -103,6 +103,8 @@ export function createApp(deps: AppDeps): Express {
   const factoryKeys = deps.factoryKeys ?? createPeerKeys({ source: 'jwks', dependency: 'jwt-factory', jwksBaseUrl: config.factoryUrl, dir: '', client: deps.client, now: deps.now });
   const userToken = receive('user', (token) => verifyUserToken(factoryKeys, token, { issuer: config.issuer, audience: config.serviceName, clockTolerance: config.clockTolerance, now: deps.now() }));
   app.get('/scenario5-server', userToken);
+  // Scenario 6's id token was checked by the sidecar; serviceb checks it again rather than trust the network.
+  app.get('/scenario6-server', receive('user', (token) => verifyIdToken(factoryKeys, token, { issuer: config.issuer, audience: config.idTokenAudience, clockTolerance: config.clockTolerance, now: deps.now() })));
   // Scenario 7's exchanged token is a user token too: its act claim names the service acting for the user.
   app.get('/scenario7-server', userToken);
 
@@ -127,11 +129,13 @@ export function createApp(deps: AppDeps): Express {
         res.json(run.result);
       });
     }
-    // Scenarios 5 and 7: the caller is a logged-in user's client; servicea passes the user's token on, or exchanges it.
-    for (const [n, run] of [[5, runUserScenario], [7, runDelegationScenario]] as const) {
+    // Scenarios 5-7: the caller is a logged-in user's client; servicea passes the user's token on
+    // (her access token to serviceb, or her id token through serviceb's sidecar), or exchanges it.
+    const userScenarios = [[5, runUserScenario, 'access token'], [6, runIdTokenScenario, 'id token'], [7, runDelegationScenario, 'access token']] as const;
+    for (const [n, run, kind] of userScenarios) {
       app.get(`/scenario${n}`, async (req, res) => {
         const token = bearerToken(req);
-        if (token === undefined) return askForToken(res, config.serviceName, `Scenario ${n} needs the user's access token: send it as Authorization: Bearer`);
+        if (token === undefined) return askForToken(res, config.serviceName, `Scenario ${n} needs the user's ${kind}: send it as Authorization: Bearer`);
         const outcome = await run({ config, client: deps.client }, token);
         res.locals.log = { scenario: n, ...tokenIds(token) };
         res.json(outcome.result);

@@ -48,6 +48,12 @@ const schema = (name: ServiceName) =>
     // No default: a secret never lives in a committed file; without it scenario 7 answers 409.
     OIDC_CLIENT_SECRET: z.string().min(1).optional(),
     ...serverLimitSettings,
+    // Scenario 6 sends the user's id token to serviceb through its sidecar. In a cluster the
+    // sidecar is transparent, so the default is SERVICEB_URL; the demo points it at mesh-gateway.
+    SERVICEB_MESH_URL: setting.url(),
+    // The client the scenario 6 id tokens are for (their aud, OIDC Core §2): the password-grant
+    // client `cli` of jwt-factory/oidc.demo.yaml.
+    ID_TOKEN_AUDIENCE: z.string().min(1).default('cli'),
   });
 
 /** The frozen settings of one service process. */
@@ -76,6 +82,10 @@ export interface ServiceConfig {
   /** Successful local verifications remembered (0: none). */
   verifyCacheSize: number;
   logLevel: string;
+  /** serviceb as scenario 6 reaches it: through its sidecar (mesh-gateway in the demo). */
+  servicebMeshUrl: string;
+  /** The `aud` of the id tokens serviceb accepts in scenario 6. */
+  idTokenAudience: string;
   /** servicea's OIDC client (scenario 7); `secret` undefined when not configured. */
   oidcClient: { id: string; secret: string | undefined };
   /** Connection limits of its HTTP and HTTPS servers (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS). */
@@ -119,6 +129,8 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     clockTolerance: e.CLOCK_TOLERANCE,
     verifyCacheSize: e.VERIFY_CACHE_SIZE,
     logLevel: e.LOG_LEVEL,
+    servicebMeshUrl: base(e.SERVICEB_MESH_URL ?? e.SERVICEB_URL),
+    idTokenAudience: e.ID_TOKEN_AUDIENCE,
     oidcClient: Object.freeze({ id: e.OIDC_CLIENT_ID, secret: e.OIDC_CLIENT_SECRET }),
     limits: serverLimits(e),
   });

@@ -79,14 +79,23 @@ const errorBodySchema = z.object({ error: z.object({ code: z.string(), dependenc
 async function present(deps: Pick<ScenarioDeps, 'client'>, minted: Minted, url: string): Promise<ReceiverResult> {
   const answer = await deps.client.request({ dependency: minted.receiver, method: 'GET', url, headers: { authorization: `Bearer ${minted.token}` } });
   if (answer.status === 200 || answer.status === 403) {
+    const body = safeJson(answer.text);
+    if (body === undefined && answer.status === 403) return meshRefusal(answer.status, answer.text);
     return { status: answer.status, ...(parseAnswer(minted.receiver, answer, verdictSchema) as Verdict) };
   }
   const inner = errorBodySchema.safeParse(safeJson(answer.text));
+  // Envoy's local replies (jwt_authn 401, RBAC 403) are plain text: the sidecar decided, not the receiver.
+  if (answer.status === 401 && !inner.success) return meshRefusal(answer.status, answer.text);
   const upstream = inner.success ? { code: inner.data.error.code, ...(inner.data.error.dependency ? { dependency: inner.data.error.dependency } : {}) } : undefined;
   throw new AppError('dependency_bad_answer', 502, `${minted.receiver} answered ${answer.status}${upstream ? ` (${upstream.code}${upstream.dependency ? ` from ${upstream.dependency}` : ''})` : ''}`, {
     expose: true,
     details: { dependency: minted.receiver, upstream: { status: answer.status, ...upstream } },
   });
+}
+
+/** The receiver's sidecar refused the request: its status and Envoy's body (`Jwt is expired`, `RBAC: access denied`). */
+function meshRefusal(status: number, text: string): ReceiverResult {
+  return { status, valid: false, error: { name: 'MeshRefusal', code: 'mesh_refused', message: text.trim().slice(0, 200) }, claims: {} };
 }
 
 function safeJson(text: string): unknown {
@@ -187,5 +196,14 @@ export async function runDelegationScenario(deps: Pick<ScenarioDeps, 'config' | 
  */
 export async function runUserScenario(deps: Pick<ScenarioDeps, 'config' | 'client'>, token: string): Promise<ScenarioRun> {
   const serviceb = await present(deps, { receiver: 'serviceb', token }, `${deps.config.urls.serviceb}/scenario5-server`);
+  return { result: { serviceb }, sent: [{ receiver: 'serviceb' }] };
+}
+
+/**
+ * Scenario 6 as servicea: the WSO2 flow. The user's id token (from the password grant) goes to
+ * serviceb through serviceb's sidecar, whose rules require it; serviceb then verifies it too.
+ */
+export async function runIdTokenScenario(deps: Pick<ScenarioDeps, 'config' | 'client'>, token: string): Promise<ScenarioRun> {
+  const serviceb = await present(deps, { receiver: 'serviceb', token }, `${deps.config.servicebMeshUrl}/scenario6-server`);
   return { result: { serviceb }, sent: [{ receiver: 'serviceb' }] };
 }

@@ -99,3 +99,15 @@ export async function verifyUserToken(factoryKeys: PeerKeys, token: string, opti
   if (!scopes.includes(USER_SCOPE)) return refusal({ name: 'JsonWebTokenError', code: 'insufficient_scope', message: `jwt scope must include ${USER_SCOPE}` });
   return { valid: true, claims: result.claims };
 }
+
+/**
+ * Verifies an id token from the factory's OpenID Connect provider (OIDC Core §3.1.3.7): the
+ * factory's published keys, issuer, and `aud` = the client it was issued to. An access token
+ * (`typ` at+jwt, RFC 9068 §2.1) is refused, so the two kinds cannot stand in for each other.
+ */
+export async function verifyIdToken(factoryKeys: PeerKeys, token: string, options: Omit<VerifyOptions, 'subject'>): Promise<Verdict> {
+  const result = await verifyWithReload(factoryKeys, token, options);
+  if (result instanceof TokenError) return refusal(result);
+  if (result.typ === 'at+jwt') return refusal({ name: 'JsonWebTokenError', code: 'typ_invalid', message: 'jwt must be an id token, not an access token (typ at+jwt)' });
+  return { valid: true, claims: result.claims };
+}

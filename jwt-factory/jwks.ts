@@ -63,5 +63,7 @@ export function createJwksCache(keystore: KeyStore, clock: Clock, rotation: Rota
     all: (): JwksDocument => fetch('*', keystore.entries),
     /** One keyId's public keys (`/keys/:keyId/jwks.json`). */
     forEntry: (entry: KeyEntry): JwksDocument => fetch(`key:${entry.keyId}`, () => [entry]),
+    /** Some keyIds' public keys together (`/keys/a,b/jwks.json`). */
+    forEntries: (entries: readonly KeyEntry[]): JwksDocument => fetch(`key:${entries.map((e) => e.keyId).join(',')}`, () => entries),
   };
 }

@@ -31,6 +31,10 @@ export interface MeshRulesOptions {
   port?: number;
   /** Public keys to inline as `jwks` instead of `jwksUri`: no fetch by istiod or Envoy. */
   jwks?: { keys: PublicJwk[] };
+  /** The factory's OpenID Connect key (OIDC_KEY_ID): its user tokens verify too, in the same rule (one jwtRule per issuer). */
+  userKey?: string;
+  /** With userKey: the `aud` of the user tokens accepted besides `audiences` (an id token's is its client). */
+  userAudiences?: string[];
 }
 
 /** A usage error: the sentence names the flag and what is wrong with it. */
@@ -143,8 +147,9 @@ export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
           {
             issuer,
             // The per-key JWKS: only keys of options.key verify, so another key's token with a forged sub fails.
-            ...(jwks ? { jwks: JSON.stringify(jwks) } : { jwksUri: keyJwksUrl(factoryUrl, options.key) }),
-            audiences,
+            // With userKey, the JWKS of both keys (/keys/a,b/jwks.json) and no other.
+            ...(jwks ? { jwks: JSON.stringify(jwks) } : { jwksUri: keyJwksUrl(factoryUrl, options.userKey ? `${options.key},${options.userKey}` : options.key) }),
+            audiences: [...audiences, ...(options.userKey ? (options.userAudiences ?? []) : [])],
             // The app verifies the token too; without this Envoy removes it after checking.
             forwardOriginalToken: true,
           },

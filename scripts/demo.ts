@@ -13,9 +13,10 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 /**
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
  * starts the factory (with its OpenID Connect provider) and servicea/serviceb/servicec as real
- * processes, plays the four service scenarios (each valid and with expired=1) and scenarios 5
- * and 7 (a user logs in over HTTP; her token goes to serviceb, or is exchanged for servicec),
- * then sends five calls to serviceb through
+ * processes, plays the four service scenarios (each valid and with expired=1), scenarios 5
+ * and 7 (a user logs in over HTTP; her token goes to serviceb, or is exchanged for servicec) and
+ * scenario 6 (the password grant's id token to serviceb through mesh-gateway),
+ * then sends six calls to serviceb through
  * mesh-gateway enforcing k8s/istio, prints what was expected and what happened, stops
  * everything it started and exits 0 only when every outcome is the expected one.
  */
@@ -23,7 +24,8 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
-ten scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in), then five calls to serviceb through
+eleven scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in; 6, the
+password grant's id token through mesh-gateway), then six calls to serviceb through
 mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer), prints the tables and a
 verdict, stops every process it started. Exit code 0 only when every outcome is the expected one.
 
@@ -104,7 +106,7 @@ export function childLogLevel(callerLevel: string): string {
 }
 
 /** The environment of each process: explicit, so a stray variable in the shell changes nothing. */
-function environments(p: PortPlan, state: string, logLevel: string): Record<Role, Record<string, string>> {
+function environments(p: PortPlan, state: string, logLevel: string, gatewayPort: number): Record<Role, Record<string, string>> {
   const base = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: logLevel };
   const selfKeys = path.join(state, 'keys', 'servicea-self');
   const service = {
@@ -135,7 +137,8 @@ function environments(p: PortPlan, state: string, logLevel: string): Record<Role
       ISSUE_AUTH: 'client',
     },
     // The demo client's secret of jwt-factory/oidc.demo.yaml, for scenario 7's token exchange.
-    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '', OIDC_CLIENT_SECRET: 'servicea-secret' },
+    // Scenario 6 reaches serviceb through mesh-gateway, which stands in for serviceb's sidecar.
+    servicea: { ...service, PORT: String(p.servicea), HTTPS_PORT: '', OIDC_CLIENT_SECRET: 'servicea-secret', SERVICEB_MESH_URL: `http://${HOST}:${gatewayPort}` },
     serviceb: { ...service, PORT: String(p.serviceb), HTTPS_PORT: String(p.serviceb_https) },
     servicec: { ...service, PORT: String(p.servicec), HTTPS_PORT: String(p.servicec_https) },
   };
@@ -146,8 +149,8 @@ interface Call {
   path: string;
   /** Receiver -> expected verdict name ('valid' or an error name). */
   expected: Record<string, string>;
-  /** Scenarios 5 and 7: the call carries the access token of a user who logged in first. */
-  asUser?: boolean;
+  /** The user's token the call carries: `login` her access token after the login (5, 7); `password` the password grant's id token (6). */
+  user?: 'login' | 'password';
 }
 
 const CALLS: Call[] = [
@@ -159,8 +162,9 @@ const CALLS: Call[] = [
   { scenario: '3 self-signed, B over HTTPS, expired', path: '/scenario3?expired=1', expected: { serviceb: 'TokenExpiredError' } },
   { scenario: '4 self-signed, B + C over HTTPS', path: '/scenario4', expected: { serviceb: 'valid', servicec: 'valid' } },
   { scenario: '4 self-signed, B + C, C expired', path: '/scenario4?expired=1', expected: { serviceb: 'valid', servicec: 'TokenExpiredError' } },
-  { scenario: '5 alice logs in, her token to B', path: '/scenario5', expected: { serviceb: 'valid' }, asUser: true },
-  { scenario: '7 her token exchanged by A for C', path: '/scenario7', expected: { servicec: 'valid' }, asUser: true },
+  { scenario: '5 alice logs in, her token to B', path: '/scenario5', expected: { serviceb: 'valid' }, user: 'login' },
+  { scenario: '6 password grant, id token via mesh to B', path: '/scenario6', expected: { serviceb: 'valid' }, user: 'password' },
+  { scenario: '7 her token exchanged by A for C', path: '/scenario7', expected: { servicec: 'valid' }, user: 'login' },
 ];
 
 /** The demo's user and the client she logs in to (jwt-factory/oidc.demo.yaml). */
@@ -214,6 +218,28 @@ async function userAccessToken(factory: string): Promise<string> {
   return body.access_token;
 }
 
+/** The WSO2 seed's curl: the password grant with Basic client authentication (client cli, user admin). */
+const CLI = { id: 'cli', secret: 'cli-secret', username: 'admin', password: 'admin' };
+
+/** The id token of the password grant. */
+async function passwordGrantIdToken(factory: string): Promise<string> {
+  const signal = AbortSignal.timeout(15_000);
+  const res = await fetch(`${factory}/token`, {
+    method: 'POST',
+    headers: { authorization: `Basic ${Buffer.from(`${CLI.id}:${CLI.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'password', username: CLI.username, password: CLI.password, scope: 'openid' }),
+    signal,
+  });
+  const body = (await res.json()) as { id_token?: string; error?: string };
+  if (!body.id_token) throw new DemoError(`the password grant answered ${res.status} ${body.error ?? ''}`.trim());
+  return body.id_token;
+}
+
+/** The Bearer token a call carries, obtained the way its scenario says. */
+function userToken(factory: string, user: NonNullable<Call['user']>): Promise<string> {
+  return user === 'login' ? userAccessToken(factory) : passwordGrantIdToken(factory);
+}
+
 const short = (receiver: string) => (receiver === 'serviceb' ? 'B' : receiver === 'servicec' ? 'C' : receiver);
 const describeVerdicts = (v: Record<string, string>) => Object.entries(v).map(([r, name]) => `${short(r)} ${name}`).join(', ');
 
@@ -223,14 +249,15 @@ async function play(base: string, factory: string, call: Call): Promise<{ outcom
   let outcome: string;
   let ok = false;
   try {
-    const headers: Record<string, string> = call.asUser ? { authorization: `Bearer ${await userAccessToken(factory)}` } : {};
+    const headers: Record<string, string> = call.user ? { authorization: `Bearer ${await userToken(factory, call.user)}` } : {};
     const res = await fetch(`${base}${call.path}`, { headers, signal: AbortSignal.timeout(15_000) });
-    const body = (await res.json()) as Record<string, { valid?: boolean; error?: { name?: string; code?: string; dependency?: string } }>;
+    const body = (await res.json()) as Record<string, { status?: number; valid?: boolean; error?: { name?: string; code?: string; message?: string; dependency?: string } }>;
     if (res.status === 200) {
       const seen: Record<string, string> = {};
       for (const receiver of Object.keys(call.expected)) {
         const r = body[receiver];
-        seen[receiver] = r?.valid === true ? 'valid' : (r?.error?.name ?? 'no answer');
+        // A refusal by the receiver's sidecar reads as Envoy's answer: status and body.
+        seen[receiver] = r?.valid === true ? 'valid' : r?.error?.code === 'mesh_refused' ? `${r.status} ${r.error.message}` : (r?.error?.name ?? 'no answer');
       }
       outcome = describeVerdicts(seen);
       ok = Object.entries(call.expected).every(([r, name]) => seen[r] === name);
@@ -247,8 +274,13 @@ async function play(base: string, factory: string, call: Call): Promise<{ outcom
 /** One request sent to serviceb through mesh-gateway, which enforces k8s/istio as serviceb's sidecar. */
 interface MeshCall {
   label: string;
-  /** issueToken query for the token to present; undefined: no token. */
+  /** issueToken query for the token to present, or `id-token`: the password grant's; undefined: no token. */
   token?: string;
+  /**
+   * Sent to the second gateway, which decides as if two hours later (mesh-gateway --now): the
+   * provider never issues an expired token, so a real one is presented after it has expired.
+   */
+  later?: boolean;
   /** `200 B valid`, or Envoy's status and body. */
   expected: string;
 }
@@ -259,6 +291,7 @@ const MESH_CALLS: MeshCall[] = [
   { label: 'expired token', token: '?expired=1', expected: '401 Jwt is expired' },
   { label: 'token for another audience', token: '?variant=wrong-audience', expected: '403 Audiences in Jwt are not allowed' },
   { label: 'token with an unknown kid', token: '?variant=unknown-kid', expected: "401 Jwks doesn't have key to match kid or alg from Jwt" },
+  { label: "admin's id token, two hours later", token: 'id-token', later: true, expected: '401 Jwt is expired' },
 ];
 
 /** servicea's demo credential at the factory (jwt-factory/oidc.demo.yaml, app/.servicea.env). */
@@ -294,17 +327,21 @@ async function playIssuance(factory: string): Promise<{ rows: string[][]; good: 
   }
   return { rows, good };
 }
+/** How far ahead the second gateway's clock runs: past the id token's 10 minutes and Envoy's 60 s skew. */
+const LATER_MS = 2 * 3600_000;
 
 /** The cluster identity and port of the k8s/istio rules: serviceb, called by servicea's service account on 3001. */
 const MESH_WORKLOAD = ['--workload', 'app=serviceb', '--namespace', 'jwt-suite', '--source-principal', 'cluster.local/ns/jwt-suite/sa/servicea', '--destination-port', '3001'];
 
 /** Sends one MeshCall through the gateway and says what happened in the same words as the expectation. */
-async function playMesh(gateway: string, factory: string, call: MeshCall): Promise<{ outcome: string; ok: boolean; ms: number }> {
+async function playMesh(gateways: { now: string; later: string }, factory: string, call: MeshCall): Promise<{ outcome: string; ok: boolean; ms: number }> {
   const started = performance.now();
   let outcome: string;
   try {
     const headers: Record<string, string> = {};
-    if (call.token !== undefined) {
+    if (call.token === 'id-token') {
+      headers.authorization = `Bearer ${await passwordGrantIdToken(factory)}`;
+    } else if (call.token !== undefined) {
       const issued = await fetch(`${factory}/issueToken/servicea${call.token}`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: SERVICEA_BASIC },
@@ -314,7 +351,8 @@ async function playMesh(gateway: string, factory: string, call: MeshCall): Promi
       if (!issued.ok) throw new DemoError(`the factory answered ${issued.status} to issueToken${call.token}`);
       headers.authorization = `Bearer ${await issued.text()}`;
     }
-    const res = await fetch(`${gateway}/scenario1-server`, { headers, signal: AbortSignal.timeout(15_000) });
+    const target = call.token === 'id-token' ? '/scenario6-server' : '/scenario1-server';
+    const res = await fetch(`${call.later ? gateways.later : gateways.now}${target}`, { headers, signal: AbortSignal.timeout(15_000) });
     const text = await res.text();
     if (res.status === 200) {
       const body = JSON.parse(text) as { valid?: boolean; error?: { name?: string } };
@@ -373,7 +411,8 @@ async function main(): Promise<number> {
   process.stdout.write(`certificates: ${made === 0 ? 'kept' : `${made} created or renewed`} in ${shown}/ (clients trust ${path.join(shown, 'ca.pem')})\n`);
 
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-suite-demo-'));
-  const env = environments(ports, state, logLevel);
+  const gatewayPort = await freePort(HOST);
+  const env = environments(ports, state, logLevel, gatewayPort);
   const started: Launched[] = [];
   let launching: Promise<unknown> = Promise.resolve();
   let interrupted = false;
@@ -421,6 +460,36 @@ async function main(): Promise<number> {
     process.stdout.write(`servicea key pair: ${genBody.created ? 'created' : 'reused'} (kid ${genBody.kid})\n\n`);
 
     const factoryBase = `http://${HOST}:${ports['jwt-factory']}`;
+    // serviceb behind the Istio rules of k8s/istio, enforced locally by mesh-gateway: scenario 6
+    // goes through it, and so do the mesh rows. Its JWKS: the keys serviceb-jwt's jwksUri names.
+    const jwksFile = path.join(logDir, 'serviceb-jwks.json');
+    // servicea's factory key is made on its first token; the JWKS must hold it before the gateway reads it.
+    // The factory runs with ISSUE_AUTH=client: servicea's own first token makes its key (creating one by /keys needs factory:admin).
+    const made = await fetch(`${factoryBase}/issueToken/servicea`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: SERVICEA_BASIC },
+      body: JSON.stringify({ aud: 'serviceb' }),
+    });
+    if (!made.ok) throw new DemoError(`POST /issueToken/servicea on the factory answered ${made.status}`);
+    const keys = await fetch(`${factoryBase}/keys/servicea,oidc/jwks.json`);
+    if (!keys.ok) throw new DemoError(`the factory answered ${keys.status} to /keys/servicea,oidc/jwks.json`);
+    await writeFile(jwksFile, await keys.text());
+    const gateway = (port: number, extra: string[], log: string) =>
+      launch('mesh/gateway-main.ts', {
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: logLevel },
+        args: ['--policies', path.join(ROOT, 'k8s', 'istio'), '--upstream', `http://${HOST}:${ports.serviceb}`, '--port', String(port), '--host', HOST, ...MESH_WORKLOAD, '--jwks-file', jwksFile, ...extra],
+        logFile: path.join(logDir, log),
+        timeoutMs: 60_000,
+      }).then((p) => {
+        started.push(p);
+        return p;
+      });
+    const [gw, gwLater] = await Promise.all([
+      gateway(gatewayPort, [], 'mesh-gateway.log'),
+      gateway(0, ['--now', new Date(Date.now() + LATER_MS).toISOString()], 'mesh-gateway-later.log'),
+    ]);
+    process.stdout.write(`started mesh-gateway pid ${gw.pid}, port ${gw.port}: k8s/istio enforced in front of serviceb, as its sidecar would\n`);
+    process.stdout.write(`started mesh-gateway pid ${gwLater.pid}, port ${gwLater.port}: the same, deciding as if two hours later (--now)\n\n`);
     const rows = [['scenario', 'expected', 'outcome', 'ms', '']];
     let good = 0;
     for (const call of CALLS) {
@@ -434,22 +503,11 @@ async function main(): Promise<number> {
     const issuance = await playIssuance(factoryBase);
     process.stdout.write(`${table(issuance.rows)}\n\n`);
 
-    // The same receiver behind the Istio rules of k8s/istio, enforced locally by mesh-gateway.
-    const jwksFile = path.join(logDir, 'servicea-jwks.json');
-    await writeFile(jwksFile, await (await fetch(`${factoryBase}/keys/servicea/jwks.json`)).text());
-    const gw = await launch('mesh/gateway-main.ts', {
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: logLevel },
-      args: ['--policies', path.join(ROOT, 'k8s', 'istio'), '--upstream', `http://${HOST}:${ports.serviceb}`, '--port', '0', '--host', HOST, ...MESH_WORKLOAD, '--jwks-file', jwksFile],
-      logFile: path.join(logDir, 'mesh-gateway.log'),
-      timeoutMs: 60_000,
-    });
-    started.push(gw);
-    process.stdout.write(`started mesh-gateway pid ${gw.pid}, port ${gw.port}: k8s/istio enforced in front of serviceb, as its sidecar would\n\n`);
     const meshRows = [['through the mesh rules to serviceb', 'expected', 'outcome', 'ms', '']];
     let meshGood = 0;
     for (const call of MESH_CALLS) {
       if (interrupted) return 130;
-      const r = await playMesh(`http://${HOST}:${gw.port}`, factoryBase, call);
+      const r = await playMesh({ now: `http://${HOST}:${gw.port}`, later: `http://${HOST}:${gwLater.port}` }, factoryBase, call);
       if (r.ok) meshGood += 1;
       meshRows.push([call.label, call.expected, r.outcome, String(r.ms), r.ok ? 'ok' : 'UNEXPECTED']);
     }

@@ -39,6 +39,9 @@ with a valid factory token and its own mTLS identity.
   --factory-url <url>    factory base URL (default ${factoryClusterUrl(DEFAULT_NAMESPACE)}):
                          the jwksUri, or where --inline-jwks fetches /keys/<key>/jwks.json
   --port <n>             allow only this container port (the workload's HTTP port)
+  --user-key <keyId>     the factory's OIDC key (OIDC_KEY_ID): its user tokens verify in the same
+                         rule, whose jwksUri names both keys
+  --user-audience <aud>  with --user-key: a user token's aud to accept too; repeat for several
   --inline-jwks          embed the key's public JWKS instead of a jwksUri
   --keys-dir <dir>       with --inline-jwks: read the factory's key files from <dir> instead of fetching
   --jwks-file <file>     embed the public keys of this JWKS JSON file (implies --inline-jwks)
@@ -68,6 +71,8 @@ export function parseMeshRulesArgs(argv: string[]): MeshRulesRequest | 'help' {
         namespace: { type: 'string' },
         'factory-url': { type: 'string' },
         port: { type: 'string' },
+        'user-key': { type: 'string' },
+        'user-audience': { type: 'string', multiple: true },
         'inline-jwks': { type: 'boolean' },
         'keys-dir': { type: 'string' },
         'jwks-file': { type: 'string' },
@@ -95,6 +100,7 @@ export function parseMeshRulesArgs(argv: string[]): MeshRulesRequest | 'help' {
     namespace: values.namespace,
     factoryUrl: values['factory-url'],
     port,
+    ...(values['user-key'] !== undefined ? { userKey: values['user-key'], userAudiences: values['user-audience'] ?? [] } : {}),
   };
   // Validate every flag now, before any file is read or URL fetched.
   const { factoryUrl } = validateOptions(options);

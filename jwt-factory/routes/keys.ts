@@ -47,6 +47,9 @@ export function describeVersions(entry: KeyEntry, now: Date) {
   });
 }
 
+/** keyIds one JWKS request may name: enough for any receiver, small enough to bound the work. */
+const MAX_JWKS_KEY_IDS = 8;
+
 /** Looks a keyId up (404 `key_not_found` when unknown) and records it for the request log. */
 export async function requireKey(deps: FactoryDeps, rawKeyId: unknown, res: Response): Promise<KeyEntry> {
   const keyId = assertKeyId(rawKeyId);
@@ -79,7 +82,7 @@ export function sendJwks(deps: FactoryDeps, doc: JwksDocument, req: Request, res
 }
 
 /** Key management: create, rotate, per-key JWKS and the original sample's /utils routes. */
-export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry): JwksDocument }): Router {
+export function keysRouter(deps: FactoryDeps, jwks: { forEntries(entries: readonly KeyEntry[]): JwksDocument }): Router {
   const router = Router();
 
   const createKey = async (req: Request, res: Response) => {
@@ -128,9 +131,22 @@ export function keysRouter(deps: FactoryDeps, jwks: { forEntry(entry: KeyEntry):
     res.json({ keyId, rotation: describeRotation(entry, rotationDefaults(deps)) });
   });
 
+  // A comma-separated list serves those keys together: a mesh rule has one jwksUri per issuer
+  // (istio/istio#19245), so a receiver that trusts two of the issuer's keys, and no others, names both.
   router.get('/keys/:keyId/jwks.json', async (req, res) => {
-    const entry = await requireKey(deps, req.params.keyId, res);
-    sendJwks(deps, jwks.forEntry(entry), req, res);
+    const ids = [...new Set(String(req.params.keyId).split(','))];
+    if (ids.length > MAX_JWKS_KEY_IDS) throw badRequest(`At most ${MAX_JWKS_KEY_IDS} keyIds in one JWKS`, 'too_many_key_ids');
+    if (ids.length === 1) return sendJwks(deps, jwks.forEntries([await requireKey(deps, ids[0], res)]), req, res);
+    // In a list, a key not made yet is left out (404 only when none exists): a mesh rule naming
+    // the OIDC key keeps working on a factory without OIDC_CONFIG, where istiod would else hold a fake JWKS.
+    const entries: KeyEntry[] = [];
+    for (const id of ids) {
+      const entry = await deps.keystore.get(assertKeyId(id));
+      if (entry) entries.push(entry);
+    }
+    if (entries.length === 0) throw notFound(`No key with any of the keyIds ${ids.join(', ')}`, 'key_not_found');
+    res.locals.log = { ...res.locals.log, keyIds: entries.map((e) => e.keyId) };
+    sendJwks(deps, jwks.forEntries(entries), req, res);
   });
 
   router.get('/utils/publicKey/:keyId', async (req, res) => {

@@ -29,12 +29,12 @@ afterAll(async () => {
 });
 
 describe('npm run demo', () => {
-  it('plays the ten calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
+  it('plays the eleven calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
     const { code, out } = await runDemo(['--ports', 'auto', '--state-dir', state]);
-    expect(out).toContain('Verdict: all 10 outcomes as expected; the mesh rules answered all 5 calls as Istio would.');
+    expect(out).toContain('Verdict: all 11 outcomes as expected; the mesh rules answered all 6 calls as Istio would.');
     expect(code).toBe(0);
     const rows = out.split('\n').filter((l) => /^\| \d /.test(l));
-    expect(rows).toHaveLength(10);
+    expect(rows).toHaveLength(11);
     for (const row of rows) expect(row).toMatch(/\| ok \|$/);
     // The same receiver behind k8s/istio, enforced by mesh-gateway: Envoy's exact answers.
     const mesh = out.slice(out.indexOf('| through the mesh rules to serviceb')).split('\n').filter((l) => /\| ok \|$/.test(l));
@@ -44,12 +44,16 @@ describe('npm run demo', () => {
       '401 Jwt is expired',
       '403 Audiences in Jwt are not allowed',
       "401 Jwks doesn't have key to match kid or alg from Jwt",
+      // Scenario 6's id token from the password grant, shown to a gateway whose clock is two hours on.
+      '401 Jwt is expired',
     ]);
     // The factory runs with ISSUE_AUTH=client: an anonymous caller and a sub override are refused.
     const issuance = out.slice(out.indexOf('| who may get which token'), out.indexOf('| through the mesh rules')).split('\n').filter((l) => /\| ok \|$/.test(l));
     expect(issuance.map((l) => l.split('|')[3]!.trim())).toEqual(['401 invalid_client', '400 claim_not_allowed']);
+    // Scenario 6 went through the mesh rules: the id token for cli reached serviceb and was valid there too.
+    expect(rows.find((r) => r.startsWith('| 6 '))).toMatch(/\| B valid +\| B valid +\|/);
     const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
-    expect(pids).toHaveLength(5);
+    expect(pids).toHaveLength(6);
     expect(pids.filter(alive)).toEqual([]);
     // Everything it made is in the state folder: the certificates, the factory's keys, servicea's key pair.
     expect(await readdir(path.join(state, 'certs'))).toContain('ca.pem');

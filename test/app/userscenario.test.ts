@@ -132,3 +132,27 @@ describe('scenario 7: servicea exchanges the user token for one for servicec (RF
     expect(res.body.error.code).toBe('oidc_client_missing');
   });
 });
+
+describe('scenario 6: the password grant id token, through servicea to serviceb', () => {
+  /** The WSO2 seed's call: grant_type=password with Basic client authentication. */
+  const passwordGrant = async () =>
+    (await request(factory.app).post('/token').type('form').set('Authorization', basic('cli', 'cli-secret')).send({ grant_type: 'password', username: 'alice', password: 'alice-password', scope: 'openid' })).body as { id_token: string; access_token: string };
+
+  it("answers serviceb's verdict on the id token: alice, aud cli", async () => {
+    const { id_token } = await passwordGrant();
+    const res = await request(servicea).get('/scenario6').set('Authorization', `Bearer ${id_token}`);
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(res.body.serviceb).toMatchObject({ status: 200, valid: true, claims: { iss: ISSUER, sub: 'alice', aud: 'cli' } });
+  });
+
+  it('answers 401 token_missing without a token; serviceb refuses the access token of the same grant (403 typ_invalid)', async () => {
+    const missing = await request(servicea).get('/scenario6');
+    expect(missing.status).toBe(401);
+    expect(missing.body.error.code).toBe('token_missing');
+    const { access_token } = await passwordGrant();
+    const res = await request(serviceb).get('/scenario6-server').set('Authorization', `Bearer ${access_token}`);
+    expect(res.status).toBe(403);
+    expect(res.body).toMatchObject({ valid: false, error: { code: expect.stringMatching(/^(typ_invalid|audience_invalid)$/) } });
+  });
+});

@@ -52,6 +52,20 @@ describe('GET|POST /keys/:keyId', () => {
     expect(json(await verify(keyId, { token, aud: 'x', sub: keyId }).expect(200)).valid).toBe(true);
   });
 
+  it('serves the keys of a comma-separated keyId list as one JWKS, and no others; keys not made are left out, none is 404, too many 400', async () => {
+    const a = json(await request(f.app).post('/keys/multi-a?alg=ES256').expect(200));
+    const b = json(await request(f.app).post('/keys/multi-b?alg=ES256').expect(200));
+    await request(f.app).post('/keys/multi-c?alg=ES256').expect(200);
+    const res = await request(f.app).get('/keys/multi-a,multi-b/jwks.json').expect(200);
+    expect(res.headers['content-type']).toMatch(/^application\/json/);
+    expect(json(res).keys.map((k: JWK) => k.kid).sort()).toEqual([a.kid, b.kid].sort());
+    expect(json(await request(f.app).get('/keys/multi-a,nope/jwks.json').expect(200)).keys.map((k: JWK) => k.kid)).toEqual([a.kid]);
+    const unknown = await request(f.app).get('/keys/nope,nada/jwks.json').expect(404);
+    expect(json(unknown).error.code).toBe('key_not_found');
+    const many = await request(f.app).get(`/keys/${Array.from({ length: 9 }, (_, i) => `k${i}`).join(',')}/jwks.json`).expect(400);
+    expect(json(many).error.code).toBe('too_many_key_ids');
+  });
+
   it('never reveals an HS256 secret: no publicKey, not in the JWKS', async () => {
     const body = json(await request(f.app).post('/keys/hmac?alg=HS256').expect(200));
     expect(body).toEqual({

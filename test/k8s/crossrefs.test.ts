@@ -206,11 +206,15 @@ describe('k8s cross-references: Istio rules', () => {
       expect(`${uri.protocol}//${uri.host}`).toBe(factory.PUBLIC_URL);
       const service = named<Service>(overlay, 'Service', uri.hostname.split('.')[0]!);
       expect(service.spec.ports.map((p) => p.port)).toContain(Number(uri.port));
-      expect(uri.pathname).toBe('/keys/servicea/jwks.json');
+      // serviceb also takes the OIDC provider's id tokens (scenario 6): both keys, no others.
+      // Both also take the OIDC provider's user tokens (scenario 6, the gateway login): both keys, no others.
+      expect(uri.pathname).toBe('/keys/servicea,oidc/jwks.json');
       // The app verifies the token again: Envoy must forward it.
       expect(rule.forwardOriginalToken).toBe(true);
-      // servicea asks the factory for aud = the receiver's name (app/scenarios.ts).
-      expect(rule.audiences).toEqual([ra.spec.selector.matchLabels.app]);
+      // servicea asks the factory for aud = the receiver's name (app/scenarios.ts); serviceb also
+      // takes id tokens for the password-grant client cli (scenario 6, jwt-factory/oidc.demo.yaml).
+      const app = ra.spec.selector.matchLabels.app;
+      expect(rule.audiences).toEqual(app === 'serviceb' ? [app, 'cli', 'webui'] : [app, 'webui']);
     }
   });
 
@@ -246,7 +250,8 @@ describe('k8s cross-references: Istio rules', () => {
 
   it.each(['serviceb', 'servicec'])('the committed rules for %s are what npm run mesh-rules generates', (svc) => {
     const port = Number(settingsOf(named(base, 'Deployment', svc), configMaps).PORT);
-    const generated = buildMeshRules({ key: 'servicea', audiences: [svc], issuer: factory.ISSUER, namespace: NAMESPACE, factoryUrl: factory.PUBLIC_URL, port });
+    const users = { userKey: 'oidc', userAudiences: svc === 'serviceb' ? ['cli', 'webui'] : ['webui'] };
+    const generated = buildMeshRules({ key: 'servicea', audiences: [svc], issuer: factory.ISSUER, namespace: NAMESPACE, factoryUrl: factory.PUBLIC_URL, port, ...users });
     for (const g of generated) expect(named<IstioPolicy>(overlay, g.kind, g.metadata.name).spec, g.metadata.name).toEqual(g.spec);
   });
 

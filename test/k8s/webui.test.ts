@@ -131,12 +131,26 @@ describe('k8s webui overlay: the seed\'s policies', () => {
     expect(backendOf('webui.jwt-suite.svc.cluster.local', 80).containerPort).toBe(config.PORT);
   });
 
+  it('no workload has two jwtRules for one issuer: the backends take the webui users\' tokens in the rule k8s/istio has', () => {
+    const ras = ofKind<IstioPolicy>(objects, 'RequestAuthentication');
+    const seen = new Map<string, string>();
+    for (const ra of ras) {
+      for (const rule of ra.spec.jwtRules) {
+        const key = `${ra.spec.selector.matchLabels.app} ${rule.issuer}`;
+        expect(seen.get(key), `${ra.metadata.name} repeats ${key}`).toBeUndefined();
+        seen.set(key, ra.metadata.name);
+      }
+    }
+    expect(named<IstioPolicy>(objects, 'RequestAuthentication', 'serviceb-jwt').spec.jwtRules[0].audiences).toContain('webui');
+    expect(named<IstioPolicy>(objects, 'RequestAuthentication', 'servicec-jwt').spec.jwtRules[0]).toMatchObject({ jwksUri: expect.stringMatching(/\/keys\/servicea,oidc\/jwks\.json$/), audiences: ['servicec', 'webui'] });
+  });
+
   it('through the mesh engine, serviceb admits the webui with a user\'s token and refuses it without one, or a user\'s token from servicea', async () => {
     const { privateKey, publicKey } = await generateKeyPair('RS256');
     const jwk = { ...(await exportJWK(publicKey)), kid: 'user-1', alg: 'RS256' };
-    const ra = named<IstioPolicy>(objects, 'RequestAuthentication', 'serviceb-users');
+    const ra = named<IstioPolicy>(objects, 'RequestAuthentication', 'serviceb-jwt');
     const token = await new SignJWT({ aud: 'webui' }).setProtectedHeader({ alg: 'RS256', kid: 'user-1' }).setIssuer('https://jwt-factory/').setSubject('alice').setIssuedAt().setExpirationTime('5m').sign(privateKey);
-    const jwks = { [ra.spec.jwtRules[0].jwksUri]: { keys: [jwk] }, 'http://jwt-factory.jwt-suite.svc.cluster.local:5555/keys/servicea/jwks.json': { keys: [] } };
+    const jwks = { [ra.spec.jwtRules[0].jwksUri]: { keys: [jwk] } };
     const loaded = loadPolicyObjects(policies, 'k8s/webui');
     const ask = (sourcePrincipal: string, headers: Record<string, string[]> = {}) =>
       evaluate({ policies: loaded, jwks, now: new Date(), workload: { namespace: NAMESPACE, labels: { app: 'serviceb' } }, request: { method: 'GET', path: '/hello', port: 3001, headers: { host: ['serviceb'], ...headers }, sourcePrincipal } });

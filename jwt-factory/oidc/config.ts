@@ -26,6 +26,9 @@ export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
 /** RFC 7523 §2.1: a JWT from a trusted issuer (a Kubernetes service-account token) as the grant. */
 export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
+/** OIDC Dynamic Client Registration §2 `application_type`: web by default. */
+export const APPLICATION_TYPES = ['web', 'native'] as const;
+
 export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
@@ -61,6 +64,8 @@ const clientSchema = z
   .object({
     client_id: identifier,
     client_name: z.string().min(1).max(200).optional(),
+    // OIDC Dynamic Client Registration §2: native apps get RFC 8252 §7.3's loopback port latitude.
+    application_type: z.enum(APPLICATION_TYPES, { message: `must be one of ${APPLICATION_TYPES.join(', ')}` }).default('web'),
     client_secret: z.string().min(1).optional(),
     client_secret_hash: hash.optional(),
     redirect_uris: z.array(absoluteUrl).default([]),
@@ -88,6 +93,16 @@ const clientSchema = z
     if (!secretMethod && (c.client_secret !== undefined || c.client_secret_hash !== undefined)) issue('client_secret', `is not used with ${c.token_endpoint_auth_method}`);
     if (c.token_endpoint_auth_method === 'private_key_jwt' && !c.jwks === !c.jwks_uri) issue('jwks', 'private_key_jwt needs exactly one of jwks or jwks_uri');
     if (c.grant_types.includes('authorization_code') && c.redirect_uris.length === 0) issue('redirect_uris', 'must list at least one URI for authorization_code');
+    if (c.application_type === 'native') {
+      // RFC 8252 §7.2–§7.3 (OIDC Registration §2): a native app receives its code on a loopback
+      // interface over http or on a claimed https URL, never on another host over plain http.
+      c.redirect_uris.forEach((uri, i) => {
+        const url = new URL(uri);
+        if (url.protocol === 'http:' && !['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)) {
+          ctx.addIssue({ code: 'custom', path: ['redirect_uris', i], message: 'a native client takes http only on a loopback host (127.0.0.1, [::1]), else https' });
+        }
+      });
+    }
     if (c.token_endpoint_auth_method === 'none') {
       for (const grant of ['client_credentials', 'password', TOKEN_EXCHANGE] as const) {
         if (c.grant_types.includes(grant)) issue('grant_types', `${grant} needs an authenticated client, not token_endpoint_auth_method none`);

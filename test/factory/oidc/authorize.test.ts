@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { basic, expectOAuthError, claimsOf, cookieJar, hiddenField, loginForCode, makeOidcFactory, pkce, webuiQuery, ISSUER } from './harness.js';
+import { basic, expectOAuthError, claimsOf, cookieJar, hiddenField, loginForCode, makeOidcFactory, pkce, testConfigYaml, webuiQuery, ISSUER } from './harness.js';
 
 type Factory = Awaited<ReturnType<typeof makeOidcFactory>>;
 let f: Factory;
@@ -142,6 +142,74 @@ describe('GET /authorize and the login page', () => {
     expect(res.status).toBe(400);
     expect(res.headers['content-type']).toMatch(/^text\/html/);
     expect(res.text).toContain('Parameter scope is included more than once');
+    expect(res.headers.location).toBeUndefined();
+  });
+});
+
+describe('redirect URIs of a native client (RFC 8252 §7.3)', () => {
+  const NATIVE = `  - client_id: native
+    application_type: native
+    token_endpoint_auth_method: none
+    redirect_uris: [http://127.0.0.1/callback, "http://[::1]/callback", http://localhost/callback]
+  - client_id: web-loopback
+    token_endpoint_auth_method: none
+    redirect_uris: [http://127.0.0.1/callback]
+`;
+  beforeEach(async () => {
+    await f.cleanup();
+    f = await makeOidcFactory({ yaml: testConfigYaml(NATIVE) });
+  });
+  const ask = (clientId: string, redirectUri: string) =>
+    request(f.app).get('/authorize').query({ client_id: clientId, redirect_uri: redirectUri, response_type: 'code', scope: 'openid', state: 'st-1', code_challenge: pkce().challenge, code_challenge_method: 'S256' });
+
+  it('lets a native client pick any port on 127.0.0.1 and [::1], and redeems the code only with the very redirect_uri it asked with', async () => {
+    for (const uri of ['http://127.0.0.1:51234/callback', 'http://127.0.0.1:1/callback', 'http://127.0.0.1:65535/callback', 'http://[::1]:8123/callback', 'http://127.0.0.1/callback']) {
+      const res = await ask('native', uri);
+      expect(res.status, uri).toBe(200);
+      expect(res.text).toContain('name="password"');
+    }
+    // The token endpoint compares with the authorization request exactly (RFC 6749 §4.1.3):
+    // another port is another URI. A refused redemption spends the code, so each try has its own.
+    const redeemAt = async (asked: string, presented: string) => {
+      const { verifier, challenge } = pkce();
+      const { code, location } = await loginForCode(f.app, { client_id: 'native', redirect_uri: asked, response_type: 'code', scope: 'openid', state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256' });
+      expect(new URL(location!).origin + new URL(location!).pathname).toBe(asked);
+      return request(f.app).post('/token').type('form').send({ grant_type: 'authorization_code', client_id: 'native', code: code!, redirect_uri: presented, code_verifier: verifier });
+    };
+    const ok = await redeemAt('http://127.0.0.1:51234/callback', 'http://127.0.0.1:51234/callback');
+    expect(ok.status).toBe(200);
+    expect(claimsOf(ok.body.id_token).aud).toBe('native');
+    expectOAuthError(await redeemAt('http://127.0.0.1:51234/callback', 'http://127.0.0.1:51235/callback'), 400, 'invalid_grant');
+    expectOAuthError(await redeemAt('http://127.0.0.1:51234/callback', 'http://127.0.0.1/callback'), 400, 'invalid_grant');
+  });
+
+  it('shows an error page, never a redirect, for another path, host, scheme, a port on localhost or a malformed port', async () => {
+    for (const uri of [
+      'http://127.0.0.1:51234/callbackx',
+      'http://127.0.0.1:51234/other',
+      'http://127.0.0.2:51234/callback',
+      'https://127.0.0.1:51234/callback',
+      'http://localhost:51234/callback',
+      'http://127.0.0.1:0/callback',
+      'http://127.0.0.1:065/callback',
+      'http://127.0.0.1:65536/callback',
+      'http://127.0.0.1:/callback',
+      'http://127.0.0.1:80@evil.example/callback',
+      'http://127.0.0.1.evil.example:80/callback',
+    ]) {
+      const res = await ask('native', uri);
+      expect(res.status, uri).toBe(400);
+      expect(res.headers['content-type']).toMatch(/^text\/html/);
+      expect(res.headers.location, uri).toBeUndefined();
+    }
+    // localhost still matches as registered, exactly (no port latitude, RFC 8252 §8.3).
+    expect((await ask('native', 'http://localhost/callback')).status).toBe(200);
+  });
+
+  it('gives a web client no port latitude on the same loopback URI', async () => {
+    expect((await ask('web-loopback', 'http://127.0.0.1/callback')).status).toBe(200);
+    const res = await ask('web-loopback', 'http://127.0.0.1:51234/callback');
+    expect(res.status).toBe(400);
     expect(res.headers.location).toBeUndefined();
   });
 });

@@ -50,7 +50,7 @@ describe('OIDC_CONFIG', () => {
 
   it('loads the committed demo file, JSON too', () => {
     const demo = loadOidcConfig(path.join(ROOT, 'jwt-factory/oidc.demo.yaml'));
-    expect([...demo.clients.keys()]).toEqual(['webui', 'servicea', 'spa', 'cli']);
+    expect([...demo.clients.keys()]).toEqual(['webui', 'servicea', 'spa', 'cli', 'console', 'jwt-cli', 'mesh-gateway']);
     const json = JSON.stringify({ clients: [{ client_id: 'a', client_secret: 's', grant_types: ['client_credentials'] }] });
     expect(parseOidcConfig(json, 'x.json').clients.get('a')!.grant_types).toEqual(['client_credentials']);
   });
@@ -67,6 +67,16 @@ describe('OIDC_CONFIG', () => {
   it('refuses a confidential client without a secret and a public client with a machine grant', () => {
     expect(sentence('clients:\n  - client_id: a\n    grant_types: [client_credentials]\n')).toMatch(/clients\[0\]\.client_secret: is required for client_secret_basic/);
     expect(sentence('clients:\n  - client_id: a\n    token_endpoint_auth_method: none\n    grant_types: [client_credentials]\n')).toMatch(/needs an authenticated client/);
+  });
+
+  it('reads application_type (web by default) and keeps a native client on loopback http or https', () => {
+    const native = (uri: string, type = 'native') => `clients:\n  - client_id: app\n    application_type: ${type}\n    token_endpoint_auth_method: none\n    redirect_uris: ['${uri}']\n`;
+    expect(parseOidcConfig(native('http://127.0.0.1/callback'), 'x.yaml').clients.get('app')!.application_type).toBe('native');
+    expect(parseOidcConfig(native('https://app.example.com/cb'), 'x.yaml').clients.get('app')!.application_type).toBe('native');
+    expect(parseOidcConfig(native('http://[::1]/cb'), 'x.yaml').clients.get('app')!.application_type).toBe('native');
+    expect(parseOidcConfig(ISSUE_SHAPE, 'x.yaml').clients.get('webui')!.application_type).toBe('web');
+    expect(sentence(native('http://app.example.com/cb'))).toMatch(/clients\[0\]\.redirect_uris\[0\]: a native client takes http only on a loopback host/);
+    expect(sentence(native('http://127.0.0.1/cb', 'desktop'))).toMatch(/clients\[0\]\.application_type: must be one of web, native/);
   });
 
   it('refuses a YAML alias bomb instead of expanding it', () => {

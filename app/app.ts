@@ -1,5 +1,6 @@
 import express, { type Express, type Request, type Response } from 'express';
 import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { AppError } from '../lib/errors.js';
 import { errorMiddleware, notFoundHandler, requestLogger } from '../lib/http.js';
 import type { Logger } from '../lib/logger.js';
 import type { HttpClient } from '../lib/httpclient.js';
@@ -134,6 +135,9 @@ export function createApp(deps: AppDeps): Express {
     const userScenarios = [[5, runUserScenario, 'access token'], [6, runIdTokenScenario, 'id token'], [7, runDelegationScenario, 'access token']] as const;
     for (const [n, run, kind] of userScenarios) {
       app.get(`/scenario${n}`, async (req, res) => {
+        // The user's token is hers, not servicea's to mint: servicea cannot make it expired, and
+        // running the valid variant instead would answer a question nobody asked.
+        if (req.query.expired !== undefined) throw new AppError('expired_not_applicable', 400, `Scenario ${n} passes the user's own ${kind} on, which servicea cannot make expired: send one that has expired (README: the expired variants of scenarios 5-7)`, { expose: true });
         const token = bearerToken(req);
         if (token === undefined) return askForToken(res, config.serviceName, `Scenario ${n} needs the user's ${kind}: send it as Authorization: Bearer`);
         const outcome = await run({ config, client: deps.client }, token);

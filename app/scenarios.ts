@@ -192,10 +192,11 @@ export async function runDelegationScenario(deps: Pick<ScenarioDeps, 'config' | 
 
 /**
  * Scenario 5 as servicea: a logged-in user's access token (the caller's Bearer token) goes on
- * to serviceb, which checks it against the factory's keys, its audience and scope.
+ * to serviceb through serviceb's sidecar (whose rules admit a user's token on this route only),
+ * and serviceb checks it against the factory's keys, its audience and scope.
  */
 export async function runUserScenario(deps: Pick<ScenarioDeps, 'config' | 'client'>, token: string): Promise<ScenarioRun> {
-  const serviceb = await present(deps, { receiver: 'serviceb', token }, `${deps.config.urls.serviceb}/scenario5-server`);
+  const serviceb = await present(deps, { receiver: 'serviceb', token }, `${deps.config.servicebMeshUrl}/scenario5-server`);
   return { result: { serviceb }, sent: [{ receiver: 'serviceb' }] };
 }
 

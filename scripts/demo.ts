@@ -14,9 +14,9 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
  * starts the factory (with its OpenID Connect provider) and servicea/serviceb/servicec as real
  * processes, plays the four service scenarios (each valid and with expired=1), scenarios 5
- * and 7 (a user logs in over HTTP; her token goes to serviceb, or is exchanged for servicec) and
- * scenario 6 (the password grant's id token to serviceb through mesh-gateway),
- * then sends six calls to serviceb through
+ * and 7 (a user logs in over HTTP; her token goes to serviceb through mesh-gateway, or is
+ * exchanged for servicec, and once expired is refused), scenario 6 (the password grant's id
+ * token to serviceb through mesh-gateway), then sends seven calls to serviceb through
  * mesh-gateway enforcing k8s/istio, prints what was expected and what happened, stops
  * everything it started and exits 0 only when every outcome is the expected one.
  */
@@ -24,8 +24,9 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
 const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
-eleven scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in; 6, the
-password grant's id token through mesh-gateway), then six calls to serviceb through
+twelve scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in, and 7
+with her token once expired; 6, the password grant's id token through mesh-gateway), then seven
+calls to serviceb through
 mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer), prints the tables and a
 verdict, stops every process it started. Exit code 0 only when every outcome is the expected one.
 
@@ -149,8 +150,14 @@ interface Call {
   path: string;
   /** Receiver -> expected verdict name ('valid' or an error name). */
   expected: Record<string, string>;
-  /** The user's token the call carries: `login` her access token after the login (5, 7); `password` the password grant's id token (6). */
-  user?: 'login' | 'password';
+  /** servicea's own refusal (`403 token_exchange_refused: …`), expected instead of the receivers' verdicts. */
+  refused?: string;
+  /**
+   * The user's token the call carries: `login` her access token after the login (5, 7);
+   * `expired` the same from the one-second client webui-short, presented once it has expired;
+   * `password` the password grant's id token (6).
+   */
+  user?: 'login' | 'expired' | 'password';
 }
 
 const CALLS: Call[] = [
@@ -165,11 +172,20 @@ const CALLS: Call[] = [
   { scenario: '5 alice logs in, her token to B', path: '/scenario5', expected: { serviceb: 'valid' }, user: 'login' },
   { scenario: '6 password grant, id token via mesh to B', path: '/scenario6', expected: { serviceb: 'valid' }, user: 'password' },
   { scenario: '7 her token exchanged by A for C', path: '/scenario7', expected: { servicec: 'valid' }, user: 'login' },
+  {
+    scenario: '7 her token, once expired, for C',
+    path: '/scenario7',
+    expected: {},
+    refused: '403 token_exchange_refused: subject_token: The access token is not valid: jwt expired',
+    user: 'expired',
+  },
 ];
 
 /** The demo's user and the client she logs in to (jwt-factory/oidc.demo.yaml). */
 const USER = { username: 'alice', password: 'alice-password' };
 const WEBUI = { id: 'webui', secret: 'webui-secret', redirectUri: 'http://localhost:3000/callback' };
+/** webui with one-second access tokens, for the expired variant of scenario 7. */
+const WEBUI_SHORT = { ...WEBUI, id: 'webui-short', secret: 'webui-short-secret' };
 
 /** A hidden field of the factory's login form (its values are HTML-escaped). */
 function formField(html: string, name: string): string {
@@ -183,12 +199,12 @@ function formField(html: string, name: string): string {
  * Logs alice in as her browser would, over HTTP: GET /authorize (PKCE S256), the login form
  * posted with its CSRF cookie, the code from the redirect, and the code exchanged at /token.
  */
-async function userAccessToken(factory: string): Promise<string> {
+async function userAccessToken(factory: string, client = WEBUI): Promise<string> {
   const signal = AbortSignal.timeout(15_000);
   const verifier = randomBytes(32).toString('base64url');
   const query = new URLSearchParams({
-    client_id: WEBUI.id,
-    redirect_uri: WEBUI.redirectUri,
+    client_id: client.id,
+    redirect_uri: client.redirectUri,
     response_type: 'code',
     scope: 'openid profile',
     state: randomBytes(8).toString('base64url'),
@@ -209,8 +225,8 @@ async function userAccessToken(factory: string): Promise<string> {
   if (!code) throw new DemoError(`the login answered ${login.status} without a code`);
   const tokens = await fetch(`${factory}/token`, {
     method: 'POST',
-    headers: { authorization: `Basic ${Buffer.from(`${WEBUI.id}:${WEBUI.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: WEBUI.redirectUri, code_verifier: verifier }),
+    headers: { authorization: `Basic ${Buffer.from(`${client.id}:${client.secret}`).toString('base64')}`, 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: client.redirectUri, code_verifier: verifier }),
     signal,
   });
   const body = (await tokens.json()) as { access_token?: string; error?: string };
@@ -235,9 +251,23 @@ async function passwordGrantIdToken(factory: string): Promise<string> {
   return body.id_token;
 }
 
+/**
+ * alice's access token from webui-short, once it has expired: the wait until its `exp` has
+ * passed (a second or two) is real time, so whoever checks it sees a token past its exp.
+ */
+async function expiredUserAccessToken(factory: string): Promise<string> {
+  const token = await userAccessToken(factory, WEBUI_SHORT);
+  const { exp } = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString()) as { exp?: number };
+  if (typeof exp !== 'number') throw new DemoError('the access token of webui-short has no exp');
+  const wait = (exp + 1) * 1000 - Date.now();
+  if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+  return token;
+}
+
 /** The Bearer token a call carries, obtained the way its scenario says. */
 function userToken(factory: string, user: NonNullable<Call['user']>): Promise<string> {
-  return user === 'login' ? userAccessToken(factory) : passwordGrantIdToken(factory);
+  if (user === 'login') return userAccessToken(factory);
+  return user === 'expired' ? expiredUserAccessToken(factory) : passwordGrantIdToken(factory);
 }
 
 const short = (receiver: string) => (receiver === 'serviceb' ? 'B' : receiver === 'servicec' ? 'C' : receiver);
@@ -254,16 +284,18 @@ async function play(base: string, factory: string, call: Call): Promise<{ outcom
     const body = (await res.json()) as Record<string, { status?: number; valid?: boolean; error?: { name?: string; code?: string; message?: string; dependency?: string } }>;
     if (res.status === 200) {
       const seen: Record<string, string> = {};
-      for (const receiver of Object.keys(call.expected)) {
+      // A refusal was expected: whatever the receivers said is the outcome.
+      for (const receiver of Object.keys(call.refused === undefined ? call.expected : body)) {
         const r = body[receiver];
         // A refusal by the receiver's sidecar reads as Envoy's answer: status and body.
         seen[receiver] = r?.valid === true ? 'valid' : r?.error?.code === 'mesh_refused' ? `${r.status} ${r.error.message}` : (r?.error?.name ?? 'no answer');
       }
       outcome = describeVerdicts(seen);
-      ok = Object.entries(call.expected).every(([r, name]) => seen[r] === name);
+      ok = call.refused === undefined && Object.entries(call.expected).every(([r, name]) => seen[r] === name);
     } else {
-      const e = (body as { error?: { code?: string; dependency?: string } }).error;
-      outcome = `${res.status} ${e?.code ?? ''}${e?.dependency ? ` (${e.dependency})` : ''}`.trim();
+      const e = (body as { error?: { code?: string; dependency?: string; description?: string } }).error;
+      outcome = `${res.status} ${e?.code ?? ''}${e?.dependency ? ` (${e.dependency})` : ''}${e?.description ? `: ${e.description}` : ''}`.trim();
+      ok = outcome === call.refused;
     }
   } catch (err) {
     outcome = `no answer: ${(err as Error).message}`;
@@ -274,7 +306,10 @@ async function play(base: string, factory: string, call: Call): Promise<{ outcom
 /** One request sent to serviceb through mesh-gateway, which enforces k8s/istio as serviceb's sidecar. */
 interface MeshCall {
   label: string;
-  /** issueToken query for the token to present, or `id-token`: the password grant's; undefined: no token. */
+  /**
+   * issueToken query for the token to present; `id-token`: the password grant's (to
+   * /scenario6-server); `access-token`: alice's after her login (to /scenario5-server); undefined: no token.
+   */
   token?: string;
   /**
    * Sent to the second gateway, which decides as if two hours later (mesh-gateway --now): the
@@ -292,6 +327,7 @@ const MESH_CALLS: MeshCall[] = [
   { label: 'token for another audience', token: '?variant=wrong-audience', expected: '403 Audiences in Jwt are not allowed' },
   { label: 'token with an unknown kid', token: '?variant=unknown-kid', expected: "401 Jwks doesn't have key to match kid or alg from Jwt" },
   { label: "admin's id token, two hours later", token: 'id-token', later: true, expected: '401 Jwt is expired' },
+  { label: "alice's access token, two hours later", token: 'access-token', later: true, expected: '401 Jwt is expired' },
 ];
 
 /** servicea's demo credential at the factory (jwt-factory/oidc.demo.yaml, app/.servicea.env). */
@@ -341,6 +377,8 @@ async function playMesh(gateways: { now: string; later: string }, factory: strin
     const headers: Record<string, string> = {};
     if (call.token === 'id-token') {
       headers.authorization = `Bearer ${await passwordGrantIdToken(factory)}`;
+    } else if (call.token === 'access-token') {
+      headers.authorization = `Bearer ${await userAccessToken(factory)}`;
     } else if (call.token !== undefined) {
       const issued = await fetch(`${factory}/issueToken/servicea${call.token}`, {
         method: 'POST',
@@ -351,7 +389,7 @@ async function playMesh(gateways: { now: string; later: string }, factory: strin
       if (!issued.ok) throw new DemoError(`the factory answered ${issued.status} to issueToken${call.token}`);
       headers.authorization = `Bearer ${await issued.text()}`;
     }
-    const target = call.token === 'id-token' ? '/scenario6-server' : '/scenario1-server';
+    const target = call.token === 'id-token' ? '/scenario6-server' : call.token === 'access-token' ? '/scenario5-server' : '/scenario1-server';
     const res = await fetch(`${call.later ? gateways.later : gateways.now}${target}`, { headers, signal: AbortSignal.timeout(15_000) });
     const text = await res.text();
     if (res.status === 200) {
@@ -496,7 +534,7 @@ async function main(): Promise<number> {
       if (interrupted) return 130;
       const r = await play(a, factoryBase, call);
       if (r.ok) good += 1;
-      rows.push([`${call.scenario}`, describeVerdicts(call.expected), r.outcome, String(r.ms), r.ok ? 'ok' : 'UNEXPECTED']);
+      rows.push([`${call.scenario}`, call.refused ?? describeVerdicts(call.expected), r.outcome, String(r.ms), r.ok ? 'ok' : 'UNEXPECTED']);
     }
     if (interrupted) return 130;
     process.stdout.write(`${table(rows)}\n\n`);

@@ -29,12 +29,12 @@ afterAll(async () => {
 });
 
 describe('npm run demo', () => {
-  it('plays the eleven calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
+  it('plays the twelve calls with the expected outcomes, exits 0 and leaves no process behind', async () => {
     const { code, out } = await runDemo(['--ports', 'auto', '--state-dir', state]);
-    expect(out).toContain('Verdict: all 11 outcomes as expected; the mesh rules answered all 6 calls as Istio would.');
+    expect(out).toContain('Verdict: all 12 outcomes as expected; the mesh rules answered all 7 calls as Istio would.');
     expect(code).toBe(0);
     const rows = out.split('\n').filter((l) => /^\| \d /.test(l));
-    expect(rows).toHaveLength(11);
+    expect(rows).toHaveLength(12);
     for (const row of rows) expect(row).toMatch(/\| ok \|$/);
     // The same receiver behind k8s/istio, enforced by mesh-gateway: Envoy's exact answers.
     const mesh = out.slice(out.indexOf('| through the mesh rules to serviceb')).split('\n').filter((l) => /\| ok \|$/.test(l));
@@ -46,12 +46,18 @@ describe('npm run demo', () => {
       "401 Jwks doesn't have key to match kid or alg from Jwt",
       // Scenario 6's id token from the password grant, shown to a gateway whose clock is two hours on.
       '401 Jwt is expired',
+      // Scenario 5's expired variant: alice's access token after her login, to the same later gateway.
+      '401 Jwt is expired',
     ]);
     // The factory runs with ISSUE_AUTH=client: an anonymous caller and a sub override are refused.
     const issuance = out.slice(out.indexOf('| who may get which token'), out.indexOf('| through the mesh rules')).split('\n').filter((l) => /\| ok \|$/.test(l));
     expect(issuance.map((l) => l.split('|')[3]!.trim())).toEqual(['401 invalid_client', '400 claim_not_allowed']);
     // Scenario 6 went through the mesh rules: the id token for cli reached serviceb and was valid there too.
     expect(rows.find((r) => r.startsWith('| 6 '))).toMatch(/\| B valid +\| B valid +\|/);
+    // Scenario 5 went through them too (serviceb-allow-user-access-token), and 7's expired variant
+    // is refused at the exchange: a delegation cannot outlive the user's token.
+    expect(rows.find((r) => r.startsWith('| 5 '))).toMatch(/\| B valid +\| B valid +\|/);
+    expect(rows.find((r) => r.startsWith('| 7 her token, once expired'))).toMatch(/\| 403 token_exchange_refused: [^|]*jwt expired +\| +\d+ \| ok \|$/);
     const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
     expect(pids).toHaveLength(6);
     expect(pids.filter(alive)).toEqual([]);

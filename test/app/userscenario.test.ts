@@ -9,7 +9,7 @@ import { createPeerKeys } from '../../app/peerkeys.js';
 import { createSelfKeyStore } from '../../app/selfkeys.js';
 import { createHttpClient, type HttpClient } from '../../lib/httpclient.js';
 import { silentLogger } from '../../lib/logger.js';
-import { basic, loginForCode, makeOidcFactory, pkce, webuiQuery, ISSUER } from '../factory/oidc/harness.js';
+import { basic, loginForCode, makeOidcFactory, pkce, testConfigYaml, webuiQuery, ISSUER } from '../factory/oidc/harness.js';
 
 /**
  * Scenarios 5 and 7: a user's access token from the factory's OIDC provider, passed by servicea to
@@ -32,7 +32,16 @@ const listen = async (app: Express) => {
 };
 
 beforeAll(async () => {
-  factory = await makeOidcFactory();
+  // Plus a one-second client like the demo's webui-short, for the expired variant of scenario 7.
+  factory = await makeOidcFactory({
+    yaml: testConfigYaml(`  - client_id: short
+    client_secret: short-secret
+    redirect_uris: [http://localhost:3000/callback]
+    scope: openid profile
+    audiences: [serviceb]
+    access_token_lifetime: 1
+`),
+  });
   // A legacy key in the same JWKS before serviceb first reads it (its reloads are rate-limited on the test's clock).
   await request(factory.app).post('/keys/servicea?alg=ES256');
   const factoryUrl = await listen(factory.app);
@@ -105,6 +114,34 @@ describe('scenario 5: a logged-in user calls through servicea to serviceb', () =
     const res = await request(serviceb).get('/scenario5-server').set('Authorization', `Bearer ${access_token}`);
     expect(res.status).toBe(403);
     expect(res.body.error).toMatchObject({ name: 'TokenExpiredError', code: 'expired' });
+  });
+});
+
+describe('the expired variants of the user scenarios', () => {
+  it('answers ?expired=1 on /scenario5, /scenario6 and /scenario7 with 400 expired_not_applicable: servicea cannot make her token expired', async () => {
+    const { access_token } = await aliceToken('openid profile');
+    for (const n of [5, 6, 7]) {
+      const res = await request(servicea).get(`/scenario${n}?expired=1`).set('Authorization', `Bearer ${access_token}`);
+      expect(res.status, `scenario ${n}`).toBe(400);
+      expect(res.headers['content-type']).toMatch(/^application\/json/);
+      expect(res.body.error.code).toBe('expired_not_applicable');
+    }
+  });
+
+  it('refuses to exchange a token of a one-second client one second after its exp, with the reason', async () => {
+    // The demo's webui-short: the same login, access tokens that live one second.
+    const yaml = (await import('node:fs')).readFileSync(new URL('../../jwt-factory/oidc.demo.yaml', import.meta.url), 'utf8');
+    expect(yaml).toMatch(/client_id: webui-short[\s\S]*?access_token_lifetime: 1\n/);
+    const { verifier, challenge } = pkce();
+    const { code } = await loginForCode(factory.app, webuiQuery(challenge, { client_id: 'short', scope: 'openid profile' }));
+    const tokens = await request(factory.app).post('/token').type('form').set('Authorization', basic('short', 'short-secret')).send({ grant_type: 'authorization_code', code, redirect_uri: 'http://localhost:3000/callback', code_verifier: verifier });
+    expect(tokens.body.expires_in).toBe(1);
+    const valid = await request(servicea).get('/scenario7').set('Authorization', `Bearer ${tokens.body.access_token}`);
+    expect(valid.body.servicec).toMatchObject({ valid: true });
+    factory.time.advance(2000);
+    const res = await request(servicea).get('/scenario7').set('Authorization', `Bearer ${tokens.body.access_token}`);
+    expect(res.status).toBe(403);
+    expect(res.body.error).toMatchObject({ code: 'token_exchange_refused', oauthError: 'invalid_request', description: 'subject_token: The access token is not valid: jwt expired' });
   });
 });
 

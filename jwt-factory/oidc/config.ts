@@ -174,6 +174,9 @@ const fileSchema = z
       if (names.has(u.username)) ctx.addIssue({ code: 'custom', path: ['users', i, 'username'], message: `"${u.username}" is listed twice` });
       const sub = u.sub ?? u.username;
       if (subs.has(sub)) ctx.addIssue({ code: 'custom', path: ['users', i, 'sub'], message: `"${sub}" is used twice` });
+      // client_credentials tokens carry sub = client_id, and the mesh principal is <iss>/<sub>
+      // whatever signed it: a user of that name would pass every rule written for the client.
+      if (byId.has(sub)) ctx.addIssue({ code: 'custom', path: ['users', i, u.sub === undefined ? 'username' : 'sub'], message: `"${sub}" is a client_id: the user's tokens would carry that client's principal (<iss>/${sub})` });
       names.add(u.username);
       subs.add(sub);
     });

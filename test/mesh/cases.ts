@@ -181,6 +181,22 @@ export const POLICY_SETS: Record<string, (c: Ctx) => unknown[]> = {
     authz('ext-a', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/a'] } }] }] }),
     authz('ext-b', { action: 'CUSTOM', provider: { name: 'oauth2-proxy' }, rules: [{ to: [{ operation: { paths: ['/b'] } }] }] }),
   ],
+  // ---- OIDC provider users (the block of the OpenID Connect provider's tokens; cases at the table's end) ----
+  // serviceb as k8s/istio sets it up: one rule for the factory's issuer with servicea's key (rs) and
+  // the provider's (es), the access tokens' and the id tokens' audiences; allow-nothing; servicea's
+  // own principal on /service/*; a user (any sub) per scenario route, told apart by aud and act.
+  'oidc-users': (c) => [
+    reqAuthn('serviceb-jwt', [{ issuer: ISS, jwks: c.jwks(c.rs, c.es), audiences: ['serviceb', 'cli'], forwardOriginalToken: true }]),
+    authz('allow-nothing', {}),
+    authz('serviceb-allow-servicea', { rules: [{ from: [{ source: { requestPrincipals: [`${ISS}/servicea`] } }], to: [{ operation: { paths: ['/service/*'] } }] }] }),
+    authz('serviceb-allow-users', {
+      rules: [
+        { from: [{ source: { requestPrincipals: [`${ISS}/*`] } }], to: [{ operation: { methods: ['GET'], paths: ['/scenario5-server'] } }], when: [{ key: 'request.auth.audiences', values: ['serviceb'] }, { key: 'request.auth.claims[scope]', values: ['profile'] }] },
+        { from: [{ source: { requestPrincipals: [`${ISS}/*`] } }], to: [{ operation: { methods: ['GET'], paths: ['/scenario6-server'] } }], when: [{ key: 'request.auth.audiences', values: ['cli'] }] },
+        { from: [{ source: { requestPrincipals: [`${ISS}/*`] } }], to: [{ operation: { methods: ['GET'], paths: ['/scenario7-server'] } }], when: [{ key: 'request.auth.claims[act][sub]', values: ['servicea'] }] },
+      ],
+    }),
+  ],
 };
 
 /** JWKS documents supplied by the caller (evaluate `jwks`, the router body, the gateway --jwks-file). */
@@ -226,6 +242,14 @@ const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 const realm = (path: string, missing = false) => `Bearer realm="http://${HOST}${path}"${missing ? '' : ', error="invalid_token"'}`;
 const refused = (body: string, path = '/api', status: 401 | 403 = 401): Expect => ({ status, body, wwwAuthenticate: realm(path), principal: null });
 const A = `${ISS}/servicea`;
+/** The provider's user in the OIDC block: her request principal. */
+const U = `${ISS}/alice`;
+/** A user access token as jwt-factory/oidc signs it (RFC 9068: typ at+jwt; the provider's key, es). */
+const userAccess = (c: Ctx, claims: Record<string, unknown> = {}) =>
+  c.sign({ iss: ISS, sub: 'alice', aud: 'serviceb', client_id: 'webui', scope: 'openid profile', iat: NOW_S, exp: NOW_S + 600, auth_time: NOW_S, jti: 'at-1', ...claims }, { key: c.es, header: { alg: 'ES256', kid: c.es.kid, typ: 'at+jwt' } });
+/** The same user's id token (OIDC Core §2: aud and azp the client, typ JWT). */
+const userId = (c: Ctx, opts: { header?: Record<string, unknown> } = {}) =>
+  c.sign({ iss: ISS, sub: 'alice', aud: 'cli', azp: 'cli', iat: NOW_S, exp: NOW_S + 600, auth_time: NOW_S, nonce: 'n-1' }, { key: c.es, header: { alg: 'ES256', kid: c.es.kid, typ: 'JWT', ...opts.header } });
 
 export const CASES: Case[] = [
   // ---- RequestAuthentication alone: what passes and what Envoy answers -------------------------------
@@ -386,4 +410,19 @@ export const CASES: Case[] = [
   { name: 'CUSTOM at the edge: the user token oauth2-proxy set is then verified, and the rule sees the user', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "--set-authorization-header"; ${ENVOY}/authenticator.cc`, set: 'custom-edge', request: async (c) => get('/api/me', { host: 'webui.example', ...bearer(await c.token('alice')) }), expect: { status: 200, principal: `${ISS}/alice`, step: 'external authorizer "oauth2-proxy"' } },
   { name: 'CUSTOM at the edge: an API call let through without a user token still meets requestPrincipals (403)', cite: `${AUTHZ}/builder/builder.go BuildHTTP (RBAC after ext_authz)`, set: 'custom-edge', request: () => get('/api/me', { host: 'webui.example' }), expect: { status: 403, body: 'RBAC: access denied' } },
   { name: 'CUSTOM at the edge: oauth2-proxy\'s own /oauth2/ routes are not sent to it', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "Endpoints" (/oauth2/callback)`, set: 'custom-edge', request: () => get('/oauth2/callback', { host: 'webui.example' }), expect: { status: 200, principal: null, step: 'CUSTOM ns[jwt-suite]-policy[oauth2-proxy-at-edge]-rule[0]: does not match' } },
+
+  // ---- OIDC provider users: tokens as jwt-factory/oidc issues them (RFC 9068 access tokens, OIDC Core id tokens) ----------
+  { name: 'a user access token (typ at+jwt) is accepted and its principal is <iss>/<the user>', cite: `${AUTHZ}/model/generator.go requestPrincipalGenerator; RFC 9068 §2.2 (sub is the user)`, set: 'oidc-users', request: async (c) => get('/scenario5-server', bearer(await userAccess(c))), expect: { status: 200, principal: U, headerPrefixes: { authorization: 'Bearer ' } } },
+  { name: 'typ at+jwt is not checked by Envoy: an access token and an id token differ to the mesh by their claims only', cite: `${LIB}/jwt.cc parseFromString (typ is not read); RFC 9068 §4 (the resource server checks typ)`, set: 'oidc-users', request: async (c) => get('/scenario6-server', bearer(await userId(c, { header: { typ: 'at+jwt' } }))), expect: { status: 200, principal: U } },
+  { name: "the user's id token (aud the client) is refused where the access token's audience is required", cite: `${AUTHZ}/model/generator.go requestAudiencesGenerator; OIDC Core §2 (id token aud = client_id)`, set: 'oidc-users', request: async (c) => get('/scenario5-server', bearer(await userId(c))), expect: { status: 403, body: 'RBAC: access denied', principal: U } },
+  { name: "the user's id token passes the route that requires an id token for cli", cite: `${AUTHZ}/model/generator.go requestAudiencesGenerator`, set: 'oidc-users', request: async (c) => get('/scenario6-server', bearer(await userId(c))), expect: { status: 200, principal: U } },
+  { name: "the user's access token is refused on the id token's route", cite: `${AUTHZ}/model/generator.go requestAudiencesGenerator`, set: 'oidc-users', request: async (c) => get('/scenario6-server', bearer(await userAccess(c))), expect: { status: 403, body: 'RBAC: access denied', principal: U } },
+  { name: 'a user access token without the profile scope is refused (scope is split on spaces)', cite: `${AUTHN} buildSpaceDelimitedClaims (scope)`, set: 'oidc-users', request: async (c) => get('/scenario5-server', bearer(await userAccess(c, { scope: 'openid email' }))), expect: { status: 403, body: 'RBAC: access denied', principal: U } },
+  { name: 'a user token for another audience is 403 "Audiences in Jwt are not allowed"', cite: `${ENVOY}/authenticator.cc (JwtAudienceNotAllowed → 403)`, set: 'oidc-users', request: async (c) => get('/scenario5-server', bearer(await userAccess(c, { aud: 'servicec' }))), expect: { status: 403, body: 'Audiences in Jwt are not allowed', principal: null } },
+  { name: "a user token where only the service's principal is allowed is refused", cite: `${AUTHZ}/model/generator.go requestPrincipalGenerator (exact <iss>/<sub>)`, set: 'oidc-users', request: async (c) => get('/service/data', bearer(await userAccess(c))), expect: { status: 403, body: 'RBAC: access denied', principal: U } },
+  { name: 'a token of the provider whose sub is "servicea" passes as servicea: the principal is <iss>/<sub>, whichever key of the rule signed', cite: `${AUTHN} (one jwtRule per issuer: every key of its JWKS stands for every sub); ${AUTHZ}/model/generator.go requestPrincipalGenerator`, set: 'oidc-users', request: async (c) => get('/service/data', bearer(await userAccess(c, { sub: 'servicea' }))), expect: { status: 200, principal: A } },
+  { name: 'an exchanged token (sub the user, act.sub servicea) passes the delegation route', cite: `${AUTHZ}/model/util.go extractNameInNestedBrackets (claims[act][sub]); RFC 8693 §4.1`, set: 'oidc-users', request: async (c) => get('/scenario7-server', bearer(await userAccess(c, { act: { sub: 'servicea' } }))), expect: { status: 200, principal: U } },
+  { name: 'a user token without act is refused on the delegation route', cite: `${AUTHZ}/model/util.go extractNameInNestedBrackets (absent claim → no match)`, set: 'oidc-users', request: async (c) => get('/scenario7-server', bearer(await userAccess(c))), expect: { status: 403, body: 'RBAC: access denied', principal: U } },
+  { name: 'an exchanged token naming another actor is refused on the delegation route', cite: `${AUTHZ}/model/util.go extractNameInNestedBrackets`, set: 'oidc-users', request: async (c) => get('/scenario7-server', bearer(await userAccess(c, { act: { sub: 'servicec' } }))), expect: { status: 403, body: 'RBAC: access denied', principal: U } },
+  { name: 'a request without a token is refused on a user route (no request principal)', cite: `${AUTHN} (allow_missing); ${AUTHZ}/builder/builder.go`, set: 'oidc-users', request: () => get('/scenario5-server'), expect: { status: 403, body: 'RBAC: access denied', principal: null } },
 ];

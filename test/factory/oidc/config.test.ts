@@ -79,6 +79,13 @@ describe('OIDC_CONFIG', () => {
     expect(sentence(native('http://127.0.0.1/cb', 'desktop'))).toMatch(/clients\[0\]\.application_type: must be one of web, native/);
   });
 
+  it("refuses a user whose sub is a client_id: her tokens would carry the client's mesh principal", () => {
+    const clash = (user: string) => `clients:\n  - client_id: servicea\n    client_secret: s\n    grant_types: [client_credentials]\nusers:\n${user}`;
+    expect(sentence(clash('  - username: servicea\n    password: p\n'))).toMatch(/users\[0\]\.username: "servicea" is a client_id/);
+    expect(sentence(clash('  - username: mallory\n    sub: servicea\n    password: p\n'))).toMatch(/users\[0\]\.sub: "servicea" is a client_id/);
+    expect(parseOidcConfig(clash('  - username: servicea\n    sub: user-servicea\n    password: p\n'), 'x.yaml').users.get('servicea')!.sub).toBe('user-servicea');
+  });
+
   it('refuses a YAML alias bomb instead of expanding it', () => {
     const lines = ['a: &a [x, x, x, x, x, x, x, x, x]'];
     for (let i = 1; i < 12; i += 1) lines.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(9).fill(`*${String.fromCharCode(96 + i)}`).join(', ')}]`);

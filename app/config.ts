@@ -48,7 +48,7 @@ const schema = (name: ServiceName) =>
     // No default: a secret never lives in a committed file; without it scenario 7 answers 409.
     OIDC_CLIENT_SECRET: z.string().min(1).optional(),
     ...serverLimitSettings,
-    // Scenario 6 sends the user's id token to serviceb through its sidecar. In a cluster the
+    // Scenarios 5 and 6 send the user's token to serviceb through its sidecar. In a cluster the
     // sidecar is transparent, so the default is SERVICEB_URL; the demo points it at mesh-gateway.
     SERVICEB_MESH_URL: setting.url(),
     // The client the scenario 6 id tokens are for (their aud, OIDC Core §2): the password-grant

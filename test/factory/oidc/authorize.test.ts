@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import request from 'supertest';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { basic, expectOAuthError, claimsOf, cookieJar, hiddenField, loginForCode, makeOidcFactory, pkce, testConfigYaml, webuiQuery, ISSUER } from './harness.js';
@@ -211,6 +212,46 @@ describe('redirect URIs of a native client (RFC 8252 §7.3)', () => {
     const res = await ask('web-loopback', 'http://127.0.0.1:51234/callback');
     expect(res.status).toBe(400);
     expect(res.headers.location).toBeUndefined();
+  });
+});
+
+describe('the demo clients others rely on (jwt-factory/oidc.demo.yaml)', () => {
+  beforeEach(async () => {
+    await f.cleanup();
+    f = await makeOidcFactory({ yaml: readFileSync(new URL('../../../jwt-factory/oidc.demo.yaml', import.meta.url), 'utf8') });
+  });
+  const query = (clientId: string, redirectUri: string, challenge: string, extra: Record<string, string> = {}) => ({ client_id: clientId, redirect_uri: redirectUri, response_type: 'code', scope: 'openid', state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256', ...extra });
+
+  it('jwt-cli logs in on a loopback port of its choice without a secret and refreshes', async () => {
+    const { verifier, challenge } = pkce();
+    const redirectUri = 'http://127.0.0.1:40123/callback';
+    const { code } = await loginForCode(f.app, query('jwt-cli', redirectUri, challenge, { scope: 'openid profile offline_access' }));
+    const tokens = await request(f.app).post('/token').type('form').send({ grant_type: 'authorization_code', client_id: 'jwt-cli', code: code!, redirect_uri: redirectUri, code_verifier: verifier });
+    expect(tokens.status).toBe(200);
+    const refreshed = await request(f.app).post('/token').type('form').send({ grant_type: 'refresh_token', client_id: 'jwt-cli', refresh_token: tokens.body.refresh_token });
+    expect(refreshed.status).toBe(200);
+    expect(claimsOf(refreshed.body.access_token)).toMatchObject({ sub: 'alice', client_id: 'jwt-cli' });
+  });
+
+  it('console is public on both of its origins; mesh-gateway is confidential with its secret and audiences serviceb, servicec', async () => {
+    const { verifier, challenge } = pkce();
+    for (const uri of ['http://localhost:5555/console/', 'http://127.0.0.1:5555/console/']) {
+      const { code } = await loginForCode(f.app, query('console', uri, challenge));
+      const res = await request(f.app).post('/token').type('form').send({ grant_type: 'authorization_code', client_id: 'console', code: code!, redirect_uri: uri, code_verifier: verifier });
+      expect(res.status, uri).toBe(200);
+    }
+    for (const [uri, resource] of [['http://localhost:8080/callback', 'serviceb'], ['http://127.0.0.1:8080/callback', 'servicec']] as const) {
+      const { code } = await loginForCode(f.app, query('mesh-gateway', uri, challenge, { scope: 'openid profile email offline_access', resource }));
+      const redeem = (auth: string) => request(f.app).post('/token').type('form').set('Authorization', auth).send({ grant_type: 'authorization_code', code: code!, redirect_uri: uri, code_verifier: verifier });
+      expectOAuthError(await redeem(basic('mesh-gateway', 'wrong')), 401, 'invalid_client');
+      const res = await redeem(basic('mesh-gateway', 'mesh-gateway-secret'));
+      expect(res.status, uri).toBe(200);
+      expect(claimsOf(res.body.access_token).aud).toBe(resource);
+      expect(res.body.refresh_token).toEqual(expect.any(String));
+    }
+    const logout = await request(f.app).get('/logout').query({ client_id: 'mesh-gateway', post_logout_redirect_uri: 'http://127.0.0.1:8080/', state: 'bye' });
+    expect(logout.status).toBe(303);
+    expect(logout.headers.location).toBe('http://127.0.0.1:8080/?state=bye');
   });
 });
 

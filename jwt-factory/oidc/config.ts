@@ -99,7 +99,7 @@ const clientSchema = z
       c.redirect_uris.forEach((uri, i) => {
         const url = new URL(uri);
         if (url.protocol === 'http:' && !['127.0.0.1', '[::1]', 'localhost'].includes(url.hostname)) {
-          ctx.addIssue({ code: 'custom', path: ['redirect_uris', i], message: 'a native client takes http only on a loopback host (127.0.0.1, [::1]), else https' });
+          ctx.addIssue({ code: 'custom', path: ['redirect_uris', i], message: 'a native client takes http only on a loopback host (127.0.0.1, [::1], localhost), else https' });
         }
       });
     }

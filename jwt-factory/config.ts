@@ -103,8 +103,8 @@ const schema = z
     if (c.KEY_STORE !== 'file' && c.KEY_ENCRYPTION_KEY === undefined && c.KEY_ENCRYPTION_KEY_FILE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY'], message: 'is required with a PostgreSQL KEY_STORE (the database never holds a plain private key): set it or KEY_ENCRYPTION_KEY_FILE' });
     }
-    if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1) {
-      ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1: the OIDC state file is owned by one process' });
+    if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1 && c.KEY_STORE === 'file') {
+      ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1 with the file KEY_STORE: the OIDC state file is owned by one process (a postgres:// KEY_STORE shares it between workers)' });
     }
     if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });

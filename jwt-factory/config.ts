@@ -87,6 +87,8 @@ const schema = z
     KEY_ENCRYPTION_KEY_OLD: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
     // 5 s: LISTEN/NOTIFY carries changes at once; the re-read only catches a notification lost in a reconnect.
     KEY_STORE_POLL_INTERVAL: setting.seconds(5, 1, 3600),
+    // 100: the first keyIds by creation get their own key_id series; the rest share one, so MAX_KEYS keys never make MAX_KEYS series.
+    METRICS_KEY_LABELS: setting.integer(100, 0, 10_000),
     // 0 (off): a folder on a laptop should not change under its user; the manifests turn it on (7 days).
     ROTATION_INTERVAL: setting.seconds(0, 0, 31_536_000),
   })

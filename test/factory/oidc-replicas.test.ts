@@ -139,6 +139,25 @@ describe('two factory replicas with OIDC over one PostgreSQL database', () => {
     for (const secret of [code, refresh, cookie, verifier]) expect(dump).not.toContain(secret);
   });
 
+  it('WORKERS=2 share the state too: 20 logins and redemptions, each step on whichever worker takes it, all succeed', async () => {
+    const workers = await startProcess('jwt-factory/main.ts', {
+      env: { PORT: '0', HOST: '127.0.0.1', KEY_STORE: db.url, KEY_ENCRYPTION_KEY: KEK, OIDC_CONFIG: path.join(dir, 'oidc.yaml'), OIDC_ALG: 'ES256', ISSUER, PUBLIC_URL: ISSUER, WORKERS: '2' },
+      timeoutMs: 60_000,
+    });
+    try {
+      expect(workers.listening.workers).toBe(2);
+      for (let trial = 0; trial < 20; trial += 1) {
+        const { code, verifier } = await login(workers);
+        const redeemed = await token(workers, { grant_type: 'authorization_code', code, redirect_uri: REDIRECT, code_verifier: verifier });
+        expect(redeemed.status).toBe(200);
+        const { refresh_token } = (await redeemed.json()) as { refresh_token: string };
+        expect((await token(workers, { grant_type: 'refresh_token', refresh_token })).status).toBe(200);
+      }
+    } finally {
+      await workers.stop();
+    }
+  }, 120_000);
+
   it('while PostgreSQL is down: a login answers 503 temporarily_unavailable, never a 500; signing and the JWKS go on; readiness names the database and comes back', async () => {
     const { code, verifier, jar } = await login(a);
     await db.stop();

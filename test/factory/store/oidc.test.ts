@@ -5,6 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileOidcStore } from '../../../jwt-factory/oidc/store.js';
 import { createPostgresOidcStore, type PostgresOidcStore } from '../../../jwt-factory/oidc/store-postgres.js';
+import { loadFactoryConfig } from '../../../jwt-factory/config.js';
 import { MIGRATIONS } from '../../../jwt-factory/store/migrations.js';
 import { silentLogger } from '../../../lib/logger.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
@@ -168,5 +169,13 @@ describe('the file OIDC store', () => {
     const text = await readFile(file, 'utf8');
     expect(text).not.toContain(dead.id);
     expect(text).toContain('assertion:x');
+  });
+});
+
+describe('OIDC_CONFIG with WORKERS > 1', () => {
+  it('is refused with the file store (one process owns state.json) and accepted with a postgres:// KEY_STORE', () => {
+    expect(() => loadFactoryConfig({ OIDC_CONFIG: 'x.yaml', WORKERS: '2' })).toThrow(/OIDC_CONFIG: needs WORKERS=1 with the file KEY_STORE/);
+    const config = loadFactoryConfig({ OIDC_CONFIG: 'x.yaml', WORKERS: '2', KEY_STORE: 'postgres://u@127.0.0.1:1/db', KEY_ENCRYPTION_KEY: randomBytes(32).toString('base64') });
+    expect(config.WORKERS).toBe(2);
   });
 });

@@ -87,6 +87,8 @@ const schema = z
     KEY_ENCRYPTION_KEY_OLD: z.string().refine(isEncryptionKey, 'must be 32 random bytes in base64 (openssl rand -base64 32)').optional(),
     // 5 s: LISTEN/NOTIFY carries changes at once; the re-read only catches a notification lost in a reconnect.
     KEY_STORE_POLL_INTERVAL: setting.seconds(5, 1, 3600),
+    // 100: the first keyIds by creation get their own key_id series; the rest share one, so MAX_KEYS keys never make MAX_KEYS series.
+    METRICS_KEY_LABELS: setting.integer(100, 0, 10_000),
     // 0 (off): a folder on a laptop should not change under its user; the manifests turn it on (7 days).
     ROTATION_INTERVAL: setting.seconds(0, 0, 31_536_000),
   })
@@ -103,8 +105,8 @@ const schema = z
     if (c.KEY_STORE !== 'file' && c.KEY_ENCRYPTION_KEY === undefined && c.KEY_ENCRYPTION_KEY_FILE === undefined) {
       ctx.addIssue({ code: 'custom', path: ['KEY_ENCRYPTION_KEY'], message: 'is required with a PostgreSQL KEY_STORE (the database never holds a plain private key): set it or KEY_ENCRYPTION_KEY_FILE' });
     }
-    if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1) {
-      ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1: the OIDC state file is owned by one process' });
+    if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1 && c.KEY_STORE === 'file') {
+      ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1 with the file KEY_STORE: the OIDC state file is owned by one process (a postgres:// KEY_STORE shares it between workers)' });
     }
     if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });

@@ -26,7 +26,7 @@ export function factoryRouters(deps: FactoryDeps): Router[] {
 
 /** Builds the factory's express app (only main listens). */
 export function createApp(given: FactoryDeps): Express {
-  const metrics = given.metrics ?? createFactoryMetrics({ keystore: given.keystore, clock: given.clock, rotation: rotationDefaults(given) });
+  const metrics = given.metrics ?? createFactoryMetrics({ keystore: given.keystore, clock: given.clock, rotation: rotationDefaults(given), keyLabels: given.config.METRICS_KEY_LABELS });
   const deps: FactoryDeps = { ...given, metrics, keystore: metrics.instrument(given.keystore) };
   const app = express();
   app.disable('x-powered-by');

@@ -11,11 +11,10 @@ import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig
 import { createApp } from './http.js';
 import { createKeyGenerator } from './keygen.js';
 import { createRotationScheduler } from './rotation.js';
-import { openKeyStore } from './store/open.js';
+import { openKeyStore, openOidcStore } from './store/open.js';
 import { loadOidcConfig, ownedKeyIds, type OidcConfig } from './oidc/config.js';
 import { createOidcProvider } from './oidc/provider.js';
 import { hashSecret } from './oidc/secrets.js';
-import { createFileOidcStore } from './oidc/store.js';
 
 /** Messages between the cluster primary and its workers. */
 type WorkerMessage =
@@ -56,10 +55,11 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
       if (message.type === 'key-changed') void keystore.reload(message.keyId);
     });
   }
+  const oidcStore = oidcConfig ? await openOidcStore(config, { clock, logger }) : undefined;
   const oidc = oidcConfig
     ? await createOidcProvider({
         config: oidcConfig,
-        store: createFileOidcStore({ dir: path.join(path.resolve(config.KEYS_DIR), 'oidc'), clock }),
+        store: oidcStore!.store,
         keystore,
         keyId: config.OIDC_KEY_ID,
         alg: config.OIDC_ALG,
@@ -71,7 +71,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
         clockTolerance: config.CLOCK_TOLERANCE,
       })
     : undefined;
-  const server = createServer(createApp({ config, keystore, logger, clock, oidc }));
+  const server = createServer(createApp({ config, keystore, logger, clock, oidc, ...(oidcStore ? { health: oidcStore.health } : {}) }));
   let port: number;
   try {
     port = await listen(server, config.PORT, config.HOST, serverLimits(config));
@@ -83,7 +83,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
   }
   drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => {
     rotation.stop();
-    return keystore.close();
+    return Promise.all([keystore.close(), oidcStore?.close()]).then(() => undefined);
   });
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
   else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1, oidc: oidc !== undefined }, 'listening');

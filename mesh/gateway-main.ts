@@ -99,7 +99,7 @@ async function main(): Promise<void> {
   }
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
-  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string; HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number };
+  let env: { LOG_LEVEL: string; LOGIN_CLIENT_SECRET?: string; SESSION_STORE: string; SESSION_ENCRYPTION_KEY?: string; HEADERS_TIMEOUT_MS: number; REQUEST_TIMEOUT_MS: number; MAX_CONNECTIONS: number };
   try {
     env = parseEnv(z.object({ LOG_LEVEL: setting.logLevel(), ...LOGIN_ENV, ...serverLimitSettings }), process.env);
   } catch (err) {

@@ -20,6 +20,7 @@ export type OAuthErrorCode =
   | 'request_uri_not_supported'
   | 'invalid_token'
   | 'insufficient_scope'
+  | 'temporarily_unavailable'
   | 'server_error';
 
 /** The status each error answers with at the token-style endpoints (RFC 6749 §5.2, RFC 6750 §3.1). */
@@ -39,6 +40,8 @@ const STATUS: Record<OAuthErrorCode, number> = {
   request_uri_not_supported: 400,
   invalid_token: 401,
   insufficient_scope: 403,
+  // RFC 6749 §4.1.2.1: the server cannot handle the request right now; 503 where no redirect carries it.
+  temporarily_unavailable: 503,
   server_error: 500,
 };
 
@@ -52,8 +55,9 @@ export class OAuthError extends AppError {
   /** The `WWW-Authenticate` value to send, if any (RFC 6749 §5.2 for invalid_client, RFC 6750 §3). */
   readonly wwwAuthenticate: string | undefined;
 
-  constructor(code: OAuthErrorCode, description: string, options: { wwwAuthenticate?: string; status?: number } = {}) {
-    super(code, options.status ?? STATUS[code], description);
+  constructor(code: OAuthErrorCode, description: string, options: { wwwAuthenticate?: string; status?: number; headers?: Record<string, string> } = {}) {
+    // Every RFC error's description is written for the client; only server_error hides its message.
+    super(code, options.status ?? STATUS[code], description, { expose: code !== 'server_error', ...(options.headers ? { headers: options.headers } : {}) });
     this.name = 'OAuthError';
     this.wwwAuthenticate = options.wwwAuthenticate;
   }
@@ -69,6 +73,10 @@ export class OAuthError extends AppError {
     return { error: this.code, error_description: this.expose ? this.message : 'Internal error' };
   }
 }
+
+/** 503 temporarily_unavailable with Retry-After (RFC 9110 §10.2.3): the provider's state cannot be read or written right now. */
+export const temporarilyUnavailable = (description: string, retryAfterSeconds = 2) =>
+  new OAuthError('temporarily_unavailable', description, { headers: { 'Retry-After': String(retryAfterSeconds) } });
 
 /** Shorthand for the common case. */
 export const oauthError = (code: OAuthErrorCode, description: string) => new OAuthError(code, description);

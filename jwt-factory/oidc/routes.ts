@@ -211,6 +211,7 @@ function oauthErrorHandler(): ErrorRequestHandler {
   return (err, req, res, next) => {
     const oauth = err instanceof OAuthError ? err : fromParser(err);
     if (!oauth || res.headersSent) return next(err);
+    if (oauth.headers) res.set(oauth.headers);
     if (PAGE_PATHS.has(req.path)) {
       const nonce = pageHeaders(res);
       res.status(oauth.status).send(errorPage(oauth.page ? 'This link cannot be used' : 'Something went wrong', oauth.message, nonce));

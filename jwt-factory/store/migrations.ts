@@ -1,12 +1,13 @@
 import type pg from 'pg';
+import { runMigrations, type Migration } from '../../lib/postgres.js';
 
 /**
- * The PostgreSQL schema as numbered migrations, applied in order at start-up. Each runs once,
- * in one transaction with its row in jf_migrations. A transaction-level advisory lock
- * serialises replicas starting together: the second waits, then finds everything applied.
- * Never edit a released migration; add the next number.
+ * The factory's PostgreSQL schema as numbered migrations, applied in order at start-up by
+ * whichever store opens first (the key store or the OIDC store), each once, with its row in
+ * jf_migrations (lib/postgres.ts: one transaction, an advisory lock for replicas starting
+ * together). Never edit a released migration; add the next number.
  */
-export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: string }> = [
+export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'keys and their versions',
@@ -35,40 +36,50 @@ export const MIGRATIONS: ReadonlyArray<{ version: number; name: string; sql: str
       CREATE INDEX jf_key_versions_order ON jf_key_versions (key_id, seq DESC);
     `,
   },
+  {
+    version: 2,
+    name: 'OIDC state: codes, sessions, refresh tokens, marks',
+    sql: `
+      -- Every id is the SHA-256 (base64url) of the secret the client holds: a dump redeems nothing.
+      CREATE TABLE jf_oidc_codes (
+        id          text PRIMARY KEY,
+        record      jsonb NOT NULL,
+        expires_at  timestamptz NOT NULL,
+        -- Set once by the one redemption that wins; a second one is a replay.
+        used_at     timestamptz,
+        -- What the redemption issued (refresh family, access token jtis), revoked on a replay.
+        issued      jsonb
+      );
+      CREATE TABLE jf_oidc_sessions (
+        id          text PRIMARY KEY,
+        record      jsonb NOT NULL,
+        expires_at  timestamptz NOT NULL
+      );
+      CREATE TABLE jf_oidc_refresh (
+        id          text PRIMARY KEY,
+        family_id   text NOT NULL,
+        record      jsonb NOT NULL,
+        expires_at  timestamptz NOT NULL,
+        used_at     timestamptz
+      );
+      -- Consumed assertion jtis, revoked access token jtis, revoked refresh families.
+      CREATE TABLE jf_oidc_marks (
+        kind        text NOT NULL,
+        value       text NOT NULL,
+        expires_at  timestamptz NOT NULL,
+        PRIMARY KEY (kind, value)
+      );
+      CREATE INDEX jf_oidc_codes_expiry ON jf_oidc_codes (expires_at);
+      CREATE INDEX jf_oidc_sessions_expiry ON jf_oidc_sessions (expires_at);
+      CREATE INDEX jf_oidc_refresh_expiry ON jf_oidc_refresh (expires_at);
+      CREATE INDEX jf_oidc_marks_expiry ON jf_oidc_marks (expires_at);
+    `,
+  },
 ];
 
 /** An arbitrary constant naming the factory's migration lock (pg_advisory_xact_lock takes a bigint). */
 const MIGRATION_LOCK = 7_308_604_897_068_118_387n;
 
-/** Runs `work` in one transaction on one pooled connection: COMMIT when it resolves, ROLLBACK when it throws. */
-export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query('BEGIN');
-    const result = await work(client);
-    await client.query('COMMIT');
-    return result;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  } finally {
-    client.release();
-  }
-}
+/** Applies the factory's migrations not yet applied; safe when several replicas run it at once. Returns the versions applied. */
+export const migrate = (pool: pg.Pool): Promise<number[]> => runMigrations(pool, { table: 'jf_migrations', lock: MIGRATION_LOCK, migrations: MIGRATIONS });
 
-/** Applies the migrations not yet applied; safe when several replicas run it at once. Returns the versions applied. */
-export function migrate(pool: pg.Pool): Promise<number[]> {
-  return inTransaction(pool, async (client) => {
-    const applied: number[] = [];
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK.toString()]);
-    await client.query('CREATE TABLE IF NOT EXISTS jf_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
-    const done = new Set((await client.query<{ version: number }>('SELECT version FROM jf_migrations')).rows.map((r) => r.version));
-    for (const m of MIGRATIONS) {
-      if (done.has(m.version)) continue;
-      await client.query(m.sql);
-      await client.query('INSERT INTO jf_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
-      applied.push(m.version);
-    }
-    return applied;
-  });
-}

@@ -6,7 +6,8 @@ import type { Algorithm } from '../config.js';
 import { generateSigningKey, importStoredJwk, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
 import { createEntryMemory, createKeyedQueue, memoryReaders, rotationRefused } from './memory.js';
-import { inTransaction, migrate } from './migrations.js';
+import { inTransaction } from '../../lib/postgres.js';
+import { migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
 export interface PostgresKeyStoreOptions {

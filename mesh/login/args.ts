@@ -4,7 +4,9 @@ import { UsageError } from '../args.js';
 import { defaultCookieName } from './cookie.js';
 import { createLogin, type ClaimHeader, type LoginHook } from './handler.js';
 import { createOidcClient } from './oidc.js';
+import { parseEncryptionKey } from '../../lib/sealing.js';
 import { createMemorySessionStore, type SessionStore } from './store.js';
+import { createPostgresSessionStore } from './store-postgres.js';
 
 /** `mesh-gateway`'s login flags: parseArgs options, help lines and the parse into a LoginHook. */
 
@@ -47,12 +49,35 @@ comes from the environment variable LOGIN_CLIENT_SECRET, never from the command 
   --session-lifetime <s>        absolute session lifetime in seconds                    (default 28800, a working day)
   --session-idle <s>            a session unused this long ends                         (default 1800)
   --session-max <n>             sessions kept in memory at most, and as many logins    (default 10000)
+Where sessions live comes from the environment too (a database URL may hold a password):
+  SESSION_STORE                 memory (one process; a restart logs everyone out), or a postgres://
+                                URL that several gateway replicas share                 (default memory)
+  SESSION_ENCRYPTION_KEY        32 random bytes, base64, sealing each stored session's tokens
+                                (AES-256-GCM)                                  (required with postgres://)
 `;
 
 /** The login's environment: only the secret (a command line is visible to every user of the machine). */
 export const LOGIN_ENV = {
   LOGIN_CLIENT_SECRET: z.string().optional(),
+  SESSION_STORE: z.string().regex(/^(memory|postgres(ql)?:\/\/.+)$/, 'must be memory or a postgres:// URL').default('memory'),
+  SESSION_ENCRYPTION_KEY: z.string().optional(),
 };
+
+type LoginEnv = { LOGIN_CLIENT_SECRET?: string; SESSION_STORE?: string; SESSION_ENCRYPTION_KEY?: string };
+
+/** The session store SESSION_STORE names: memory (bounded by --session-max) or PostgreSQL, sealed with SESSION_ENCRYPTION_KEY. */
+function sessionStore(env: LoginEnv, max: number, now: () => number, logger: Logger): SessionStore {
+  const where = env.SESSION_STORE ?? 'memory';
+  if (where === 'memory') return createMemorySessionStore({ now, maxEntries: max });
+  if (env.SESSION_ENCRYPTION_KEY === undefined) throw new UsageError('SESSION_ENCRYPTION_KEY must be set with a postgres:// SESSION_STORE: stored sessions hold tokens');
+  let key: Buffer;
+  try {
+    key = parseEncryptionKey(env.SESSION_ENCRYPTION_KEY);
+  } catch (err) {
+    throw new UsageError(`SESSION_ENCRYPTION_KEY ${(err as Error).message}`);
+  }
+  return createPostgresSessionStore({ url: where, key, now, logger });
+}
 
 type LoginValues = { [K in keyof typeof LOGIN_FLAGS]?: (typeof LOGIN_FLAGS)[K] extends { multiple: true } ? string[] : string };
 
@@ -79,7 +104,7 @@ function headerName(flag: string, value: string): string {
  */
 export function parseLogin(
   values: LoginValues,
-  env: { LOGIN_CLIENT_SECRET?: string },
+  env: LoginEnv,
   deps: { logger: Logger; now?: () => number; store?: SessionStore },
 ): LoginHook | undefined {
   if (values['login-issuer'] === undefined) return undefined;
@@ -135,7 +160,7 @@ export function parseLogin(
       clientAuth,
       timeoutSeconds: 10,
     }),
-    store: deps.store ?? createMemorySessionStore({ now, maxEntries: max }),
+    store: deps.store ?? sessionStore(env, max, now, deps.logger),
     now,
     logger: deps.logger,
   });

@@ -40,6 +40,7 @@ describe('loadFactoryConfig', () => {
       ISSUE_AUTH: 'open',
       KEY_STORE: 'file',
       KEY_STORE_POLL_INTERVAL: 5,
+      METRICS_KEY_LABELS: 100,
       ROTATION_INTERVAL: 0,
     });
     expect(Object.isFrozen(config)).toBe(true);

@@ -52,6 +52,29 @@ describe('GET /metrics', () => {
     expect(sample(text, 'jwt_factory_key_store_ready')).toBe(1);
   });
 
+  it('gives the first METRICS_KEY_LABELS keyIds by creation their own key_id and folds every later one into "(other)"', async () => {
+    const f = await factory({ METRICS_KEY_LABELS: '2', ROTATION_INTERVAL: '3600', ROTATION_PUBLISH_AHEAD: '60' });
+    for (const keyId of ['first', 'second', 'third', 'fourth']) {
+      await request(f.app).post(`/issueToken/${keyId}`).send({}).expect(200);
+      f.time.advance(1000);
+    }
+    // An old key used again stays labelled; a new one never pushes it out.
+    await request(f.app).post('/issueToken/first').send({}).expect(200);
+    await request(f.app).post('/issueToken/aaa-newest').send({}).expect(200);
+    const text = (await request(f.app).get('/metrics').expect(200)).text;
+    expect(sample(text, 'jwt_factory_tokens_issued_total{key_id="first",alg="RS256",outcome="ok"}')).toBe(2);
+    expect(sample(text, 'jwt_factory_tokens_issued_total{key_id="second",alg="RS256",outcome="ok"}')).toBe(1);
+    expect(sample(text, 'jwt_factory_tokens_issued_total{key_id="(other)",alg="RS256",outcome="ok"}')).toBe(3);
+    for (const name of ['third', 'fourth', 'aaa-newest']) expect(text).not.toContain(`key_id="${name}"`);
+    // Gauges fold the others: versions summed, the oldest signing age, the soonest rotation.
+    expect(sample(text, 'jwt_factory_key_versions_published{key_id="(other)"}')).toBe(3);
+    expect(sample(text, 'jwt_factory_signing_key_age_seconds{key_id="(other)"}')).toBe(2);
+    expect(sample(text, 'jwt_factory_signing_key_age_seconds{key_id="first"}')).toBe(4);
+    expect(sample(text, 'jwt_factory_next_rotation_seconds{key_id="(other)"}')).toBe(3600 - 60 - 2);
+    const series = text.split('\n').filter((l) => l.startsWith('jwt_factory_key_versions_published{'));
+    expect(series).toHaveLength(3);
+  });
+
   it('keeps one registry per app: two apps in one process count apart', async () => {
     const [a, b] = await Promise.all([factory(), factory()]);
     await request(a.app).post('/issueToken/one').send({}).expect(200);

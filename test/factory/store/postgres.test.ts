@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../lib/logger.js';
 import { createKeySealer, type KeySealer } from '../../../jwt-factory/store/encryption.js';
+import { MIGRATIONS } from '../../../jwt-factory/store/migrations.js';
 import { createPostgresKeyStore } from '../../../jwt-factory/store/postgres.js';
 import type { KeyStore } from '../../../jwt-factory/store/types.js';
 import { issueToken, verifyToken } from '../../../jwt-factory/tokens.js';
@@ -57,7 +58,7 @@ const uniqueId = (prefix: string) => `${prefix}-${randomBytes(4).toString('hex')
 describe('PostgreSQL key store', () => {
   it('runs its migrations once when three replicas start together', async () => {
     await Promise.all([replica(), replica(), replica()]);
-    expect(await db.sql('SELECT version FROM jf_migrations ORDER BY version')).toBe('1');
+    expect(await db.sql('SELECT version FROM jf_migrations ORDER BY version')).toBe(MIGRATIONS.map((m) => m.version).join('\n'));
   });
 
   it('keeps a created key across a restart: same kid, and it signs and verifies', async () => {

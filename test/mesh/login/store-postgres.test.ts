@@ -1,0 +1,201 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { silentLogger } from '../../../lib/logger.js';
+import { parseLogin } from '../../../mesh/login/args.js';
+import { createPostgresSessionStore, type PostgresSessionStore } from '../../../mesh/login/store-postgres.js';
+import type { SessionRecord } from '../../../mesh/login/store.js';
+import { cookieJar, hiddenField } from '../../factory/oidc/harness.js';
+import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
+import { freePort, startProcess, type Started } from '../../helpers/process.js';
+
+let db: TestPostgres;
+let dir: string;
+const stores: PostgresSessionStore[] = [];
+const processes: Started[] = [];
+const KEY = randomBytes(32);
+
+beforeAll(async () => {
+  db = await startPostgres();
+  dir = await mkdtemp(path.join(tmpdir(), 'gateway-sessions-'));
+}, 60_000);
+afterAll(async () => {
+  await Promise.all(stores.map((s) => s.close()));
+  await Promise.all(processes.map((p) => p.stop()));
+  await db?.remove();
+  if (dir) await rm(dir, { recursive: true, force: true });
+}, 30_000);
+
+function store(now: () => number, key = KEY): PostgresSessionStore {
+  const s = createPostgresSessionStore({ url: db.url, key, now, logger: silentLogger(), connectTimeoutMs: 1000 });
+  stores.push(s);
+  return s;
+}
+
+const session = (expiresAt: number): SessionRecord => ({
+  kind: 'session',
+  sub: 'alice',
+  createdAt: 0,
+  lastSeenAt: 0,
+  expiresAt,
+  tokens: { accessToken: `at-${randomBytes(16).toString('hex')}`, idToken: `it-${randomBytes(16).toString('hex')}`, refreshToken: `rt-${randomBytes(16).toString('hex')}`, accessExpiresAt: expiresAt },
+  idClaims: { sub: 'alice', name: 'Alice' },
+});
+const keyOf = () => randomBytes(32).toString('base64url');
+
+describe('the PostgreSQL session store of the gateway', () => {
+  it('keeps a record until its expiresAt, to the millisecond, and forgets a deleted one; two stores see the same rows', async () => {
+    let t = 1_000_000;
+    const a = store(() => t);
+    const b = store(() => t);
+    const key = keyOf();
+    const record = session(2_000_000);
+    await a.set(key, record);
+    expect(await b.get(key)).toEqual(record);
+    t = 1_999_999;
+    expect(await b.get(key)).toEqual(record);
+    t = 2_000_000;
+    expect(await a.get(key)).toBeUndefined();
+    const other = keyOf();
+    await a.set(other, { kind: 'login', state: 's', nonce: 'n', codeVerifier: 'v', returnTo: '/', expiresAt: 3_000_000 });
+    expect(await b.get(other)).toMatchObject({ kind: 'login', state: 's' });
+    await b.delete(other);
+    expect(await a.get(other)).toBeUndefined();
+  });
+
+  it('runs its migrations once when several gateways start together', async () => {
+    const many = [store(Date.now), store(Date.now), store(Date.now)];
+    await Promise.all(many.map((s) => s.get(keyOf())));
+    expect(await db.sql('SELECT string_agg(version::text, \',\') FROM mesh_gateway_migrations')).toBe('1');
+  });
+
+  it('seals what it stores: a dump holds no token, and a row moved under another key or read with another encryption key does not open', async () => {
+    const a = store(() => 0);
+    const key = keyOf();
+    const record = session(10_000);
+    await a.set(key, record);
+    const dump = await db.dump();
+    for (const secret of [record.tokens.accessToken, record.tokens.idToken, record.tokens.refreshToken!, 'Alice']) expect(dump).not.toContain(secret);
+    expect(dump).toContain('mgs1.');
+    const thief = keyOf();
+    await db.sql(`INSERT INTO mesh_gateway_sessions SELECT '${thief}', kind, sealed, expires_at FROM mesh_gateway_sessions WHERE key = '${key}'`);
+    expect(await a.get(thief)).toBeUndefined();
+    expect(await store(() => 0, randomBytes(32)).get(key)).toBeUndefined();
+  });
+
+  it('sweeps expired rows', async () => {
+    let t = 0;
+    const a = store(() => t);
+    const dead = keyOf();
+    await a.set(dead, session(100));
+    t = 100;
+    expect(await a.sweep()).toBeGreaterThanOrEqual(1);
+    expect(await db.sql(`SELECT count(*) FROM mesh_gateway_sessions WHERE key = '${dead}'`)).toBe('0');
+  });
+
+  it('SESSION_STORE=postgres:// needs SESSION_ENCRYPTION_KEY, of 32 bytes', () => {
+    const values = { 'login-issuer': 'http://127.0.0.1:9', 'login-client-id': 'gw', 'public-url': 'http://127.0.0.1:9' };
+    expect(() => parseLogin(values, { LOGIN_CLIENT_SECRET: 's', SESSION_STORE: db.url }, { logger: silentLogger() })).toThrow(/SESSION_ENCRYPTION_KEY must be set/);
+    expect(() => parseLogin(values, { LOGIN_CLIENT_SECRET: 's', SESSION_STORE: db.url, SESSION_ENCRYPTION_KEY: randomBytes(16).toString('base64') }, { logger: silentLogger() })).toThrow(/SESSION_ENCRYPTION_KEY must be 32 random bytes/);
+  });
+});
+
+describe('two mesh-gateway processes over one database', () => {
+  let factory: Started;
+  let issuer: string;
+  let publicUrl: string;
+  let backend: http.Server;
+  let backendPort: number;
+  const SECRET = 'gateway-replicas-secret';
+  const gatewayEnv = () => ({ LOGIN_CLIENT_SECRET: SECRET, SESSION_STORE: db.url, SESSION_ENCRYPTION_KEY: KEY.toString('base64') });
+  const gatewayArgs = (port: number) => ['--policies', dir, '--upstream', `http://127.0.0.1:${backendPort}`, '--port', String(port), '--login-issuer', issuer, '--login-client-id', 'gw', '--public-url', publicUrl];
+
+  beforeAll(async () => {
+    const factoryPort = await freePort();
+    issuer = `http://127.0.0.1:${factoryPort}`;
+    const gatewayPort = await freePort();
+    publicUrl = `http://127.0.0.1:${gatewayPort}`;
+    await writeFile(
+      path.join(dir, 'oidc.yaml'),
+      [
+        'clients:',
+        '  - client_id: gw',
+        `    client_secret: ${SECRET}`,
+        `    redirect_uris: [${publicUrl}/callback]`,
+        `    post_logout_redirect_uris: [${publicUrl}/]`,
+        '    grant_types: [authorization_code, refresh_token]',
+        '    token_endpoint_auth_method: client_secret_basic',
+        '    scope: openid profile email offline_access',
+        '    audiences: [serviceb]',
+        'users:',
+        '  - username: alice',
+        '    password: alice-password',
+        '',
+      ].join('\n'),
+    );
+    factory = await startProcess('jwt-factory/main.ts', {
+      env: { PORT: String(factoryPort), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys'), OIDC_CONFIG: path.join(dir, 'oidc.yaml'), OIDC_ALG: 'ES256', ISSUER: issuer, PUBLIC_URL: issuer },
+    });
+    processes.push(factory);
+    const jwks = createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`));
+    backend = http.createServer(async (req, res) => {
+      req.resume();
+      try {
+        const { payload } = await jwtVerify(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', jwks, { issuer, audience: 'serviceb' });
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ user: payload.sub }));
+      } catch {
+        res.writeHead(401, { 'content-type': 'application/json' });
+        res.end('{"error":"token_invalid"}');
+      }
+    });
+    await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
+    backendPort = (backend.address() as AddressInfo).port;
+  }, 90_000);
+  afterAll(async () => {
+    backend?.closeAllConnections();
+    await new Promise((resolve) => backend?.close(resolve));
+  });
+
+  /** The browser's part of a login through gateway `g`: answers the session cookie. */
+  async function loginThrough(g: Started): Promise<string> {
+    const start = await fetch(`http://127.0.0.1:${g.port}/`, { redirect: 'manual', headers: { accept: 'text/html' } });
+    expect(start.status).toBe(302);
+    let gatewayJar = cookieJar('', start.headers.getSetCookie());
+    const page = await fetch(start.headers.get('location')!);
+    const html = await page.text();
+    const factoryJar = cookieJar('', page.headers.getSetCookie());
+    const form = new URLSearchParams({ csrf: hiddenField(html, 'csrf'), request: hiddenField(html, 'request'), username: 'alice', password: 'alice-password' });
+    const done = await fetch(`${issuer}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: factoryJar, 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+    expect(done.status).toBe(303);
+    // The redirect_uri names the public origin; the callback is served by `g` behind it.
+    const callback = new URL(done.headers.get('location')!);
+    const back = await fetch(`http://127.0.0.1:${g.port}${callback.pathname}${callback.search}`, { redirect: 'manual', headers: { cookie: gatewayJar } });
+    expect(back.status).toBe(200);
+    gatewayJar = cookieJar(gatewayJar, back.headers.getSetCookie());
+    return /(?:^|; )mesh-session=([^;]+)/.exec(gatewayJar)![1]!;
+  }
+
+  const api = (g: Started, cookie: string) => fetch(`http://127.0.0.1:${g.port}/api/serviceb`, { headers: { accept: 'application/json', cookie: `mesh-session=${cookie}` } });
+
+  it('a login through A is a session on B: the API call through B reaches the backend with alice\'s token; after a restart of both it still is', async () => {
+    const [a, b] = await Promise.all([startProcess('mesh/gateway-main.ts', { args: gatewayArgs(0), env: gatewayEnv() }), startProcess('mesh/gateway-main.ts', { args: gatewayArgs(0), env: gatewayEnv() })]);
+    processes.push(a, b);
+    const cookie = await loginThrough(a);
+    const through = await api(b, cookie);
+    expect(through.status).toBe(200);
+    expect(await through.json()).toEqual({ user: 'alice' });
+    await Promise.all([a.stop(), b.stop()]);
+    const c = await startProcess('mesh/gateway-main.ts', { args: gatewayArgs(0), env: gatewayEnv() });
+    processes.push(c);
+    expect((await api(c, cookie)).status).toBe(200);
+    // A cookie nobody was given is no session, on any replica.
+    const forged = await api(c, randomBytes(32).toString('base64url'));
+    expect(forged.status).toBe(401);
+  }, 90_000);
+});

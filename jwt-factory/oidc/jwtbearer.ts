@@ -7,8 +7,9 @@ import { pinnedKeys } from './clientauth.js';
 import { allowedAudiences, ownedKeyIds, type Client, type TrustedIssuer } from './config.js';
 import type { ProviderContext } from './context.js';
 import { oauthError } from './errors.js';
-import type { TokenResponse } from './grants.js';
+import { grantScope, type TokenResponse } from './grants.js';
 import type { Params } from './params.js';
+import { mintAccessToken } from './tokens.js';
 
 /**
  * The JWT bearer grant (RFC 7523 §2.1 and §3): a JWT of a trusted issuer, typically a
@@ -106,8 +107,15 @@ export async function assertionGrant(ctx: ProviderContext, client: Client | unde
   if (!service) throw oauthError('invalid_grant', `The assertion's subject is not mapped to a service of ${trusted.issuer}`);
   if (client && client.client_id !== service.client_id) throw oauthError('invalid_grant', 'The assertion stands for another client than the one authenticated');
   const aud = audiencesFor(service, multi);
+  if (Array.isArray(aud) && aud.includes(ctx.issuer)) throw oauthError('invalid_target', `The factory's own audience ${ctx.issuer} is asked alone: its token is an access token, not a service token`);
   const fresh = await ctx.store.remember('assertion', `${trusted.issuer}|${payload.jti}`, (payload.exp! + ctx.clockTolerance) * 1000);
   if (!fresh) throw oauthError('invalid_grant', 'The assertion was already used (jti replay)');
+  if (aud === ctx.issuer) {
+    // RFC 9068 with sub = client_id (§2.2), as client_credentials would answer: the bearer /issueToken accepts.
+    const scope = grantScope(service, params.scope, '');
+    const access = await mintAccessToken(ctx.signer, ctx.issuer, { client: service, sub: service.client_id, audience: ctx.issuer, scope, now });
+    return { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, ...(scope ? { scope } : {}) };
+  }
   const { entry } = await ctx.keystore.getOrCreate(ownedKeyIds(service)[0]!);
   const issued = await issueToken(entry, { sub: service.client_id, aud }, { issuer: ctx.issuer, ttl: service.access_token_lifetime, now });
   return { access_token: issued.token, token_type: 'Bearer', expires_in: service.access_token_lifetime };

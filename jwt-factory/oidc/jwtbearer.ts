@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { decodeJwt, type JWK } from 'jose';
 import { TokenError, verifyJwt, type VerificationKey } from '../../lib/jwt.js';
 import type { Clock } from '../keys.js';
@@ -24,6 +26,44 @@ const JWKS_MAX_AGE_MS = 300_000;
 /** An unknown kid reloads the keys, at most this often, so a flood of forged kids fetches nothing. */
 const JWKS_MIN_REFRESH_MS = 30_000;
 
+/** Time limit and size cap of a jwks_uri read with the issuer's own CA and token. */
+const FETCH_TIMEOUT_MS = 5000;
+const MAX_JWKS_BYTES = 1024 * 1024;
+
+/**
+ * GET jwks_uri as a Kubernetes API server wants it read: TLS verified against `jwks_ca_file`
+ * (the cluster's CA, not the public roots), `Authorization: Bearer` with the token in
+ * `jwks_token_file` (read afresh: the kubelet rotates it), no redirects, 5 s, 1 MiB at most.
+ */
+async function fetchWithIssuerFiles(trusted: TrustedIssuer): Promise<JWK[]> {
+  const url = new URL(trusted.jwksUri!);
+  const ca = trusted.jwksCaFile === undefined ? undefined : await readFile(trusted.jwksCaFile);
+  const token = trusted.jwksTokenFile === undefined ? undefined : (await readFile(trusted.jwksTokenFile, 'utf8')).trim();
+  const headers = { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  const body = await new Promise<string>((resolve, reject) => {
+    const options = { headers, timeout: FETCH_TIMEOUT_MS, ...(ca ? { ca } : {}) };
+    const req = (url.protocol === 'https:' ? https : http).get(url, options, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`jwks_uri answered ${res.statusCode}`));
+        return;
+      }
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        if (text.length > MAX_JWKS_BYTES) req.destroy(new Error('jwks_uri answered more than 1 MiB'));
+      });
+      res.on('end', () => resolve(text));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`jwks_uri did not answer within ${FETCH_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+  });
+  const parsed = JSON.parse(body) as { keys?: unknown };
+  return Array.isArray(parsed.keys) ? (parsed.keys as JWK[]) : [];
+}
+
 /** The cached JWKS of trusted issuers: inline, a file (re-read), or a jwks_uri (fetched with the provider's time limit). */
 export function createTrustedJwks(options: { fetchJwks: (url: string) => Promise<JWK[]>; clock: Clock }) {
   const cache = new Map<string, { at: number; keys: JWK[] }>();
@@ -38,7 +78,7 @@ export function createTrustedJwks(options: { fetchJwks: (url: string) => Promise
         const body = JSON.parse(await readFile(trusted.jwksFile, 'utf8')) as { keys?: unknown };
         keys = Array.isArray(body.keys) ? (body.keys as JWK[]) : [];
       } else {
-        keys = await options.fetchJwks(trusted.jwksUri!);
+        keys = trusted.jwksCaFile !== undefined || trusted.jwksTokenFile !== undefined ? await fetchWithIssuerFiles(trusted) : await options.fetchJwks(trusted.jwksUri!);
       }
     } catch (err) {
       // Keys that verified a minute ago still do: an issuer's outage must not stop every workload.

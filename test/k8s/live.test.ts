@@ -158,6 +158,10 @@ beforeAll(async () => {
   const storeUrl = new URL(factorySettings.KEY_STORE!);
   await pg.sql(`CREATE ROLE ${storeUrl.username} LOGIN PASSWORD '${password}'`);
   await pg.sql(`CREATE DATABASE ${storeUrl.pathname.slice(1)} OWNER ${storeUrl.username}`);
+  // As the StatefulSet's POSTGRES_INITDB_ARGS: that user proves its password (scram-sha-256), trust stays for the test's own superuser.
+  const hba = await pg.sql('SHOW hba_file');
+  await writeFile(hba, `host all ${storeUrl.username} 127.0.0.1/32 scram-sha-256\n${await readFile(hba, 'utf8')}`);
+  await pg.sql('SELECT pg_reload_conf()');
   storeUrl.hostname = '127.0.0.1';
   storeUrl.port = String(pg.port);
 
@@ -221,6 +225,16 @@ describe('the cluster path against the real processes', () => {
     const body = (await res.json()) as { rotation: { interval: number; publishAhead: number; nextAt: string | null } };
     expect(body.rotation.interval).toBe(Number(factorySettings.ROTATION_INTERVAL));
     expect(body.rotation.nextAt).not.toBeNull();
+  });
+
+  it('a replica with another PGPASSWORD than the Secret\'s is refused by the database and stops, naming neither password', async () => {
+    const refused = await startProcess('jwt-factory/main.ts', { env: { ...env, KEYS_DIR: path.join(tmp, 'state-c'), PGPASSWORD: 'not-the-secret-password' }, timeoutMs: 60_000 }).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    expect(refused).toMatch(/exited with code 1 before listening[\s\S]*password authentication failed/);
+    expect(refused).not.toContain('not-the-secret-password');
+    expect(refused).not.toContain(env.PGPASSWORD);
   });
 
   it('the key database holds no plain private key (sealed with the Secret\'s encryption key)', async () => {

@@ -148,11 +148,12 @@ export async function assertionGrant(ctx: ProviderContext, client: Client | unde
   if (client && client.client_id !== service.client_id) throw oauthError('invalid_grant', 'The assertion stands for another client than the one authenticated');
   const aud = audiencesFor(service, multi);
   if (Array.isArray(aud) && aud.includes(ctx.issuer)) throw oauthError('invalid_target', `The factory's own audience ${ctx.issuer} is asked alone: its token is an access token, not a service token`);
+  // Checked before the jti is spent, so a refused scope leaves the assertion usable.
+  const scope = aud === ctx.issuer ? grantScope(service, params.scope, '') : '';
   const fresh = await ctx.store.remember('assertion', `${trusted.issuer}|${payload.jti}`, (payload.exp! + ctx.clockTolerance) * 1000);
   if (!fresh) throw oauthError('invalid_grant', 'The assertion was already used (jti replay)');
   if (aud === ctx.issuer) {
     // RFC 9068 with sub = client_id (§2.2), as client_credentials would answer: the bearer /issueToken accepts.
-    const scope = grantScope(service, params.scope, '');
     const access = await mintAccessToken(ctx.signer, ctx.issuer, { client: service, sub: service.client_id, audience: ctx.issuer, scope, now });
     return { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, ...(scope ? { scope } : {}) };
   }

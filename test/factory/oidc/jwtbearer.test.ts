@@ -157,6 +157,10 @@ describe('POST /token with grant_type=jwt-bearer (RFC 7523)', () => {
     const introspected = await request(f.app).post('/introspect').type('form').set('Authorization', basic('serviceb', 'serviceb-secret')).send({ token: res.body.access_token });
     expect(introspected.body).toMatchObject({ active: true, client_id: 'servicea', sub: 'servicea' });
     expectInvalid(await grant(await projected(cluster), { audience: ['serviceb', ISSUER] }), 'invalid_target');
+    // A scope the service does not have is refused before the jti is spent: the same assertion still works.
+    const assertion = await projected(cluster);
+    expectInvalid(await grant(assertion, { audience: ISSUER, scope: 'factory:admin' }), 'invalid_scope');
+    expect((await grant(assertion, { audience: ISSUER })).status).toBe(200);
   });
 
   it('refuses a replayed jti with invalid_grant, within the assertion lifetime', async () => {

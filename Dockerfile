@@ -1,7 +1,7 @@
 # One image for the whole suite. It runs the factory by default; the services by command:
 #   docker run jwt-suite:1.0.0                                  # the factory
 #   docker run jwt-suite:1.0.0 node dist/app/main.js servicea    # servicea (or serviceb, servicec)
-# Keys and certificates are never baked in (.dockerignore): mount them (k8s: Secrets).
+# Keys, certificates and secrets are never baked in (.dockerignore): mount them (k8s: Secrets).
 
 # --- build: every dependency, compile TypeScript to dist/ ---------------------------------
 FROM node:24-bookworm-slim AS build
@@ -30,9 +30,8 @@ WORKDIR /srv/jwt-suite
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /build/dist ./dist
-# The services' default settings, beside the compiled app/main.js that reads them from its own
-# directory; the process environment (k8s ConfigMaps) overrides every line.
-COPY app/.servicea.env app/.serviceb.env app/.servicec.env ./dist/app/
+# No app/.<service>.env in the image: those are the local defaults, and servicea's holds the demo
+# client secret. In the image every setting comes from the environment (k8s: the ConfigMaps).
 # The webui's page (tsc copies no static files): node dist/webui/main.js serves it from here.
 COPY webui/public ./webui/public
 # The image's "node" user, by number so that Kubernetes can check runAsNonRoot.

@@ -10,6 +10,7 @@ import type { PeerKeys } from './peerkeys.js';
 import { createPeerKeys } from './peerkeys.js';
 import { runDelegationScenario, runIdTokenScenario, runScenario, runUserScenario } from './scenarios.js';
 import { createTokenCache } from './tokencache.js';
+import { createFactoryAuth } from './factoryauth.js';
 import { createServiceMetrics, type VerifiedBy } from './metrics.js';
 import { createVerifyCache } from './verifycache.js';
 import { verifyIdToken, verifySelfSigned, verifyUserToken, verifyWithFactory, type Verdict } from './verify.js';
@@ -112,6 +113,15 @@ export function createApp(deps: AppDeps): Express {
   const selfKeys = deps.selfKeys;
   if (selfKeys) {
     const tokens = createTokenCache({ now: deps.now });
+    const factoryAuth = createFactoryAuth({
+      credential: config.factoryCredential,
+      client: deps.client,
+      factoryUrl: config.factoryUrl,
+      issuer: config.issuer,
+      clockTolerance: config.clockTolerance,
+      now: deps.now,
+      logger: deps.logger,
+    });
     app.get('/.well-known/jwks.json', (_req, res) => {
       res.set('Cache-Control', 'public, max-age=60');
       res.json(selfKeys.jwks());
@@ -125,7 +135,7 @@ export function createApp(deps: AppDeps): Express {
     for (const n of [1, 2, 3, 4] as const) {
       app.get(`/scenario${n}`, async (req, res) => {
         const expired = isExpiredFlag(req.query.expired);
-        const run = await runScenario({ config, client: deps.client, selfKeys, tokens, now: deps.now }, n, expired);
+        const run = await runScenario({ config, client: deps.client, selfKeys, tokens, factoryAuth, now: deps.now }, n, expired);
         res.locals.log = { scenario: n, expired, sent: run.sent };
         res.json(run.result);
       });

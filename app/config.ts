@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { parseEnv, serverLimitSettings, serverLimits, setting, type Env, type ServerLimits } from '../lib/config.js';
 import { DEFAULT_ISSUER } from '../lib/suite.js';
 import { DEFAULT_VERIFY_CACHE_SIZE } from './verifycache.js';
+import type { FactoryCredential } from './factoryauth.js';
 
 /** The three roles one service process can play. */
 export const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
@@ -26,6 +27,8 @@ const schema = (name: ServiceName) =>
     // Unset: servicea calls /issueToken anonymously, as a factory with ISSUE_AUTH=open accepts.
     FACTORY_CLIENT_ID: z.string().min(1).optional(),
     FACTORY_CLIENT_SECRET: z.string().min(1).optional(),
+    // The cluster's credential instead of a secret: the projected service-account token's file.
+    FACTORY_ASSERTION_FILE: z.string().min(1).optional(),
     ISSUER: z.string().min(1).default(DEFAULT_ISSUER),
     SERVICEA_URL: url('http://localhost:3000'),
     SERVICEB_URL: url('http://localhost:3001'),
@@ -54,6 +57,14 @@ const schema = (name: ServiceName) =>
     // The client the scenario 6 id tokens are for (their aud, OIDC Core §2): the password-grant
     // client `cli` of jwt-factory/oidc.demo.yaml.
     ID_TOKEN_AUDIENCE: z.string().min(1).default('cli'),
+  })
+  .superRefine((e, ctx) => {
+    if (e.FACTORY_ASSERTION_FILE !== undefined && e.FACTORY_CLIENT_SECRET !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['FACTORY_ASSERTION_FILE'], message: 'give FACTORY_ASSERTION_FILE or FACTORY_CLIENT_SECRET, not both (an empty FACTORY_CLIENT_SECRET= unsets the .env one)' });
+    }
+    if (e.FACTORY_CLIENT_SECRET !== undefined && e.FACTORY_CLIENT_ID === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['FACTORY_CLIENT_ID'], message: 'is required with FACTORY_CLIENT_SECRET' });
+    }
   });
 
 /** The frozen settings of one service process. */
@@ -64,8 +75,8 @@ export interface ServiceConfig {
   httpsPort: number | undefined;
   host: string;
   factoryUrl: string;
-  /** servicea's client credentials at the factory (ISSUE_AUTH=client), sent as HTTP Basic. */
-  factoryClient: { id: string; secret: string } | undefined;
+  /** servicea's credential at the factory (ISSUE_AUTH=client): a client secret, or a projected token's file; undefined: anonymous. */
+  factoryCredential: FactoryCredential | undefined;
   issuer: string;
   /** Plain-HTTP base URLs of the three services (servicea's also serves its JWKS). */
   urls: Record<ServiceName, string>;
@@ -100,6 +111,13 @@ export function assertServiceName(name: string | undefined): ServiceName {
   );
 }
 
+/** The one credential the settings name (the schema refuses two). */
+function factoryCredential(e: { FACTORY_CLIENT_ID?: string; FACTORY_CLIENT_SECRET?: string; FACTORY_ASSERTION_FILE?: string }): FactoryCredential | undefined {
+  if (e.FACTORY_ASSERTION_FILE !== undefined) return Object.freeze({ kind: 'assertion', file: e.FACTORY_ASSERTION_FILE });
+  if (e.FACTORY_CLIENT_ID !== undefined && e.FACTORY_CLIENT_SECRET !== undefined) return Object.freeze({ kind: 'secret', id: e.FACTORY_CLIENT_ID, secret: e.FACTORY_CLIENT_SECRET });
+  return undefined;
+}
+
 /** Trailing slashes would double up when paths are appended. */
 const base = (url: string) => url.replace(/\/+$/, '');
 
@@ -115,7 +133,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     httpsPort: e.HTTPS_PORT,
     host: e.HOST,
     factoryUrl: base(e.FACTORY_URL),
-    factoryClient: e.FACTORY_CLIENT_ID !== undefined && e.FACTORY_CLIENT_SECRET !== undefined ? Object.freeze({ id: e.FACTORY_CLIENT_ID, secret: e.FACTORY_CLIENT_SECRET }) : undefined,
+    factoryCredential: factoryCredential(e),
     issuer: e.ISSUER,
     urls: Object.freeze({ servicea: base(e.SERVICEA_URL), serviceb: base(e.SERVICEB_URL), servicec: base(e.SERVICEC_URL) }),
     httpsUrls: Object.freeze({ serviceb: base(e.SERVICEB_HTTPS_URL), servicec: base(e.SERVICEC_HTTPS_URL) }),

@@ -3,6 +3,7 @@ import { assertCompactForm } from '../lib/jwt.js';
 import { AppError } from '../lib/errors.js';
 import { dependencyError, parseAnswer, type HttpClient } from '../lib/httpclient.js';
 import type { ServiceConfig } from './config.js';
+import type { FactoryAuth } from './factoryauth.js';
 import { signSelfToken, type SelfKeyStore } from './selfkeys.js';
 import type { MintedToken, TokenCache } from './tokencache.js';
 import { CALLER, type Verdict } from './verify.js';
@@ -26,6 +27,8 @@ export interface ScenarioDeps {
   client: HttpClient;
   selfKeys: SelfKeyStore;
   tokens: TokenCache;
+  /** servicea's credential at the factory (ISSUE_AUTH=client). */
+  factoryAuth: FactoryAuth;
   now: () => Date;
 }
 
@@ -39,23 +42,27 @@ interface Minted {
 
 const RECEIVERS: Record<1 | 2 | 3 | 4, Receiver[]> = { 1: ['serviceb'], 2: ['serviceb', 'servicec'], 3: ['serviceb'], 4: ['serviceb', 'servicec'] };
 
-/** RFC 6749 §2.3.1: id and secret are form-urlencoded, then joined and base64-encoded. */
-const basicAuth = ({ id, secret }: { id: string; secret: string }) => `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}`;
-
 /** Asks the factory for a token signed with servicea's factory key for one audience. */
 async function factoryToken(deps: ScenarioDeps, audience: Receiver, expired: boolean): Promise<string> {
-  const client = deps.config.factoryClient;
-  const answer = await deps.client.request({
-    dependency: 'jwt-factory',
-    method: 'POST',
-    url: `${deps.config.factoryUrl}/issueToken/${CALLER}${expired ? '?expired=1' : ''}`,
-    // The factory answers JSON to clients that prefer it; the contract's answer is the token as text.
-    headers: { accept: 'text/plain', ...(client ? { authorization: basicAuth(client) } : {}) },
-    // No sub: the factory sets it (to the keyId when open, to the authenticated client otherwise).
-    body: { aud: audience },
-    // Each mint is independent: a retry gives another valid token and changes nothing else.
-    idempotent: true,
-  });
+  const ask = async (authorization: string | undefined) =>
+    deps.client.request({
+      dependency: 'jwt-factory',
+      method: 'POST',
+      url: `${deps.config.factoryUrl}/issueToken/${CALLER}${expired ? '?expired=1' : ''}`,
+      // The factory answers JSON to clients that prefer it; the contract's answer is the token as text.
+      headers: { accept: 'text/plain', ...(authorization ? { authorization } : {}) },
+      // No sub: the factory sets it (to the keyId when open, to the authenticated client otherwise).
+      body: { aud: audience },
+      // Each mint is independent: a retry gives another valid token and changes nothing else.
+      idempotent: true,
+    });
+  const authorization = await deps.factoryAuth.authorization();
+  let answer = await ask(authorization);
+  if (answer.status === 401 && authorization?.startsWith('Bearer ')) {
+    // A bearer the factory no longer takes (revoked, or its key gone): exchange afresh, once.
+    deps.factoryAuth.refused(authorization);
+    answer = await ask(await deps.factoryAuth.authorization());
+  }
   if (answer.status !== 200) throw dependencyError('jwt-factory', 'bad_answer', `jwt-factory answered ${answer.status} to /issueToken/${CALLER}`);
   const token = answer.text.trim();
   try {

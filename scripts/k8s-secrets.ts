@@ -1,40 +1,45 @@
 import { spawnSync } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { SERVICE_NAMES } from '../app/config.js';
-import { createKeyStore, keyIdOfFile } from '../jwt-factory/keystore.js';
+import { parseEncryptionKey } from '../jwt-factory/store/encryption.js';
 import { certificatePaths } from '../lib/certs.js';
-import { silentLogger } from '../lib/logger.js';
+import { readIfExists, writeFileAtomic } from '../lib/files.js';
 import { DNS_LABEL, renderYaml } from '../lib/meshrules.js';
 import { DEFAULT_NAMESPACE } from '../lib/suite.js';
 import type { CommandIo } from './mesh-rules.js';
 
 /**
- * `npm run k8s-secrets` turns the local key store and certificates into the Secrets the k8s/
- * manifests mount: `jwt-factory-keys` (every key file, checked with the factory's own loader) and
- * one `<service>-tls` per service (the CA certificate and that service's pair only, so no pod
- * holds another service's private key). It prints the YAML on stdout, or with --apply pipes it to
- * `kubectl apply -f -`. Key material goes nowhere else: stderr names files only.
+ * `npm run k8s-secrets` makes the Secrets the k8s/ manifests mount: `jwt-factory-encryption-key`
+ * (KEY_ENCRYPTION_KEY_FILE: 32 random bytes that seal every private key in PostgreSQL),
+ * `jwt-factory-postgres` (the database password, for the StatefulSet and the factory), and one
+ * `<service>-tls` per service (the CA certificate and that service's pair only, so no pod holds
+ * another service's private key). The key and the password are made once and kept in
+ * --secrets-dir: every later run packs the same ones, because a new encryption key would leave
+ * every key in the database unreadable. It prints the YAML on stdout, or with --apply pipes it to
+ * `kubectl apply -f -`. Secret material goes nowhere else: stderr names files only.
  */
 
-export const USAGE = `Usage: npm run k8s-secrets -- [--keys-dir keys] [--certs-dir certs] [--namespace ${DEFAULT_NAMESPACE}] [--apply]
+export const USAGE = `Usage: npm run k8s-secrets -- [--secrets-dir cluster-secrets] [--certs-dir certs] [--namespace ${DEFAULT_NAMESPACE}] [--apply]
 
 Prints the Secrets the k8s/ manifests mount, as YAML on stdout:
-  jwt-factory-keys      every key file of --keys-dir (the factory's <keyId>.json, or the
-                        original <keyId>-private.pem), each read with the factory's loader first
+  jwt-factory-encryption-key   key: the factory's KEY_ENCRYPTION_KEY (32 random bytes, base64)
+  jwt-factory-postgres         password: the key database's password
   servicea-tls, serviceb-tls, servicec-tls
-                        ca.pem plus <service>.pem and <service>-key.pem from --certs-dir
-                        (never ca-key.pem: the CA's private key stays on your machine)
+                               ca.pem plus <service>.pem and <service>-key.pem from --certs-dir
+                               (never ca-key.pem: the CA's private key stays on your machine)
 
-  --keys-dir <dir>      default keys
+  --secrets-dir <dir>   default cluster-secrets: key-encryption-key and postgres-password are
+                        read from here, or made (mode 0600) on the first run; back them up
   --certs-dir <dir>     default certs (npm run certs makes it)
   --namespace <ns>      default ${DEFAULT_NAMESPACE}
   --apply               run kubectl apply -f - instead of printing (kubectl must be on PATH)
   --help                this text
 
-The YAML holds private keys: pipe it to kubectl or a sealed-secrets tool, do not commit it.`;
+The YAML holds secrets: pipe it to kubectl or a sealed-secrets tool, do not commit it.`;
 
 /** Kubernetes refuses a Secret larger than 1 MiB. */
 const SECRET_LIMIT = 1024 * 1024;
@@ -50,7 +55,7 @@ export class SecretsError extends Error {
 }
 
 export interface SecretsOptions {
-  keysDir: string;
+  secretsDir: string;
   certsDir: string;
   namespace: string;
 }
@@ -74,25 +79,27 @@ function secret(name: string, namespace: string, files: Map<string, Buffer>): Se
   return { apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace, labels: { 'app.kubernetes.io/part-of': 'jwt-suite' } }, type: 'Opaque', data };
 }
 
-async function isDirectory(dir: string): Promise<boolean> {
-  return (await stat(dir).catch(() => undefined))?.isDirectory() ?? false;
-}
-
-/** The factory's key files, after its own loader read every one of them. */
-async function keyFiles(dir: string): Promise<{ files: Map<string, Buffer>; keyIds: string[] }> {
-  if (!(await isDirectory(dir))) throw new SecretsError(`--keys-dir ${dir} is not a directory (start the factory once, or create keys with POST /keys/<keyId>)`);
-  const store = createKeyStore({ dir, clock: () => new Date(), logger: silentLogger(), retireAfterSeconds: 0 });
-  const { skipped } = await store.load();
-  if (skipped.length > 0) throw new SecretsError(`the factory cannot read ${skipped.join(', ')} in ${dir}: fix or remove before packaging`);
-  const keyIds = store.list();
-  if (keyIds.length === 0) throw new SecretsError(`${dir} holds no key: the factory in the cluster cannot create keys (its key directory is read-only)`);
-  const loaded = new Set(keyIds);
-  const files = new Map<string, Buffer>();
-  for (const name of await readdir(dir)) {
-    const keyId = keyIdOfFile(name);
-    if (keyId !== undefined && loaded.has(keyId)) files.set(name, await readFile(path.join(dir, name)));
+/** The value kept in `file`, checked by `check`; made by `make` (and kept, mode 0600) when the file does not exist yet. */
+async function kept(file: string, make: () => string, check: (text: string) => void, notes: string[]): Promise<string> {
+  const existing = await readIfExists(file);
+  if (existing !== undefined) {
+    try {
+      check(existing);
+    } catch (err) {
+      throw new SecretsError(`${file} ${(err as Error).message}: fix or remove it (a new encryption key cannot read the keys already in the database)`);
+    }
+    return existing.trim();
   }
-  return { files, keyIds };
+  const value = make();
+  try {
+    await writeFileAtomic(file, `${value}\n`, { mode: 0o600, noClobber: true });
+  } catch (err) {
+    // Another run made it at the same moment: use that one.
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return (await readFile(file, 'utf8')).trim();
+    throw new SecretsError(`cannot write ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+  notes.push(`made ${file}: back it up, it is the only copy`);
+  return value;
 }
 
 /** ca.pem and one service's certificate and key. */
@@ -107,13 +114,30 @@ async function tlsFiles(dir: string, service: string): Promise<Map<string, Buffe
   return files;
 }
 
+/** The data key of each Secret, as the manifests mount or reference it. */
+export const ENCRYPTION_KEY_SECRET = { name: 'jwt-factory-encryption-key', key: 'key' } as const;
+export const POSTGRES_SECRET = { name: 'jwt-factory-postgres', key: 'password' } as const;
+
 /** Builds the Secrets and a one-line summary per Secret naming files only. */
 export async function buildSecrets(options: SecretsOptions): Promise<{ objects: SecretObject[]; summary: string[] }> {
-  const keys = await keyFiles(options.keysDir);
-  const objects = [secret('jwt-factory-keys', options.namespace, keys.files)];
-  const summary = [`jwt-factory-keys: keys ${keys.keyIds.join(', ')}`];
-  const missing = SERVICE_NAMES.filter((s) => !keys.keyIds.includes(s));
-  if (missing.length > 0) summary.push(`note: no factory key for ${missing.join(', ')}: /issueToken/<keyId> for it will fail in the cluster`);
+  const summary: string[] = [];
+  const encryptionFile = path.join(options.secretsDir, 'key-encryption-key');
+  const passwordFile = path.join(options.secretsDir, 'postgres-password');
+  const encryptionKey = await kept(encryptionFile, () => randomBytes(32).toString('base64'), parseEncryptionKey, summary);
+  const password = await kept(
+    passwordFile,
+    // URL-safe, so it may also stand in a postgres:// URL.
+    () => randomBytes(24).toString('base64url'),
+    (text) => {
+      if (!/^[\x21-\x7e]{16,}$/.test(text.trim())) throw new Error('must be one line of at least 16 visible characters');
+    },
+    summary,
+  );
+  const objects = [
+    secret(ENCRYPTION_KEY_SECRET.name, options.namespace, new Map([[ENCRYPTION_KEY_SECRET.key, Buffer.from(encryptionKey)]])),
+    secret(POSTGRES_SECRET.name, options.namespace, new Map([[POSTGRES_SECRET.key, Buffer.from(password)]])),
+  ];
+  summary.push(`${ENCRYPTION_KEY_SECRET.name}: ${ENCRYPTION_KEY_SECRET.key} from ${encryptionFile}`, `${POSTGRES_SECRET.name}: ${POSTGRES_SECRET.key} from ${passwordFile}`);
   for (const service of SERVICE_NAMES) {
     const files = await tlsFiles(options.certsDir, service);
     objects.push(secret(`${service}-tls`, options.namespace, files));
@@ -130,7 +154,7 @@ export function parseSecretsArgs(argv: string[]): (SecretsOptions & { apply: boo
       strict: true,
       allowPositionals: false,
       options: {
-        'keys-dir': { type: 'string' },
+        'secrets-dir': { type: 'string' },
         'certs-dir': { type: 'string' },
         namespace: { type: 'string' },
         apply: { type: 'boolean' },
@@ -140,7 +164,7 @@ export function parseSecretsArgs(argv: string[]): (SecretsOptions & { apply: boo
     if (values.help) return 'help';
     const namespace = values.namespace ?? DEFAULT_NAMESPACE;
     if (!DNS_LABEL.test(namespace)) throw new SecretsError(`--namespace "${namespace}" is not a Kubernetes namespace name`, true);
-    return { keysDir: values['keys-dir'] ?? 'keys', certsDir: values['certs-dir'] ?? 'certs', namespace, apply: values.apply ?? false };
+    return { secretsDir: values['secrets-dir'] ?? 'cluster-secrets', certsDir: values['certs-dir'] ?? 'certs', namespace, apply: values.apply ?? false };
   } catch (err) {
     if (err instanceof SecretsError) throw err;
     throw new SecretsError((err as Error).message.split('. ')[0]!.replace(/\.$/, ''), true);
@@ -160,7 +184,7 @@ export async function runCommand(argv: string[], io: CommandIo, kubectl = 'kubec
     }
     const { objects, summary } = await buildSecrets(options);
     for (const line of summary) io.err(`k8s-secrets: ${line}\n`);
-    const yaml = renderYaml(objects, 'Generated by npm run k8s-secrets. Holds private keys: never commit this output.');
+    const yaml = renderYaml(objects, 'Generated by npm run k8s-secrets. Holds secrets and private keys: never commit this output.');
     if (!options.apply) {
       io.out(yaml);
       return 0;

@@ -120,13 +120,18 @@ const trustedIssuerSchema = z
     jwks_file: z.string().min(1).optional(),
     jwks: z.object({ keys: z.array(jwkSchema.refine(publicOnly, 'must be a public key (no private members)')).min(1) }).optional(),
     jwks_uri: absoluteUrl.optional(),
+    // A Kubernetes API server's /openid/v1/jwks: its CA, and a token whose RBAC allows the read
+    // (system:service-account-issuer-discovery), re-read on every fetch as the kubelet rotates it.
+    jwks_ca_file: z.string().min(1).optional(),
+    jwks_token_file: z.string().min(1).optional(),
     // Pins the alg of keys that do not declare one (Kubernetes' JWKS declares RS256 or ES256).
     signing_alg: z.enum(ASSERTION_ALGS).optional(),
     audience: z.string().min(1),
     subjects: z.record(z.string().min(1), identifier).refine((m) => Object.keys(m).length > 0, 'must map at least one subject'),
   })
   .strict()
-  .refine((t) => [t.jwks_file, t.jwks, t.jwks_uri].filter((v) => v !== undefined).length === 1, { message: 'needs exactly one of jwks_file, jwks or jwks_uri', path: ['jwks'] });
+  .refine((t) => [t.jwks_file, t.jwks, t.jwks_uri].filter((v) => v !== undefined).length === 1, { message: 'needs exactly one of jwks_file, jwks or jwks_uri', path: ['jwks'] })
+  .refine((t) => t.jwks_uri !== undefined || (t.jwks_ca_file === undefined && t.jwks_token_file === undefined), { message: 'jwks_ca_file and jwks_token_file go with jwks_uri only', path: ['jwks_uri'] });
 
 const userSchema = z
   .object({
@@ -213,6 +218,10 @@ export interface TrustedIssuer {
   readonly jwksFile: string | undefined;
   readonly jwks: readonly JWK[] | undefined;
   readonly jwksUri: string | undefined;
+  /** PEM file of the CA(s) the jwks_uri's server certificate must chain to (in place of the public roots). */
+  readonly jwksCaFile: string | undefined;
+  /** A file holding the bearer token sent with the jwks_uri GET, re-read on every fetch. */
+  readonly jwksTokenFile: string | undefined;
   readonly signingAlg: string | undefined;
   readonly audience: string;
   /** Assertion `sub` -> the client_id it stands for. */
@@ -266,6 +275,8 @@ export function parseOidcConfig(text: string, name: string): OidcConfig {
         jwksFile: t.jwks_file === undefined ? undefined : path.resolve(path.dirname(name), t.jwks_file),
         jwks: t.jwks?.keys as JWK[] | undefined,
         jwksUri: t.jwks_uri,
+        jwksCaFile: t.jwks_ca_file === undefined ? undefined : path.resolve(path.dirname(name), t.jwks_ca_file),
+        jwksTokenFile: t.jwks_token_file === undefined ? undefined : path.resolve(path.dirname(name), t.jwks_token_file),
         signingAlg: t.signing_alg,
         audience: t.audience,
         subjects: new Map(Object.entries(t.subjects)),

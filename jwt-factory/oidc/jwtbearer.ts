@@ -1,4 +1,6 @@
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { decodeJwt, type JWK } from 'jose';
 import { TokenError, verifyJwt, type VerificationKey } from '../../lib/jwt.js';
 import type { Clock } from '../keys.js';
@@ -7,8 +9,9 @@ import { pinnedKeys } from './clientauth.js';
 import { allowedAudiences, ownedKeyIds, type Client, type TrustedIssuer } from './config.js';
 import type { ProviderContext } from './context.js';
 import { oauthError } from './errors.js';
-import type { TokenResponse } from './grants.js';
+import { grantScope, type TokenResponse } from './grants.js';
 import type { Params } from './params.js';
+import { mintAccessToken } from './tokens.js';
 
 /**
  * The JWT bearer grant (RFC 7523 §2.1 and §3): a JWT of a trusted issuer, typically a
@@ -22,6 +25,44 @@ import type { Params } from './params.js';
 const JWKS_MAX_AGE_MS = 300_000;
 /** An unknown kid reloads the keys, at most this often, so a flood of forged kids fetches nothing. */
 const JWKS_MIN_REFRESH_MS = 30_000;
+
+/** Time limit and size cap of a jwks_uri read with the issuer's own CA and token. */
+const FETCH_TIMEOUT_MS = 5000;
+const MAX_JWKS_BYTES = 1024 * 1024;
+
+/**
+ * GET jwks_uri as a Kubernetes API server wants it read: TLS verified against `jwks_ca_file`
+ * (the cluster's CA, not the public roots), `Authorization: Bearer` with the token in
+ * `jwks_token_file` (read afresh: the kubelet rotates it), no redirects, 5 s, 1 MiB at most.
+ */
+async function fetchWithIssuerFiles(trusted: TrustedIssuer): Promise<JWK[]> {
+  const url = new URL(trusted.jwksUri!);
+  const ca = trusted.jwksCaFile === undefined ? undefined : await readFile(trusted.jwksCaFile);
+  const token = trusted.jwksTokenFile === undefined ? undefined : (await readFile(trusted.jwksTokenFile, 'utf8')).trim();
+  const headers = { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) };
+  const body = await new Promise<string>((resolve, reject) => {
+    const options = { headers, timeout: FETCH_TIMEOUT_MS, ...(ca ? { ca } : {}) };
+    const req = (url.protocol === 'https:' ? https : http).get(url, options, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`jwks_uri answered ${res.statusCode}`));
+        return;
+      }
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        text += chunk;
+        if (text.length > MAX_JWKS_BYTES) req.destroy(new Error('jwks_uri answered more than 1 MiB'));
+      });
+      res.on('end', () => resolve(text));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`jwks_uri did not answer within ${FETCH_TIMEOUT_MS} ms`)));
+    req.on('error', reject);
+  });
+  const parsed = JSON.parse(body) as { keys?: unknown };
+  return Array.isArray(parsed.keys) ? (parsed.keys as JWK[]) : [];
+}
 
 /** The cached JWKS of trusted issuers: inline, a file (re-read), or a jwks_uri (fetched with the provider's time limit). */
 export function createTrustedJwks(options: { fetchJwks: (url: string) => Promise<JWK[]>; clock: Clock }) {
@@ -37,7 +78,7 @@ export function createTrustedJwks(options: { fetchJwks: (url: string) => Promise
         const body = JSON.parse(await readFile(trusted.jwksFile, 'utf8')) as { keys?: unknown };
         keys = Array.isArray(body.keys) ? (body.keys as JWK[]) : [];
       } else {
-        keys = await options.fetchJwks(trusted.jwksUri!);
+        keys = trusted.jwksCaFile !== undefined || trusted.jwksTokenFile !== undefined ? await fetchWithIssuerFiles(trusted) : await options.fetchJwks(trusted.jwksUri!);
       }
     } catch (err) {
       // Keys that verified a minute ago still do: an issuer's outage must not stop every workload.
@@ -106,8 +147,16 @@ export async function assertionGrant(ctx: ProviderContext, client: Client | unde
   if (!service) throw oauthError('invalid_grant', `The assertion's subject is not mapped to a service of ${trusted.issuer}`);
   if (client && client.client_id !== service.client_id) throw oauthError('invalid_grant', 'The assertion stands for another client than the one authenticated');
   const aud = audiencesFor(service, multi);
+  if (Array.isArray(aud) && aud.includes(ctx.issuer)) throw oauthError('invalid_target', `The factory's own audience ${ctx.issuer} is asked alone: its token is an access token, not a service token`);
+  // Checked before the jti is spent, so a refused scope leaves the assertion usable.
+  const scope = aud === ctx.issuer ? grantScope(service, params.scope, '') : '';
   const fresh = await ctx.store.remember('assertion', `${trusted.issuer}|${payload.jti}`, (payload.exp! + ctx.clockTolerance) * 1000);
   if (!fresh) throw oauthError('invalid_grant', 'The assertion was already used (jti replay)');
+  if (aud === ctx.issuer) {
+    // RFC 9068 with sub = client_id (§2.2), as client_credentials would answer: the bearer /issueToken accepts.
+    const access = await mintAccessToken(ctx.signer, ctx.issuer, { client: service, sub: service.client_id, audience: ctx.issuer, scope, now });
+    return { access_token: access.token, token_type: 'Bearer', expires_in: access.expiresIn, ...(scope ? { scope } : {}) };
+  }
   const { entry } = await ctx.keystore.getOrCreate(ownedKeyIds(service)[0]!);
   const issued = await issueToken(entry, { sub: service.client_id, aud }, { issuer: ctx.issuer, ttl: service.access_token_lifetime, now });
   return { access_token: issued.token, token_type: 'Bearer', expires_in: service.access_token_lifetime };

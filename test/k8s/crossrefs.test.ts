@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseDotenv } from 'dotenv';
-import { loadFactoryConfig } from '../../jwt-factory/config.js';
+import { FACTORY_SETTINGS, loadFactoryConfig } from '../../jwt-factory/config.js';
+import { parseOidcConfig, type OidcConfig } from '../../jwt-factory/oidc/config.js';
 import { loadServiceConfig, type ServiceName } from '../../app/config.js';
 import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../lib/meshrules.js';
-import { ROOT } from '../helpers/process.js';
 import { BASE, OVERLAY, named, ofKind } from './manifests.js';
 import { kustomizeBuild, type K8sObject } from './kustomize.js';
 import { mountFor, resolvePort, selects, settingsOf, type ConfigMap, type Deployment, type IstioPolicy, type Service } from './workloads.js';
@@ -13,13 +11,23 @@ import { mountFor, resolvePort, selects, settingsOf, type ConfigMap, type Deploy
 const base = kustomizeBuild(BASE);
 const overlay = kustomizeBuild(OVERLAY);
 const deployments = ofKind<Deployment>(base, 'Deployment');
+/** Every pod template: the Deployments and the key database's StatefulSet. */
+const workloads = [...deployments, ...ofKind<Deployment>(base, 'StatefulSet')];
 const services = ofKind<Service>(base, 'Service');
 const configMaps = ofKind<ConfigMap>(base, 'ConfigMap');
 const NAMESPACE = 'jwt-suite';
 const SERVICES: ServiceName[] = ['servicea', 'serviceb', 'servicec'];
 
-/** The settings a service process really sees: its committed .env file, overridden by the ConfigMap. */
-const effectiveEnv = (name: ServiceName) => ({ ...parseDotenv(readFileSync(path.join(ROOT, 'app', `.${name}.env`))), ...settingsOf(named(base, 'Deployment', name), configMaps) });
+/** The settings a service process really sees in the pod: its ConfigMap (the image carries no app/.<service>.env). */
+const effectiveEnv = (name: ServiceName) => settingsOf(named(base, 'Deployment', name), configMaps);
+
+/** The factory's OIDC_CONFIG as it reads it: the file of the ConfigMap mounted at that path. */
+function oidcConfigOf(factory: Deployment): OidcConfig {
+  const file = loadFactoryConfig(settingsOf(factory, configMaps)).OIDC_CONFIG!;
+  const c = factory.spec.template.spec.containers[0]!;
+  const name = factory.spec.template.spec.volumes?.find((v) => v.name === mountFor(c, file)?.name)?.configMap?.name;
+  return parseOidcConfig(configMaps.find((m) => m.metadata.name === name)!.data[path.basename(file)]!, file);
+}
 
 /**
  * The keys a loader ignores: a known key changes the loaded config for at least one other valid
@@ -41,21 +49,22 @@ function ignoredKeys(load: (env: Record<string, string>) => unknown, data: Recor
 }
 
 describe('k8s cross-references: workloads, Services, ports, probes', () => {
-  it('ships one Deployment, Service and ServiceAccount per workload', () => {
-    const names = ['jwt-factory', ...SERVICES];
-    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(names);
+  it('ships one workload, Service and ServiceAccount per workload: four Deployments and the key database StatefulSet', () => {
+    const names = ['jwt-factory', 'jwt-factory-postgres', ...SERVICES];
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['jwt-factory', ...SERVICES]);
+    expect(workloads.map((d) => d.metadata.name).sort()).toEqual(names);
     expect(services.map((s) => s.metadata.name).sort()).toEqual(names);
     expect(ofKind(base, 'ServiceAccount').map((s) => s.metadata.name).sort()).toEqual(names);
   });
 
-  it.each(deployments.map((d) => [d.metadata.name, d] as const))('%s: its selector matches its pod labels and it runs as its own service account', (name, d) => {
+  it.each(workloads.map((d) => [d.metadata.name, d] as const))('%s: its selector matches its pod labels and it runs as its own service account', (name, d) => {
     expect(selects(d.spec.selector.matchLabels, d.spec.template.metadata.labels)).toBe(true);
     expect(d.spec.template.spec.serviceAccountName).toBe(name);
     named(base, 'ServiceAccount', name);
   });
 
   it.each(services.map((s) => [s.metadata.name, s] as const))('%s: selects exactly its Deployment, and every targetPort is a containerPort', (name, s) => {
-    const selected = deployments.filter((d) => selects(s.spec.selector, d.spec.template.metadata.labels));
+    const selected = workloads.filter((d) => selects(s.spec.selector, d.spec.template.metadata.labels));
     expect(selected.map((d) => d.metadata.name)).toEqual([name]);
     const container = selected[0]!.spec.template.spec.containers[0]!;
     for (const port of s.spec.ports) {
@@ -80,7 +89,7 @@ describe('k8s cross-references: workloads, Services, ports, probes', () => {
     expect(resolvePort(c, c.livenessProbe!.httpGet!.port)).toBe(Number(settingsOf(d, configMaps).PORT));
   });
 
-  it.each(deployments.map((d) => [d.metadata.name, d] as const))('%s: restricted pod security, requests and limits, no API token', (_name, d) => {
+  it.each(workloads.map((d) => [d.metadata.name, d] as const))('%s: restricted pod security, requests and limits, no API token mounted by default', (name, d) => {
     const pod = d.spec.template.spec;
     expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     expect(pod.securityContext?.runAsUser).toBeGreaterThan(0);
@@ -88,22 +97,130 @@ describe('k8s cross-references: workloads, Services, ports, probes', () => {
     for (const c of pod.containers) {
       expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
       for (const kind of ['requests', 'limits'] as const) expect(Object.keys(c.resources?.[kind] ?? {}).sort()).toEqual(['cpu', 'memory']);
-      expect(c.image).toBe('jwt-suite:1.0.0');
+      // The suite's image, or the key database's plain postgres image pinned to a release.
+      if (name === 'jwt-factory-postgres') expect(c.image).toMatch(/^postgres:\d+\.\d+-bookworm$/);
+      else expect(c.image).toBe('jwt-suite:1.0.0');
     }
     for (const v of pod.volumes ?? []) {
-      // Secrets: readable by owner and group (fsGroup) only, never by others.
+      // Secrets and projected tokens: readable by owner and group (fsGroup) only, never by others.
       if (v.secret) expect((v.secret.defaultMode ?? 0o644) & 0o007, v.name).toBe(0);
+      if (v.projected) expect((v.projected.defaultMode ?? 0o644) & 0o007, v.name).toBe(0);
     }
   });
 
-  it('every replica of the factory reads the same keys from one Secret, mounted read-only at KEYS_DIR', () => {
+  it('the factory runs 2+ replicas on one PostgreSQL: KEY_STORE names the Service, its user and database are the StatefulSet\'s, the password the same Secret', () => {
     const d = named<Deployment>(base, 'Deployment', 'jwt-factory');
-    expect(d.spec.replicas).toBeGreaterThan(1);
+    expect(d.spec.replicas).toBeGreaterThanOrEqual(2);
     const c = d.spec.template.spec.containers[0]!;
-    const keysDir = settingsOf(d, configMaps).KEYS_DIR!;
-    const mount = mountFor(c, keysDir);
-    expect(mount).toMatchObject({ mountPath: keysDir, readOnly: true });
-    expect(d.spec.template.spec.volumes?.find((v) => v.name === mount!.name)?.secret?.secretName).toBe('jwt-factory-keys');
+    const config = loadFactoryConfig(settingsOf(d, configMaps));
+    const url = new URL(config.KEY_STORE);
+    expect(url.protocol).toBe('postgres:');
+    expect(url.password).toBe('');
+    const [svc, ns] = url.hostname.split('.');
+    expect(ns).toBe(NAMESPACE);
+    const service = named<Service>(base, 'Service', svc!);
+    expect(service.spec.ports.map((p) => p.port)).toContain(Number(url.port));
+    const db = named<Deployment>(base, 'StatefulSet', 'jwt-factory-postgres');
+    expect(selects(service.spec.selector, db.spec.template.metadata.labels)).toBe(true);
+    const pgEnv = Object.fromEntries((db.spec.template.spec.containers[0]!.env ?? []).map((e) => [e.name, e]));
+    expect([pgEnv.POSTGRES_USER?.value, pgEnv.POSTGRES_DB?.value]).toEqual([url.username, url.pathname.slice(1)]);
+    const password = (c.env ?? []).find((e) => e.name === 'PGPASSWORD')?.valueFrom?.secretKeyRef;
+    expect(password).toEqual({ name: 'jwt-factory-postgres', key: 'password' });
+    expect(pgEnv.POSTGRES_PASSWORD?.valueFrom?.secretKeyRef).toEqual(password);
+    // The data survives the pod: a PersistentVolumeClaim per replica, mounted where PGDATA lives.
+    const claims = (db.spec as unknown as { volumeClaimTemplates: Array<{ metadata: { name: string } }> }).volumeClaimTemplates;
+    expect(mountFor(db.spec.template.spec.containers[0]!, pgEnv.PGDATA!.value!)?.name).toBe(claims[0]!.metadata.name);
+  });
+
+  it('the factory seals keys with the encryption-key Secret, reads OIDC_CONFIG from its ConfigMap, keeps state on an emptyDir, rotates on its own', () => {
+    const d = named<Deployment>(base, 'Deployment', 'jwt-factory');
+    const c = d.spec.template.spec.containers[0]!;
+    const config = loadFactoryConfig(settingsOf(d, configMaps));
+    const volume = (dir: string) => d.spec.template.spec.volumes?.find((v) => v.name === mountFor(c, dir)?.name);
+    expect(mountFor(c, config.KEY_ENCRYPTION_KEY_FILE!)?.readOnly).toBe(true);
+    expect(volume(config.KEY_ENCRYPTION_KEY_FILE!)?.secret?.secretName).toBe('jwt-factory-encryption-key');
+    expect(path.basename(config.KEY_ENCRYPTION_KEY_FILE!)).toBe('key');
+    const oidcMap = volume(config.OIDC_CONFIG!)?.configMap?.name;
+    expect(configMaps.find((m) => m.metadata.name === oidcMap)?.data[path.basename(config.OIDC_CONFIG!)]).toBeDefined();
+    expect(volume(config.KEYS_DIR)?.emptyDir).toBeDefined();
+    expect(mountFor(c, config.KEYS_DIR)?.readOnly).not.toBe(true);
+    expect(config.ROTATION_INTERVAL).toBeGreaterThan(config.ROTATION_PUBLISH_AHEAD);
+    expect([config.HOST, config.ISSUE_AUTH]).toEqual(['0.0.0.0', 'client']);
+    // No Secret of the old model: keys come from the database, not from a mounted key folder.
+    expect(d.spec.template.spec.volumes?.map((v) => v.secret?.secretName).filter(Boolean)).toEqual(['jwt-factory-encryption-key']);
+  });
+
+  it('every setting the manifests name exists: ConfigMap keys and env names are settings of the process, or the driver\'s and the image\'s own', () => {
+    const factory = named<Deployment>(base, 'Deployment', 'jwt-factory');
+    expect(Object.keys(settingsOf(factory, configMaps)).filter((k) => !FACTORY_SETTINGS.includes(k))).toEqual([]);
+    // PGPASSWORD is libpq's, read by the pg driver when the KEY_STORE URL carries no password.
+    expect((factory.spec.template.spec.containers[0]!.env ?? []).map((e) => e.name).filter((k) => !FACTORY_SETTINGS.includes(k))).toEqual(['PGPASSWORD']);
+    for (const svc of SERVICES) {
+      const d = named<Deployment>(base, 'Deployment', svc);
+      expect(d.spec.template.spec.containers[0]!.env ?? []).toEqual([]);
+    }
+    // The postgres image's own variables (docker-library/postgres docker-entrypoint.sh) and libpq's PGDATA.
+    const db = named<Deployment>(base, 'StatefulSet', 'jwt-factory-postgres');
+    expect((db.spec.template.spec.containers[0]!.env ?? []).map((e) => e.name).sort()).toEqual(['PGDATA', 'POSTGRES_DB', 'POSTGRES_INITDB_ARGS', 'POSTGRES_PASSWORD', 'POSTGRES_USER']);
+  });
+
+  it("servicea's credential is its projected token: FACTORY_ASSERTION_FILE is the token path of a serviceAccountToken volume, short-lived, for the audience the factory's trusted issuer demands", () => {
+    const d = named<Deployment>(base, 'Deployment', 'servicea');
+    const c = d.spec.template.spec.containers[0]!;
+    const config = loadServiceConfig('servicea', effectiveEnv('servicea'));
+    expect(config.factoryCredential?.kind).toBe('assertion');
+    const file = (config.factoryCredential as { file: string }).file;
+    const mount = mountFor(c, file);
+    expect(mount?.readOnly).toBe(true);
+    const sources = d.spec.template.spec.volumes?.find((v) => v.name === mount!.name)?.projected?.sources ?? [];
+    const token = sources.find((src) => src.serviceAccountToken)?.serviceAccountToken;
+    expect(path.join(mount!.mountPath, token!.path)).toBe(file);
+    // 600 s is the shortest lifetime the API server issues; an hour is what short means here.
+    expect(token!.expirationSeconds).toBeGreaterThanOrEqual(600);
+    expect(token!.expirationSeconds).toBeLessThanOrEqual(3600);
+    const oidc = oidcConfigOf(named<Deployment>(base, 'Deployment', 'jwt-factory'));
+    const [trusted, ...more] = [...oidc.trustedIssuers.values()];
+    expect(more).toEqual([]);
+    expect(trusted!.audience).toBe(token!.audience);
+    expect(trusted!.subjects.get(`system:serviceaccount:${NAMESPACE}:${d.spec.template.spec.serviceAccountName}`)).toBe('servicea');
+    const client = oidc.clients.get('servicea')!;
+    expect(client.token_endpoint_auth_method).toBe('none');
+    // servicea asks its access token for the factory itself (aud = ISSUER) and keeps it past the
+    // projected token's life, so the next exchange finds a token the kubelet has already replaced.
+    const factory = loadFactoryConfig(settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps));
+    expect(config.issuer).toBe(factory.ISSUER);
+    expect(client.audiences).toEqual(expect.arrayContaining(['serviceb', 'servicec', factory.ISSUER]));
+    expect(client.access_token_lifetime).toBeGreaterThan(token!.expirationSeconds!);
+    expect(client.access_token_lifetime).toBeLessThanOrEqual(factory.MAX_TOKEN_TTL);
+  });
+
+  it("the factory reads the cluster's own JWKS with its own API token and the cluster CA, and RBAC lets exactly that account read it", () => {
+    const d = named<Deployment>(base, 'Deployment', 'jwt-factory');
+    const c = d.spec.template.spec.containers[0]!;
+    const [trusted] = [...oidcConfigOf(d).trustedIssuers.values()];
+    expect(trusted!.issuer).toBe('https://kubernetes.default.svc.cluster.local');
+    expect(new URL(trusted!.jwksUri!).pathname).toBe('/openid/v1/jwks');
+    const mount = mountFor(c, trusted!.jwksTokenFile!);
+    expect(mountFor(c, trusted!.jwksCaFile!)?.name).toBe(mount?.name);
+    const sources = d.spec.template.spec.volumes?.find((v) => v.name === mount!.name)?.projected?.sources ?? [];
+    const token = sources.find((src) => src.serviceAccountToken)!.serviceAccountToken!;
+    // No audience: the API server's own, the only one it accepts.
+    expect(token.audience).toBeUndefined();
+    expect(path.join(mount!.mountPath, token.path)).toBe(trusted!.jwksTokenFile);
+    const ca = sources.find((src) => src.configMap)!.configMap!;
+    expect(ca.name).toBe('kube-root-ca.crt');
+    expect(path.join(mount!.mountPath, ca.items![0]!.path)).toBe(trusted!.jwksCaFile);
+    const [binding, ...more] = ofKind<K8sObject & { roleRef: Record<string, string>; subjects: Array<Record<string, string>> }>(base, 'ClusterRoleBinding');
+    expect(more).toEqual([]);
+    expect(binding!.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:service-account-issuer-discovery' });
+    expect(binding!.subjects).toEqual([{ kind: 'ServiceAccount', name: d.spec.template.spec.serviceAccountName, namespace: NAMESPACE }]);
+  });
+
+  it('no client secret of a service is stored anywhere in the manifests: the OIDC clients need none, and no Secret is generated', () => {
+    const oidc = oidcConfigOf(named<Deployment>(base, 'Deployment', 'jwt-factory'));
+    for (const client of oidc.clients.values()) expect([client.client_id, client.secret]).toEqual([client.client_id, undefined]);
+    expect(ofKind(base, 'Secret')).toEqual([]);
+    expect(JSON.stringify(base)).not.toMatch(/servicea-secret|FACTORY_CLIENT_SECRET/);
   });
 
   it('a PodDisruptionBudget keeps at least one factory replica, and selects exactly the factory pods', () => {
@@ -148,7 +265,7 @@ describe('k8s cross-references: settings', () => {
     expect(ignoredKeys((env) => loadServiceConfig('serviceb', env), data)).toEqual(['FACTORY_ULR']);
   });
 
-  it.each(SERVICES)('%s, with its .env file under the ConfigMap, points at no localhost address', (name) => {
+  it.each(SERVICES)('%s, with its ConfigMap alone (the image has no .env file), points at no localhost address', (name) => {
     const config = loadServiceConfig(name, effectiveEnv(name));
     const urls = [config.factoryUrl, ...Object.values(config.urls), ...Object.values(config.httpsUrls)];
     for (const url of urls) expect(new URL(url).hostname, url).toMatch(new RegExp(`^[a-z-]+\\.${NAMESPACE}\\.svc\\.cluster\\.local$`));
@@ -186,7 +303,7 @@ describe('k8s cross-references: Istio rules', () => {
   const factory = loadFactoryConfig(settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps));
   const ras = ofKind<IstioPolicy>(overlay, 'RequestAuthentication');
   const aps = ofKind<IstioPolicy>(overlay, 'AuthorizationPolicy');
-  const overlayDeployments = ofKind<Deployment>(overlay, 'Deployment');
+  const overlayDeployments = [...ofKind<Deployment>(overlay, 'Deployment'), ...ofKind<Deployment>(overlay, 'StatefulSet')];
   const serviceAccounts = new Set(ofKind(overlay, 'ServiceAccount').map((s) => peerPrincipal(NAMESPACE, s.metadata.name)));
 
   it('mTLS is STRICT for the whole namespace', () => {

@@ -83,12 +83,12 @@ describe('the container image', () => {
     }
   });
 
-  it("puts the services' .env files beside dist/app/main.js, where app/main.ts reads them", () => {
-    // app/main.ts looks beside its own module first (APP_DIR = dirname of the running main.js).
-    const main = readFileSync(path.join(ROOT, 'app', 'main.ts'), 'utf8');
-    expect(main).toMatch(/const APP_DIR = path\.dirname\(fileURLToPath\(import\.meta\.url\)\)/);
-    expect(main).toMatch(/\[APP_DIR\b[^\]]*\][\s\S]*`\.\$\{service\}\.env`/);
-    expect(runtime!.steps).toContainEqual(['COPY', 'app/.servicea.env app/.serviceb.env app/.servicec.env ./dist/app/']);
+  it("carries no app/.<service>.env (servicea's holds the demo client secret): every setting of a pod comes from its ConfigMap", () => {
+    const copied = [...build!.steps, ...runtime!.steps].filter(([k]) => k === 'COPY').map(([, v]) => v);
+    expect(copied.filter((v) => /\.env\b/.test(v))).toEqual([]);
+    for (const file of ['app/.servicea.env', 'app/.serviceb.env', 'app/.servicec.env']) expect(ignored(ignorePatterns, file), file).toBe(true);
+    // The build stage copies app/ whole: the ignore file is what keeps the .env files out of it.
+    expect(build!.steps).toContainEqual(['COPY', 'app ./app']);
   });
 
   it('every file the build copies exists and is not ignored', () => {
@@ -102,7 +102,7 @@ describe('the container image', () => {
     }
   });
 
-  it.each(['keys/servicea.json', 'keys/servicea-private.pem', 'certs/ca-key.pem', 'node_modules/jose/package.json', '.env', 'app/some.key', 'dist/app/main.js', '.git/config'])(
+  it.each(['keys/servicea.json', 'keys/servicea-private.pem', 'certs/ca-key.pem', 'cluster-secrets/key-encryption-key', 'node_modules/jose/package.json', '.env', 'app/some.key', 'dist/app/main.js', '.git/config'])(
     '.dockerignore keeps %s out of the build context',
     (file) => {
       expect(ignored(ignorePatterns, file)).toBe(true);

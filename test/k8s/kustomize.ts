@@ -7,8 +7,8 @@ import { parseAllDocuments } from 'yaml';
 /**
  * A kustomize build for the features our kustomizations use, so that `npm test` proves the base
  * and the overlay build without a kustomize binary: `resources` (files and directories),
- * `namespace`, `configMapGenerator` (env files, with kustomize's name-suffix hash and the name
- * references rewritten), `images`, and inline strategic-merge `patches` on maps. Anything else
+ * `namespace`, `configMapGenerator` (env files and files, with kustomize's name-suffix hash and
+ * the name references rewritten), `images`, and inline strategic-merge `patches` on maps. Anything else
  * in a kustomization is refused, so the checker cannot silently skip a feature. When a real
  * kustomize (v4 or newer) is on the machine, the tests compare both builds object by object.
  */
@@ -23,7 +23,7 @@ export type K8sObject = {
 const SUPPORTED = new Set(['apiVersion', 'kind', 'namespace', 'resources', 'configMapGenerator', 'images', 'patches']);
 
 /** Kinds that live outside any namespace (the ones we use). */
-const CLUSTER_SCOPED = new Set(['Namespace']);
+const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding']);
 
 /** Parses every YAML document of a file, refusing syntax errors and empty documents. */
 export function readYamlDocuments(file: string): K8sObject[] {
@@ -83,9 +83,9 @@ function mergePatch(target: Record<string, unknown>, patch: Record<string, unkno
   }
 }
 
-/** The pod spec of a workload (only Deployments here), where image and ConfigMap references live. */
+/** The pod spec of a workload (Deployments and StatefulSets here), where image and ConfigMap references live. */
 function podSpecsOf(obj: K8sObject): Array<Record<string, unknown>> {
-  if (obj.kind !== 'Deployment') return [];
+  if (obj.kind !== 'Deployment' && obj.kind !== 'StatefulSet') return [];
   const template = (obj.spec as { template?: { spec?: Record<string, unknown> } } | undefined)?.template?.spec;
   return template ? [template] : [];
 }
@@ -105,7 +105,10 @@ function renameConfigMapRefs(obj: K8sObject, names: Map<string, string>): void {
       for (const from of c.envFrom ?? []) rename(from.configMapRef);
       for (const e of c.env ?? []) rename(e.valueFrom?.configMapKeyRef);
     }
-    for (const v of (pod.volumes as Array<{ configMap?: { name: string } }>) ?? []) rename(v.configMap);
+    for (const v of (pod.volumes as Array<{ configMap?: { name: string }; projected?: { sources?: Array<{ configMap?: { name: string } }> } }>) ?? []) {
+      rename(v.configMap);
+      for (const source of v.projected?.sources ?? []) rename(source.configMap);
+    }
   }
 }
 
@@ -137,8 +140,10 @@ export function kustomizeBuild(dir: string): K8sObject[] {
 
   const renamed = new Map<string, string>();
   for (const gen of (k.configMapGenerator as Array<Record<string, any>>) ?? []) {
-    for (const field of Object.keys(gen)) if (field !== 'name' && field !== 'envs') throw new Error(`${file}: configMapGenerator.${field} is not supported by this checker`);
-    const data = Object.assign({}, ...(gen.envs as string[]).map((e) => readEnvFile(path.resolve(dir, e)))) as Record<string, string>;
+    for (const field of Object.keys(gen)) if (!['name', 'envs', 'files'].includes(field)) throw new Error(`${file}: configMapGenerator.${field} is not supported by this checker`);
+    const data = Object.assign({}, ...((gen.envs as string[] | undefined) ?? []).map((e) => readEnvFile(path.resolve(dir, e)))) as Record<string, string>;
+    // `files`: one key per file, its base name, the content verbatim.
+    for (const f of (gen.files as string[] | undefined) ?? []) data[path.basename(f)] = readFileSync(path.resolve(dir, f), 'utf8');
     const hashed = `${gen.name}-${configMapHash(data)}`;
     renamed.set(gen.name, hashed);
     objects.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: hashed }, data });

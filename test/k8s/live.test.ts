@@ -1,13 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { createLocalJWKSet, decodeJwt, exportJWK, generateKeyPair, jwtVerify, SignJWT, type JSONWebKeySet } from 'jose';
 import { parse as parseDotenv } from 'dotenv';
-import { createLocalJWKSet, decodeJwt, jwtVerify, type JSONWebKeySet } from 'jose';
-import { parseAllDocuments } from 'yaml';
-import { ensureCertificates, certificatePaths } from '../../lib/certs.js';
+import { parseAllDocuments, parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { ensureCertificates, certificatePaths, loadServerTls } from '../../lib/certs.js';
+import { freePort } from '../../lib/ports.js';
 import { ROOT, runScript, startProcess, type Started } from '../helpers/process.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { standInCluster, writeTokenFile, type StandInCluster } from '../helpers/kubernetes.js';
 import { parseMeshRulesArgs, renderMeshRules } from '../../scripts/mesh-rules.js';
 import { buildSecrets, runCommand as runSecrets } from '../../scripts/k8s-secrets.js';
 import { loadPolicyPath } from '../../mesh/sources.js';
@@ -17,67 +21,226 @@ import { kustomizeBuild, type K8sObject } from './kustomize.js';
 import { settingsOf, type ConfigMap, type Deployment, type IstioPolicy } from './workloads.js';
 
 /**
- * The manifests against the real processes: the factory and the services start with their
- * ConfigMap settings (only listen address, ports and local directories changed), then the tests
- * call the routes the probes and the Istio rules name, and check the rules against real tokens.
+ * The manifests against the real processes: two factory replicas and the services start with
+ * their ConfigMap settings (only listen addresses, ports and local files changed: the pods read no
+ * .env file, the image carries none), on a real PostgreSQL as the StatefulSet's stand-in, with the
+ * Secrets `npm run k8s-secrets` makes written out as the kubelet mounts them, and a stand-in
+ * Kubernetes API server whose /openid/v1/jwks (TLS with its own CA, bearer token required) signs
+ * servicea's projected service-account token. Then the tests call the routes the probes and the
+ * Istio rules name, and check the rules against real tokens.
  */
 
 const base = kustomizeBuild(BASE);
 const overlay = kustomizeBuild(OVERLAY);
 const configMaps = ofKind<ConfigMap>(base, 'ConfigMap');
-const factorySettings = settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps);
+const factoryDeployment = named<Deployment>(base, 'Deployment', 'jwt-factory');
+const factorySettings = settingsOf(factoryDeployment, configMaps);
 const raOf = (svc: string) => named<IstioPolicy>(overlay, 'RequestAuthentication', `${svc}-jwt`).spec.jwtRules[0];
+/** The projected token volume servicea mounts, and the audience its tokens carry. */
+const saTokenSource = named<Deployment>(base, 'Deployment', 'servicea').spec.template.spec.volumes!.find((v) => v.projected)!.projected!.sources[0]!.serviceAccountToken!;
 
 let tmp: string;
-let keysDir: string;
 let certsDir: string;
+let pg: TestPostgres;
+let cluster: StandInCluster;
+let apiServer: HttpsServer;
 let factory: Started;
+let replica: Started;
 let factoryUrl: string;
+let replicaUrl: string;
+let secretsDir: string;
+let env: Record<string, string>;
 const SERVICE_NAMES = ['servicea', 'serviceb', 'servicec'] as const;
 const services: Partial<Record<(typeof SERVICE_NAMES)[number], Started>> = {};
 
-/** Starts a service with its ConfigMap over its .env file; only addresses and local folders change. */
+/** A projected token for servicea as the kubelet writes it (the volume's audience and expirationSeconds). */
+const saToken = () => cluster.token({ namespace: 'jwt-suite', serviceAccount: 'servicea', audience: saTokenSource.audience!, ttl: saTokenSource.expirationSeconds });
+
+/** Writes a Secret's data as the kubelet mounts it: one file per key, mode 0440. */
+async function mountSecret(objects: Array<{ metadata: { name: string }; data: Record<string, string> }>, name: string, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [key, b64] of Object.entries(objects.find((o) => o.metadata.name === name)!.data)) await writeFile(path.join(dir, key), Buffer.from(b64, 'base64'), { mode: 0o440 });
+}
+
+/** Starts a service with its ConfigMap only (the image has no .env file); only addresses and local folders change. */
 async function startService(name: (typeof SERVICE_NAMES)[number]): Promise<Started> {
   const settings = settingsOf(named(base, 'Deployment', name), configMaps);
-  const env = {
-    ...parseDotenv(readFileSync(path.join(ROOT, 'app', `.${name}.env`))),
-    ...settings,
+  const local = {
     HOST: '127.0.0.1',
     PORT: '0',
     ...(settings.HTTPS_PORT ? { HTTPS_PORT: '0' } : {}),
-    FACTORY_URL: factoryUrl,
+    // servicea asks replica A, the receivers verify at replica B: one key database behind both.
+    FACTORY_URL: name === 'servicea' ? factoryUrl : replicaUrl,
     CERTS_DIR: certsDir,
     SERVICE_KEYS_DIR: path.join(tmp, `${name}-self`),
+    ...(settings.FACTORY_ASSERTION_FILE ? { FACTORY_ASSERTION_FILE: path.join(tmp, 'servicea-token') } : {}),
+    // servicea calls the receivers: their cluster DNS names become the local processes.
+    ...(name === 'servicea' ? { SERVICEB_URL: `http://127.0.0.1:${services.serviceb!.port}`, SERVICEC_URL: `http://127.0.0.1:${services.servicec!.port}` } : {}),
   };
-  return startProcess('app/main.ts', { args: [name], env });
+  // The image has no app/.<service>.env, but the source tree does: every line of it the ConfigMap
+  // does not set is emptied (an empty setting is an absent one), so the process sees what the pod sees.
+  const dotenv = parseDotenv(readFileSync(path.join(ROOT, 'app', `.${name}.env`)));
+  const absent = Object.fromEntries(Object.keys(dotenv).filter((k) => !(k in settings)).map((k) => [k, '']));
+  return startProcess('app/main.ts', { args: [name], env: { ...absent, ...settings, ...local }, timeoutMs: 60_000 });
 }
 
 async function call(url: string, init: RequestInit = {}): Promise<Response> {
-  return fetch(url, { ...init, signal: AbortSignal.timeout(10_000) });
+  return fetch(url, { ...init, signal: AbortSignal.timeout(20_000) });
 }
 
-async function issue(keyId: string, claims: Record<string, unknown>): Promise<string> {
-  const res = await call(`${factoryUrl}/issueToken/${keyId}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(claims) });
+/** servicea's factory access token, bought with a fresh projected token (the jwt-bearer grant). */
+async function serviceaBearer(): Promise<string> {
+  const res = await call(`${factoryUrl}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await saToken(), audience: factorySettings.ISSUER! }),
+  });
+  expect(res.status).toBe(200);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/** POST /issueToken/<keyId> as servicea (bearer), answering the raw response. */
+async function issueAs(bearer: string, keyId: string, claims: Record<string, unknown>, query = '', url = factoryUrl): Promise<Response> {
+  return call(`${url}/issueToken/${keyId}${query}`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${bearer}` }, body: JSON.stringify(claims) });
+}
+
+let bearer: string;
+async function issue(keyId: string, claims: Record<string, unknown>, query = ''): Promise<string> {
+  const res = await issueAs(bearer, keyId, claims, query);
   expect(res.status).toBe(200);
   return (await res.text()).trim();
 }
 
+/** A token claiming iss ISSUER and sub servicea, signed with a key the factory never had. */
+async function forgedToken(): Promise<string> {
+  const { privateKey, publicKey } = await generateKeyPair('RS256');
+  const kid = (await exportJWK(publicKey)).n!.slice(0, 16);
+  return new SignJWT({ sub: 'servicea', aud: 'serviceb' }).setProtectedHeader({ alg: 'RS256', kid }).setIssuer(factorySettings.ISSUER!).setIssuedAt().setExpirationTime('5m').sign(privateKey);
+}
+
 beforeAll(async () => {
   tmp = await mkdtemp(path.join(tmpdir(), 'k8s-live-'));
-  keysDir = path.join(tmp, 'keys');
   certsDir = path.join(tmp, 'certs');
-  await ensureCertificates(certsDir);
-  factory = await startProcess('jwt-factory/main.ts', { env: { ...factorySettings, HOST: '127.0.0.1', PORT: '0', KEYS_DIR: keysDir } });
+  secretsDir = path.join(tmp, 'cluster-secrets');
+  const [, , started] = await Promise.all([ensureCertificates(certsDir), ensureCertificates(path.join(tmp, 'kube-pki'), { services: ['kubernetes'] }), startPostgres()]);
+  pg = started;
+  cluster = await standInCluster();
+
+  // The stand-in API server: /openid/v1/jwks over TLS, to the factory's own service-account token only.
+  const factoryApiToken = await cluster.token({ namespace: 'jwt-suite', serviceAccount: 'jwt-factory', audience: cluster.issuer, ttl: 3600 });
+  const apiTls = await loadServerTls(path.join(tmp, 'kube-pki'), 'kubernetes');
+  apiServer = createHttpsServer({ cert: apiTls.cert, key: apiTls.key }, (req, res) => {
+    if (req.url !== '/openid/v1/jwks') return res.writeHead(404).end();
+    if (req.headers.authorization !== `Bearer ${factoryApiToken}`) return res.writeHead(403).end();
+    res.writeHead(200, { 'content-type': 'application/jwk-set+json' }).end(JSON.stringify(cluster.jwks));
+  });
+  const apiPort = await freePort();
+  await new Promise<void>((resolve) => apiServer.listen(apiPort, '127.0.0.1', resolve));
+
+  // The factory's volumes: the OIDC ConfigMap, the encryption-key Secret, the kube-api projection.
+  const oidcConfigMap = configMaps.find((c) => c.data['oidc.yaml'] !== undefined)!;
+  const oidc = parseYaml(oidcConfigMap.data['oidc.yaml']!) as { trusted_issuers: Array<Record<string, string>> };
+  const kubeApiDir = path.join(tmp, 'kube-api');
+  await mkdir(kubeApiDir);
+  await writeFile(path.join(kubeApiDir, 'token'), factoryApiToken);
+  await writeFile(path.join(kubeApiDir, 'ca.crt'), await readFile(certificatePaths(path.join(tmp, 'kube-pki'), 'kubernetes').caPath));
+  for (const t of oidc.trusted_issuers) {
+    t.jwks_uri = `https://127.0.0.1:${apiPort}${new URL(t.jwks_uri!).pathname}`;
+    t.jwks_ca_file = path.join(kubeApiDir, path.basename(t.jwks_ca_file!));
+    t.jwks_token_file = path.join(kubeApiDir, path.basename(t.jwks_token_file!));
+  }
+  await writeFile(path.join(tmp, 'oidc.yaml'), stringifyYaml(oidc));
+  const { objects } = await buildSecrets({ secretsDir, certsDir, namespace: 'jwt-suite' });
+  await mountSecret(objects, 'jwt-factory-encryption-key', path.join(tmp, 'encryption'));
+
+  // The StatefulSet's database and user, with the password of the Secret.
+  const password = Buffer.from(objects.find((o) => o.metadata.name === 'jwt-factory-postgres')!.data.password!, 'base64').toString();
+  const storeUrl = new URL(factorySettings.KEY_STORE!);
+  await pg.sql(`CREATE ROLE ${storeUrl.username} LOGIN PASSWORD '${password}'`);
+  await pg.sql(`CREATE DATABASE ${storeUrl.pathname.slice(1)} OWNER ${storeUrl.username}`);
+  // As the StatefulSet's POSTGRES_INITDB_ARGS: that user proves its password (scram-sha-256), trust stays for the test's own superuser.
+  const hba = await pg.sql('SHOW hba_file');
+  await writeFile(hba, `host all ${storeUrl.username} 127.0.0.1/32 scram-sha-256\n${await readFile(hba, 'utf8')}`);
+  await pg.sql('SELECT pg_reload_conf()');
+  storeUrl.hostname = '127.0.0.1';
+  storeUrl.port = String(pg.port);
+
+  env = {
+    ...factorySettings,
+    HOST: '127.0.0.1',
+    PORT: '0',
+    KEY_STORE: storeUrl.href,
+    KEY_ENCRYPTION_KEY_FILE: path.join(tmp, 'encryption', path.basename(factorySettings.KEY_ENCRYPTION_KEY_FILE!)),
+    OIDC_CONFIG: path.join(tmp, 'oidc.yaml'),
+    PGPASSWORD: password,
+  };
+  // Two replicas starting together on one database (their migrations run under a lock).
+  const replicas = await Promise.all(['a', 'b'].map((r) => startProcess('jwt-factory/main.ts', { env: { ...env, KEYS_DIR: path.join(tmp, `state-${r}`) }, timeoutMs: 90_000 })));
+  factory = replicas[0]!;
+  replica = replicas[1]!;
   factoryUrl = `http://127.0.0.1:${factory.port}`;
-  // The keys the cluster needs, made locally as the docs say (the cluster's key dir is read-only).
-  for (const keyId of SERVICE_NAMES) expect((await call(`${factoryUrl}/keys/${keyId}`, { method: 'POST' })).status).toBe(200);
-  const started = await Promise.all(SERVICE_NAMES.map(startService));
-  SERVICE_NAMES.forEach((name, i) => (services[name] = started[i]));
-});
+  replicaUrl = `http://127.0.0.1:${replica.port}`;
+  await writeTokenFile(path.join(tmp, 'servicea-token'), await saToken());
+  bearer = await serviceaBearer();
+  [services.serviceb, services.servicec] = await Promise.all([startService('serviceb'), startService('servicec')]);
+  services.servicea = await startService('servicea');
+}, 240_000);
 
 afterAll(async () => {
-  await Promise.all([factory, ...Object.values(services)].filter(Boolean).map((p) => p!.stop()));
+  await Promise.all([factory, replica, ...Object.values(services)].filter(Boolean).map((p) => p!.stop()));
+  if (apiServer) await new Promise((resolve) => apiServer.close(resolve));
+  await pg?.remove();
   if (tmp) await rm(tmp, { recursive: true, force: true });
+});
+
+describe('the cluster path against the real processes', () => {
+  it("servicea's scenario 2 works end to end: its projected token buys its access token, replica A mints, the receivers verify at replica B", async () => {
+    const res = await call(`http://127.0.0.1:${services.servicea!.port}/scenario2`);
+    const body = (await res.json()) as Record<string, { status: number; valid: boolean; claims: Record<string, unknown> }>;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    for (const svc of ['serviceb', 'servicec']) expect(body[svc]).toMatchObject({ status: 200, valid: true, claims: { iss: factorySettings.ISSUER, sub: 'servicea', aud: svc } });
+    expect(services.servicea!.output()).toMatch(/exchanged the service-account token for a factory access token/);
+  });
+
+  it('refuses anonymous issuance, a sub override and another keyId, in client mode', async () => {
+    const anonymous = await call(`${factoryUrl}/issueToken/servicea`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"aud":"serviceb"}' });
+    expect([anonymous.status, ((await anonymous.json()) as any).error.code]).toEqual([401, 'invalid_client']);
+    const sub = await issueAs(bearer, 'servicea', { sub: 'admin', aud: 'serviceb' });
+    expect([sub.status, ((await sub.json()) as any).error.code]).toEqual([400, 'claim_not_allowed']);
+    const other = await issueAs(bearer, 'serviceb', { aud: 'serviceb' });
+    expect([other.status, ((await other.json()) as any).error.code]).toEqual([403, 'key_not_owned']);
+  });
+
+  it('both replicas publish the same JWKS (one key database), and a token from A verifies at B', async () => {
+    const [a, b] = await Promise.all([factoryUrl, replicaUrl].map(async (u) => (await call(`${u}/.well-known/jwks.json`)).json()));
+    expect(b).toEqual(a);
+    const token = await issue('servicea', { aud: 'serviceb' });
+    const verified = await call(`${replicaUrl}/verify/servicea`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, aud: 'serviceb', sub: 'servicea' }) });
+    expect(verified.status).toBe(200);
+  });
+
+  it('rotation is on: GET /keys/servicea shows the schedule of the ConfigMap ROTATION_INTERVAL', async () => {
+    const res = await call(`${factoryUrl}/keys/servicea`);
+    expect(res.status).toBe(200);
+    const body = (await res.json()) as { rotation: { interval: number; publishAhead: number; nextAt: string | null } };
+    expect(body.rotation.interval).toBe(Number(factorySettings.ROTATION_INTERVAL));
+    expect(body.rotation.nextAt).not.toBeNull();
+  });
+
+  it('a replica with another PGPASSWORD than the Secret\'s is refused by the database and stops, naming neither password', async () => {
+    const refused = await startProcess('jwt-factory/main.ts', { env: { ...env, KEYS_DIR: path.join(tmp, 'state-c'), PGPASSWORD: 'not-the-secret-password' }, timeoutMs: 60_000 }).then(
+      () => undefined,
+      (err: Error) => err.message,
+    );
+    expect(refused).toMatch(/exited with code 1 before listening[\s\S]*password authentication failed/);
+    expect(refused).not.toContain('not-the-secret-password');
+    expect(refused).not.toContain(env.PGPASSWORD);
+  });
+
+  it('the key database holds no plain private key (sealed with the Secret\'s encryption key)', async () => {
+    const dump = await pg.dump();
+    expect(dump).not.toMatch(/PRIVATE KEY|"d":/);
+  });
 });
 
 describe('probes against the real processes', () => {
@@ -102,7 +265,7 @@ describe('probes against the real processes', () => {
 describe('Istio rules against tokens the real factory issues', () => {
   it('requestPrincipals equal <iss>/<sub> of a token the factory issues for servicea', async () => {
     // The claims servicea asks for in the scenarios (app/scenarios.ts).
-    const token = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    const token = await issue('servicea', { aud: 'serviceb' });
     const { iss, sub } = decodeJwt(token);
     for (const svc of ['serviceb', 'servicec']) {
       const ap = named<IstioPolicy>(overlay, 'AuthorizationPolicy', `${svc}-allow-servicea`);
@@ -116,15 +279,16 @@ describe('Istio rules against tokens the real factory issues', () => {
     const res = await call(`${factoryUrl}${new URL(rule.jwksUri).pathname}`);
     expect(res.status).toBe(200);
     const jwks = (await res.json()) as JSONWebKeySet;
-    const token = await issue('servicea', { sub: 'servicea', aud: svc });
+    const token = await issue('servicea', { aud: svc });
     const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer: rule.issuer, audience: rule.audiences });
     expect(payload.sub).toBe('servicea');
   });
 
   it("a token signed with another key, its sub forged to servicea, fails the per-key jwksUri (Envoy: 401)", async () => {
+    // In client mode no client can have the factory sign sub servicea with another key (403 key_not_owned above), so the forger signs with a key of its own.
     const rule = raOf('serviceb');
     const jwks = (await (await call(`${factoryUrl}${new URL(rule.jwksUri).pathname}`)).json()) as JSONWebKeySet;
-    const forged = await issue('serviceb', { sub: 'servicea', aud: 'serviceb' });
+    const forged = await forgedToken();
     await expect(jwtVerify(forged, createLocalJWKSet(jwks), { issuer: rule.issuer, audience: rule.audiences })).rejects.toThrow(/no applicable key/i);
   });
 });
@@ -148,17 +312,25 @@ async function inlineJwks(args: string[]): Promise<{ rules: IstioPolicy[]; jwks:
 describe('mesh-rules with inline keys, against the real factory', () => {
   it('--inline-jwks --factory-url: the inlined jwks verifies a token the factory issued, and holds public members only', async () => {
     const { rules, jwks } = await inlineJwks(['--inline-jwks', '--factory-url', factoryUrl]);
-    const token = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    const token = await issue('servicea', { aud: 'serviceb' });
     const rule = rules.find((r) => r.kind === 'RequestAuthentication')!.spec.jwtRules[0];
     const { payload } = await jwtVerify(token, createLocalJWKSet(jwks), { issuer: rule.issuer, audience: rule.audiences });
     expect(`${payload.iss}/${payload.sub}`).toBe(rules.find((r) => r.kind === 'AuthorizationPolicy')!.spec.rules[0].from[0].source.requestPrincipals[0]);
     for (const key of jwks.keys) for (const member of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) expect(key).not.toHaveProperty(member);
   });
 
-  it("--inline-jwks --keys-dir: reads the factory's key files with its loader and inlines the same keys it serves", async () => {
-    const fetched = await inlineJwks(['--inline-jwks', '--factory-url', factoryUrl]);
-    const fromDir = await inlineJwks(['--inline-jwks', '--keys-dir', keysDir]);
-    expect(fromDir.jwks).toEqual(fetched.jwks);
+  it("--inline-jwks --keys-dir: reads a file store's key files with the factory's loader and inlines the same keys that factory serves", async () => {
+    // The cluster keeps its keys in PostgreSQL; --keys-dir is for a factory on a folder (KEY_STORE=file).
+    const keysDir = path.join(tmp, 'file-keys');
+    const local = await startProcess('jwt-factory/main.ts', { env: { HOST: '127.0.0.1', PORT: '0', KEYS_DIR: keysDir }, timeoutMs: 60_000 });
+    try {
+      expect((await call(`http://127.0.0.1:${local.port}/keys/servicea`, { method: 'POST' })).status).toBe(200);
+      const fetched = await inlineJwks(['--inline-jwks', '--factory-url', `http://127.0.0.1:${local.port}`]);
+      const fromDir = await inlineJwks(['--inline-jwks', '--keys-dir', keysDir]);
+      expect(fromDir.jwks).toEqual(fetched.jwks);
+    } finally {
+      await local.stop();
+    }
   });
 
   it('--jwks-file: a JWKS carrying private members is inlined with its public members only, and still verifies', async () => {
@@ -167,94 +339,91 @@ describe('mesh-rules with inline keys, against the real factory', () => {
     await writeFile(file, JSON.stringify({ keys: jwks.keys.map((k) => ({ ...k, d: 'bm90LWEta2V5', p: 'eA' })) }));
     const { jwks: inlined } = await inlineJwks(['--jwks-file', file]);
     expect(inlined).toEqual(jwks);
-    const token = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    const token = await issue('servicea', { aud: 'serviceb' });
     await expect(jwtVerify(token, createLocalJWKSet(inlined), { audience: 'serviceb' })).resolves.toBeDefined();
   });
 });
 
-describe('k8s-secrets against the local key store and certificates', () => {
-  it('builds valid Secrets named as the Deployments mount them, per service, without the CA key', async () => {
-    const { objects } = await buildSecrets({ keysDir, certsDir, namespace: 'jwt-suite' });
+describe('k8s-secrets: the encryption key, the database password and the certificates', () => {
+  it('builds valid Secrets named as the workloads mount or reference them, per service, without the CA key', async () => {
+    const { objects } = await buildSecrets({ secretsDir, certsDir, namespace: 'jwt-suite' });
     for (const o of objects) validateObject(o as unknown as K8sObject);
-    const mounted = ofKind<Deployment>(base, 'Deployment').flatMap((d) => (d.spec.template.spec.volumes ?? []).flatMap((v) => (v.secret ? [v.secret.secretName] : [])));
-    expect(objects.map((o) => o.metadata.name).sort()).toEqual([...mounted].sort());
-    expect(Object.keys(objects.find((o) => o.metadata.name === 'jwt-factory-keys')!.data).sort()).toEqual(['servicea.json', 'serviceb.json', 'servicec.json']);
+    const workloads = [...ofKind<Deployment>(base, 'Deployment'), ...ofKind<Deployment>(base, 'StatefulSet')];
+    const referenced = new Set(
+      workloads.flatMap((d) => [
+        ...(d.spec.template.spec.volumes ?? []).flatMap((v) => (v.secret ? [v.secret.secretName] : [])),
+        ...d.spec.template.spec.containers.flatMap((c) => (c.env ?? []).flatMap((e) => (e.valueFrom?.secretKeyRef ? [e.valueFrom.secretKeyRef.name] : []))),
+      ]),
+    );
+    expect(objects.map((o) => o.metadata.name).sort()).toEqual([...referenced].sort());
+    expect(Object.keys(objects.find((o) => o.metadata.name === 'jwt-factory-encryption-key')!.data)).toEqual([path.basename(factorySettings.KEY_ENCRYPTION_KEY_FILE!)]);
     for (const svc of ['servicea', 'serviceb', 'servicec']) {
       const files = Object.keys(objects.find((o) => o.metadata.name === `${svc}-tls`)!.data).sort();
       const wanted = certificatePaths('', svc);
       expect(files).toEqual([wanted.caPath, wanted.certPath, wanted.keyPath].sort());
     }
     expect(JSON.stringify(objects)).not.toMatch(/ca-key/);
+    // No client secret of a service in any Secret: the services prove themselves with their projected tokens.
+    expect(objects.map((o) => o.metadata.name).filter((n) => /client|oidc|servicea-secret/.test(n))).toEqual([]);
   });
 
-  it('a second factory replica on the Secret signs tokens the first one verifies, and publishes the same JWKS', async () => {
-    const { objects } = await buildSecrets({ keysDir, certsDir, namespace: 'jwt-suite' });
-    const replicaDir = path.join(tmp, 'replica-keys');
-    await mkdir(replicaDir);
-    // What the kubelet does with the Secret volume: one file per data key.
-    for (const [name, b64] of Object.entries(objects.find((o) => o.metadata.name === 'jwt-factory-keys')!.data)) {
-      await writeFile(path.join(replicaDir, name), Buffer.from(b64, 'base64'), { mode: 0o440 });
-    }
-    const replica = await startProcess('jwt-factory/main.ts', { env: { ...factorySettings, HOST: '127.0.0.1', PORT: '0', KEYS_DIR: replicaDir } });
-    try {
-      const replicaJwks = await (await call(`http://127.0.0.1:${replica.port}/.well-known/jwks.json`)).json();
-      expect(replicaJwks).toEqual(await (await call(`${factoryUrl}/.well-known/jwks.json`)).json());
-      const res = await call(`http://127.0.0.1:${replica.port}/issueToken/servicea`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ aud: 'serviceb' }) });
-      const token = (await res.text()).trim();
-      const verified = await call(`${factoryUrl}/verify/servicea`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token, aud: 'serviceb', sub: 'servicea' }) });
-      expect(verified.status).toBe(200);
-      expect(((await verified.json()) as { valid: boolean }).valid).toBe(true);
-    } finally {
-      await replica.stop();
-    }
+  it('makes the encryption key and the password once (mode 0600) and packs the same ones on every later run', async () => {
+    const first = await buildSecrets({ secretsDir, certsDir, namespace: 'jwt-suite' });
+    const again = await buildSecrets({ secretsDir, certsDir, namespace: 'jwt-suite' });
+    expect(again.objects).toEqual(first.objects);
+    expect(again.summary.some((l) => l.startsWith('made '))).toBe(false);
+    for (const file of ['key-encryption-key', 'postgres-password']) expect((await stat(path.join(secretsDir, file))).mode & 0o777).toBe(0o600);
+    const fresh = await buildSecrets({ secretsDir: path.join(tmp, 'fresh-secrets'), certsDir, namespace: 'jwt-suite' });
+    expect(fresh.summary.filter((l) => l.startsWith('made '))).toHaveLength(2);
+    expect(fresh.objects[0]!.data).not.toEqual(first.objects[0]!.data);
   });
 
-  it('the command (a real process) prints the Secrets on stdout and names only files on stderr; bad flags exit 2, a missing folder 1', async () => {
-    const ok = await runScript('scripts/k8s-secrets.ts', ['--keys-dir', keysDir, '--certs-dir', certsDir]);
+  it('refuses a kept encryption key that is not 32 bytes of base64, rather than replacing it', async () => {
+    const broken = path.join(tmp, 'broken-secrets');
+    await mkdir(broken);
+    await writeFile(path.join(broken, 'key-encryption-key'), 'not-a-key\n');
+    await expect(buildSecrets({ secretsDir: broken, certsDir, namespace: 'jwt-suite' })).rejects.toThrow(/key-encryption-key must be 32 random bytes in base64.*fix or remove it/);
+    expect(await readFile(path.join(broken, 'key-encryption-key'), 'utf8')).toBe('not-a-key\n');
+  });
+
+  it('the command (a real process) prints the Secrets on stdout and names only files on stderr; bad flags exit 2, missing certificates 1', async () => {
+    const ok = await runScript('scripts/k8s-secrets.ts', ['--secrets-dir', secretsDir, '--certs-dir', certsDir]);
     expect(ok.code).toBe(0);
     const docs = parseAllDocuments(ok.stdout).map((d) => d.toJS() as K8sObject);
-    expect(docs.map((d) => d.metadata.name)).toEqual(['jwt-factory-keys', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
-    expect(ok.stderr).toMatch(/jwt-factory-keys: keys servicea, serviceb, servicec/);
-    const keyFile = await readFile(path.join(keysDir, 'servicea.json'), 'utf8');
-    const privateD = (JSON.parse(keyFile) as { versions: Array<{ jwk: { d: string } }> }).versions[0]!.jwk.d;
-    for (const secretText of [privateD, 'PRIVATE KEY', Buffer.from(keyFile).toString('base64').slice(0, 40)]) expect(ok.stderr).not.toContain(secretText);
+    expect(docs.map((d) => d.metadata.name)).toEqual(['jwt-factory-encryption-key', 'jwt-factory-postgres', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
+    expect(ok.stderr).toMatch(/jwt-factory-encryption-key: key from .*key-encryption-key/);
+    const key = (await readFile(path.join(secretsDir, 'key-encryption-key'), 'utf8')).trim();
+    const password = (await readFile(path.join(secretsDir, 'postgres-password'), 'utf8')).trim();
+    for (const secretText of [key, password, Buffer.from(key).toString('base64'), 'PRIVATE KEY']) expect(ok.stderr).not.toContain(secretText);
     const io = () => {
       const seen = { out: '', err: '' };
       return { seen, io: { out: (t: string) => (seen.out += t), err: (t: string) => (seen.err += t) } };
     };
     const bad = io();
-    expect(await runSecrets(['--key-dir', keysDir], bad.io)).toBe(2);
-    expect(bad.seen).toEqual({ out: '', err: "k8s-secrets: Unknown option '--key-dir'\n" });
+    expect(await runSecrets(['--keys-dir', 'keys'], bad.io)).toBe(2);
+    expect(bad.seen).toEqual({ out: '', err: "k8s-secrets: Unknown option '--keys-dir'\n" });
     const missing = io();
-    expect(await runSecrets(['--keys-dir', path.join(tmp, 'nope'), '--certs-dir', certsDir], missing.io)).toBe(1);
+    expect(await runSecrets(['--secrets-dir', secretsDir, '--certs-dir', path.join(tmp, 'nope')], missing.io)).toBe(1);
     expect(missing.seen.out).toBe('');
-    expect(missing.seen.err).toMatch(/is not a directory/);
+    expect(missing.seen.err).toMatch(/is missing: run npm run certs first/);
   });
 
   it('--apply hands the YAML to kubectl on its stdin and prints only what kubectl answers', async () => {
     // A stand-in kubectl that records its arguments and stdin, and answers like the real one.
     const fake = path.join(tmp, 'kubectl');
-    await writeFile(fake, `#!/bin/sh\necho "$@" > "${tmp}/kubectl-args"\ncat > "${tmp}/kubectl-stdin"\necho secret/jwt-factory-keys configured\n`, { mode: 0o755 });
+    await writeFile(fake, `#!/bin/sh\necho "$@" > "${tmp}/kubectl-args"\ncat > "${tmp}/kubectl-stdin"\necho secret/jwt-factory-encryption-key configured\n`, { mode: 0o755 });
     let out = '';
     let err = '';
-    const status = await runSecrets(['--apply', '--keys-dir', keysDir, '--certs-dir', certsDir], { out: (t) => (out += t), err: (t) => (err += t) }, fake);
+    const status = await runSecrets(['--apply', '--secrets-dir', secretsDir, '--certs-dir', certsDir], { out: (t) => (out += t), err: (t) => (err += t) }, fake);
     expect(status).toBe(0);
-    expect(out).toBe('secret/jwt-factory-keys configured\n');
+    expect(out).toBe('secret/jwt-factory-encryption-key configured\n');
     expect(await readFile(path.join(tmp, 'kubectl-args'), 'utf8')).toBe('apply -f -\n');
     const applied = parseAllDocuments(await readFile(path.join(tmp, 'kubectl-stdin'), 'utf8')).map((d) => d.toJS() as K8sObject);
-    expect(applied.map((o) => o.metadata.name)).toEqual(['jwt-factory-keys', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
-    expect(err).not.toMatch(/data:|PRIVATE|"d"/);
-    const none = await runSecrets(['--apply', '--keys-dir', keysDir, '--certs-dir', certsDir], { out: () => undefined, err: (t) => (err = t) }, path.join(tmp, 'no-kubectl'));
+    expect(applied.map((o) => o.metadata.name)).toEqual(['jwt-factory-encryption-key', 'jwt-factory-postgres', 'servicea-tls', 'serviceb-tls', 'servicec-tls']);
+    expect(err).not.toMatch(/data:|PRIVATE/);
+    const none = await runSecrets(['--apply', '--secrets-dir', secretsDir, '--certs-dir', certsDir], { out: () => undefined, err: (t) => (err = t) }, path.join(tmp, 'no-kubectl'));
     expect(none).toBe(1);
     expect(err).toMatch(/cannot run .*no-kubectl \(ENOENT\): install it, or drop --apply/);
-  });
-
-  it('refuses a key directory holding a file the factory cannot read', async () => {
-    const broken = path.join(tmp, 'broken-keys');
-    await mkdir(broken);
-    await writeFile(path.join(broken, 'servicea.json'), await readFile(path.join(keysDir, 'servicea.json')));
-    await writeFile(path.join(broken, 'serviceb.json'), '{"format":"something else"}');
-    await expect(buildSecrets({ keysDir: broken, certsDir, namespace: 'jwt-suite' })).rejects.toThrow(/cannot read serviceb\.json/);
   });
 });
 
@@ -284,24 +453,24 @@ describe('the overlay under the mesh engine (mesh/), as istiod and Envoy would d
 
   it.each(['serviceb', 'servicec'])('servicea reaches %s with its token (200), not without (403), not with an expired one (401)', async (svc) => {
     const port = svc === 'serviceb' ? 3001 : 3002;
-    const valid = await issue('servicea', { sub: 'servicea', aud: svc });
+    const valid = await issue('servicea', { aud: svc });
     const ok = await decide(svc, port, 'servicea', 'GET', '/scenario1-server', valid);
     expect(ok.status).toBe(200);
     expect(ok.principal).toBe('https://jwt-factory//servicea');
     // forwardOriginalToken: the app still gets the token to verify it itself.
     expect(ok.upstreamHeaders.authorization).toBe(`Bearer ${valid}`);
     expect((await decide(svc, port, 'servicea', 'GET', '/scenario1-server')).status).toBe(403);
-    const expiredRes = await call(`${factoryUrl}/issueToken/servicea?expired=1`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ sub: 'servicea', aud: svc }) });
-    expect((await decide(svc, port, 'servicea', 'GET', '/scenario1-server', (await expiredRes.text()).trim())).status).toBe(401);
+    const expired = await issue('servicea', { aud: svc }, '?expired=1');
+    expect((await decide(svc, port, 'servicea', 'GET', '/scenario1-server', expired)).status).toBe(401);
   });
 
   it('a valid servicea token from another identity, a token for another audience, or a forged sub are refused', async () => {
-    const valid = await issue('servicea', { sub: 'servicea', aud: 'serviceb' });
+    const valid = await issue('servicea', { aud: 'serviceb' });
     expect((await decide('serviceb', 3001, 'servicec', 'GET', '/scenario1-server', valid)).status).toBe(403);
     // Envoy's jwt_authn answers an audience mismatch with 403, not 401.
     const otherAudience = await decide('servicec', 3002, 'servicea', 'GET', '/scenario1-server', valid);
     expect([otherAudience.status, otherAudience.body]).toEqual([403, 'Audiences in Jwt are not allowed']);
-    const forged = await issue('serviceb', { sub: 'servicea', aud: 'serviceb' });
+    const forged = await forgedToken();
     expect((await decide('serviceb', 3001, 'servicea', 'GET', '/scenario1-server', forged)).status).toBe(401);
   });
 
@@ -312,6 +481,11 @@ describe('the overlay under the mesh engine (mesh/), as istiod and Envoy would d
     expect((await decide('servicea', 3000, 'serviceb', 'GET', '/.well-known/jwks.json')).status).toBe(200);
     expect((await decide('servicea', 3000, 'serviceb', 'POST', '/gen-keys')).status).toBe(403);
     expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/issueToken/serviceb')).status).toBe(403);
+    // servicea's jwt-bearer grant; the key database from the factory only.
+    expect((await decide('jwt-factory', 5555, 'servicea', 'POST', '/token')).status).toBe(200);
+    expect((await decide('jwt-factory', 5555, 'serviceb', 'POST', '/token')).status).toBe(403);
+    expect((await decide('jwt-factory-postgres', 5432, 'jwt-factory', 'GET', '/')).status).toBe(200);
+    expect((await decide('jwt-factory-postgres', 5432, 'servicea', 'GET', '/')).status).toBe(403);
     expect((await decide('jwt-factory', 5555, 'serviceb', 'POST', '/verify/servicea')).status).toBe(200);
     expect((await decide('jwt-factory', 5555, 'serviceb', 'GET', '/keys/servicea/jwks.json')).status).toBe(200);
     for (const sa of ['servicea', 'serviceb', 'servicec']) {

@@ -6,6 +6,8 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { ConfigMap } from 'kubernetes-models/v1/ConfigMap';
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
+import { ClusterRoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1/ClusterRoleBinding';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
 import { PeerAuthentication } from '@kubernetes-models/istio/security.istio.io/v1beta1/PeerAuthentication';
 import { RequestAuthentication } from '@kubernetes-models/istio/security.istio.io/v1beta1/RequestAuthentication';
@@ -33,6 +35,8 @@ const MODELS: Record<string, ModelClass> = {
   'v1/ConfigMap': ConfigMap as unknown as ModelClass,
   'v1/Secret': Secret as unknown as ModelClass,
   'apps/v1/Deployment': Deployment as unknown as ModelClass,
+  'apps/v1/StatefulSet': StatefulSet as unknown as ModelClass,
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': ClusterRoleBinding as unknown as ModelClass,
   'policy/v1/PodDisruptionBudget': PodDisruptionBudget as unknown as ModelClass,
   'security.istio.io/v1beta1/PeerAuthentication': PeerAuthentication as unknown as ModelClass,
   'security.istio.io/v1beta1/RequestAuthentication': RequestAuthentication as unknown as ModelClass,
@@ -50,7 +54,7 @@ export function validateObject(obj: K8sObject): void {
   new Model(obj as never).validate();
 }
 
-/** Every `*.yaml` under `dir` (recursively), kustomization files included. */
+/** Every `*.yaml` under `dir` (recursively), kustomization files and the files ConfigMaps are generated from included. */
 export function yamlFiles(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true, recursive: true })
     .filter((e) => e.isFile() && e.name.endsWith('.yaml'))

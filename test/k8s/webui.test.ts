@@ -17,7 +17,8 @@ import { resolvePort, selects, type Deployment, type IstioPolicy, type Service }
  */
 
 const objects = kustomizeBuild(WEBUI);
-const deployments = ofKind<Deployment>(objects, 'Deployment');
+// The workloads policies may select: the Deployments and the key database's StatefulSet.
+const deployments = [...ofKind<Deployment>(objects, 'Deployment'), ...ofKind<Deployment>(objects, 'StatefulSet')];
 const services = ofKind<Service>(objects, 'Service');
 const policies = [...ofKind<IstioPolicy>(objects, 'AuthorizationPolicy'), ...ofKind<IstioPolicy>(objects, 'RequestAuthentication')];
 const NAMESPACE = 'jwt-suite';

@@ -6,7 +6,7 @@ export interface Container {
   image: string;
   command?: string[];
   args?: string[];
-  env?: Array<{ name: string; value?: string }>;
+  env?: Array<{ name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; configMapKeyRef?: { name: string; key: string } } }>;
   envFrom?: Array<{ configMapRef?: { name: string } }>;
   ports?: Array<{ name?: string; containerPort: number }>;
   readinessProbe?: { httpGet?: { path: string; port: string | number } };
@@ -15,12 +15,23 @@ export interface Container {
   securityContext?: { allowPrivilegeEscalation?: boolean; readOnlyRootFilesystem?: boolean; runAsNonRoot?: boolean; capabilities?: { drop?: string[] } };
   volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
 }
+/** One source of a projected volume: a service-account token, or items of a ConfigMap. */
+export interface ProjectedSource {
+  serviceAccountToken?: { path: string; audience?: string; expirationSeconds?: number };
+  configMap?: { name: string; items?: Array<{ key: string; path: string }> };
+}
 export interface PodSpec {
   serviceAccountName?: string;
   automountServiceAccountToken?: boolean;
   securityContext?: { runAsNonRoot?: boolean; runAsUser?: number; fsGroup?: number; seccompProfile?: { type: string } };
   containers: Container[];
-  volumes?: Array<{ name: string; secret?: { secretName: string; defaultMode?: number }; emptyDir?: object; configMap?: { name: string } }>;
+  volumes?: Array<{
+    name: string;
+    secret?: { secretName: string; defaultMode?: number };
+    emptyDir?: object;
+    configMap?: { name: string; items?: Array<{ key: string; path: string }> };
+    projected?: { defaultMode?: number; sources: ProjectedSource[] };
+  }>;
 }
 export type Deployment = K8sObject & {
   spec: { replicas?: number; selector: { matchLabels: Record<string, string> }; template: { metadata: { labels: Record<string, string> }; spec: PodSpec } };

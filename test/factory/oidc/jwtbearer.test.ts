@@ -45,7 +45,7 @@ const yaml = (file: string, uri: string) => `clients:
   - client_id: servicea
     token_endpoint_auth_method: none
     grant_types: [${GRANT}]
-    audiences: [serviceb, servicec]
+    audiences: [serviceb, servicec, ${ISSUER}]
     access_token_lifetime: 300
   - client_id: serviceb
     client_secret: serviceb-secret
@@ -145,6 +145,22 @@ describe('POST /token with grant_type=jwt-bearer (RFC 7523)', () => {
     expect(claimsOf((await grant(await projected(cluster), { audience: 'servicec' })).body.access_token).aud).toBe('servicec');
     expect(claimsOf((await grant(await projected(cluster), { audience: ['serviceb', 'servicec'] })).body.access_token).aud).toEqual(['serviceb', 'servicec']);
     expectInvalid(await grant(await projected(cluster), { audience: 'admin-api' }), 'invalid_target');
+  });
+
+  it("answers the service's RFC 9068 access token for audience = ISSUER (the bearer /issueToken takes), and refuses ISSUER beside another audience", async () => {
+    const res = await grant(await projected(cluster), { audience: ISSUER });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ token_type: 'Bearer', expires_in: 300 });
+    expect(res.body).not.toHaveProperty('scope');
+    expect(headerOf(res.body.access_token).typ).toBe('at+jwt');
+    expect(claimsOf(res.body.access_token)).toMatchObject({ iss: ISSUER, sub: 'servicea', aud: ISSUER, client_id: 'servicea' });
+    const introspected = await request(f.app).post('/introspect').type('form').set('Authorization', basic('serviceb', 'serviceb-secret')).send({ token: res.body.access_token });
+    expect(introspected.body).toMatchObject({ active: true, client_id: 'servicea', sub: 'servicea' });
+    expectInvalid(await grant(await projected(cluster), { audience: ['serviceb', ISSUER] }), 'invalid_target');
+    // A scope the service does not have is refused before the jti is spent: the same assertion still works.
+    const assertion = await projected(cluster);
+    expectInvalid(await grant(assertion, { audience: ISSUER, scope: 'factory:admin' }), 'invalid_scope');
+    expect((await grant(assertion, { audience: ISSUER })).status).toBe(200);
   });
 
   it('refuses a replayed jti with invalid_grant, within the assertion lifetime', async () => {

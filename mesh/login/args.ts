@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Logger } from '../../lib/logger.js';
 import { UsageError } from '../args.js';
 import { defaultCookieName } from './cookie.js';
-import { createLogin, type ClaimHeader, type LoginHook } from './handler.js';
+import { createLogin, type ClaimHeader, type LoginEvent, type LoginHook } from './handler.js';
 import { createOidcClient } from './oidc.js';
 import { createMemorySessionStore, type SessionStore } from './store.js';
 
@@ -75,12 +75,12 @@ function headerName(flag: string, value: string): string {
 
 /**
  * Parses the login flags; undefined when --login-issuer is absent. `store` replaces the memory
- * store (replicas sharing one); `now` the clock (ms).
+ * store (replicas sharing one); `now` the clock (ms); `onEvent` hears logins, refreshes, logouts.
  */
 export function parseLogin(
   values: LoginValues,
   env: { LOGIN_CLIENT_SECRET?: string },
-  deps: { logger: Logger; now?: () => number; store?: SessionStore },
+  deps: { logger: Logger; now?: () => number; store?: SessionStore; onEvent?: (event: LoginEvent) => void },
 ): LoginHook | undefined {
   if (values['login-issuer'] === undefined) return undefined;
   const url = (flag: string, value: string | undefined): URL => {
@@ -138,5 +138,6 @@ export function parseLogin(
     store: deps.store ?? createMemorySessionStore({ now, maxEntries: max }),
     now,
     logger: deps.logger,
+    onEvent: deps.onEvent,
   });
 }

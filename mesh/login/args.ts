@@ -31,7 +31,8 @@ export const LOGIN_FLAGS = {
 export const LOGIN_HELP = `
 Login at the gateway (token handler / BFF); on when --login-issuer is given. The client secret
 comes from the environment variable LOGIN_CLIENT_SECRET, never from the command line.
-  --login-issuer <url>          the OpenID Connect issuer, discovered at <url>/.well-known/openid-configuration
+  --login-issuer <url>          the OpenID Connect issuer, discovered at <url>/.well-known/openid-configuration;
+                                or that document's own URL when the issuer is no URL to fetch (e.g. https://jwt-factory/)
   --login-client-id <id>        this gateway's client_id at the issuer                  (required with --login-issuer)
   --public-url <url>            the origin browsers use, e.g. https://webui.example     (required with --login-issuer)
                                 (redirect_uri = <url><callback path>; https makes the cookie Secure and __Host-)

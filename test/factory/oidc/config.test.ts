@@ -50,7 +50,7 @@ describe('OIDC_CONFIG', () => {
 
   it('loads the committed demo file, JSON too', () => {
     const demo = loadOidcConfig(path.join(ROOT, 'jwt-factory/oidc.demo.yaml'));
-    expect([...demo.clients.keys()]).toEqual(['webui', 'servicea', 'spa', 'cli']);
+    expect([...demo.clients.keys()]).toEqual(['webui', 'servicea', 'spa', 'cli', 'mesh-gateway']);
     const json = JSON.stringify({ clients: [{ client_id: 'a', client_secret: 's', grant_types: ['client_credentials'] }] });
     expect(parseOidcConfig(json, 'x.json').clients.get('a')!.grant_types).toEqual(['client_credentials']);
   });

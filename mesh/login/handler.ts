@@ -119,7 +119,8 @@ function safeReturnTo(url: string | undefined): string {
 export function createLogin(deps: LoginDeps): LoginHook {
   const { options, store, oidc, logger } = deps;
   const emit = deps.onEvent ?? (() => undefined);
-  const refused = (res: ServerResponse, status: number, code: Extract<LoginEvent, { event: 'refused' }>['outcome'], message: string, headers?: Record<string, string | string[]>) => {
+  /** An error answer of the login itself, counted by its code. */
+  const sendRefusal = (res: ServerResponse, status: number, code: Extract<LoginEvent, { event: 'refused' }>['outcome'], message: string, headers?: Record<string, string | string[]>) => {
     emit({ event: 'refused', outcome: code });
     sendJson(res, status, code, message, headers);
   };
@@ -164,7 +165,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
   const refuse = async (req: IncomingMessage, res: ServerResponse, path: string, code: 'login_required' | 'session_expired', message: string, hadCookie: boolean): Promise<void> => {
     const clear = hadCookie ? [clearCookie(options.cookieName)] : [];
     if (isApiCall(req, path)) {
-      refused(res, 401, code, message, clear.length ? { 'set-cookie': clear } : {});
+      sendRefusal(res, 401, code, message, clear.length ? { 'set-cookie': clear } : {});
       return;
     }
     await startLogin(req, res, clear);
@@ -179,7 +180,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     const key = id && ID_PATTERN.test(id) ? storeKey(id) : undefined;
     const pending = key ? await store.get(key) : undefined;
     if (!key || pending?.kind !== 'login') {
-      refused(res, 400, 'login_state_missing', 'No login is under way in this browser (or it took longer than 10 minutes): start again from the page');
+      sendRefusal(res, 400, 'login_state_missing', 'No login is under way in this browser (or it took longer than 10 minutes): start again from the page');
       return;
     }
     // A login record is good for one callback only.
@@ -224,7 +225,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
 
   const logout = async (req: IncomingMessage, res: ServerResponse, cookies: Map<string, string>): Promise<void> => {
     if (crossSite(req)) {
-      refused(res, 403, 'csrf_refused', 'A logout from another origin is refused');
+      sendRefusal(res, 403, 'csrf_refused', 'A logout from another origin is refused');
       return;
     }
     const id = cookies.get(options.cookieName);
@@ -329,7 +330,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     }
     if (crossSite(req)) {
       req.resume();
-      refused(res, 403, 'csrf_refused', 'A state-changing request must come from this origin (Origin header) or carry X-Requested-With');
+      sendRefusal(res, 403, 'csrf_refused', 'A state-changing request must come from this origin (Origin header) or carry X-Requested-With');
       return undefined;
     }
     const session = await fresh(key, record);
@@ -340,7 +341,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     }
     if (session === 'unavailable') {
       req.resume();
-      refused(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached to refresh the session; try again shortly');
+      sendRefusal(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached to refresh the session; try again shortly');
       return undefined;
     }
     const now = deps.now();
@@ -358,7 +359,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
         // Discovery or a token call that did not reach the provider.
         logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'issuer unavailable');
         req.resume();
-        if (!res.headersSent) refused(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached; try again shortly');
+        if (!res.headersSent) sendRefusal(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached; try again shortly');
         return undefined;
       }
     },

@@ -1,4 +1,5 @@
-import { Counter, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter } from 'prom-client';
+import { createRegistry } from '../lib/metrics.js';
 
 /** How a receiver checked a token: through the factory's /verify, itself against the peer's JWKS, or a user's token against the factory's JWKS. */
 export type VerifiedBy = 'factory' | 'self' | 'user';
@@ -8,9 +9,7 @@ export type VerifiedBy = 'factory' | 'self' | 'user';
  * Receivers count what they answered, and why they refused.
  */
 export function createServiceMetrics(service: string) {
-  const registry = new Registry();
-  registry.setDefaultLabels({ service });
-  collectDefaultMetrics({ register: registry });
+  const registry = createRegistry({ labels: { service } });
   const received = new Counter({
     name: 'service_tokens_received_total',
     help: 'Tokens the -server routes checked, by how (factory, self or user) and outcome (valid, invalid, missing)',

@@ -6,10 +6,13 @@ import { z } from 'zod';
 import { DEFAULT_LIMITS, parseEnv, serverLimitSettings, serverLimits, setting } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, errorFields } from '../lib/logger.js';
+import { metricsListener } from '../lib/metrics.js';
+import http from 'node:http';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
 import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { createGateway, type GatewayRules } from './gateway.js';
+import { createGatewayMetrics } from './gateway-metrics.js';
 import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
 import { PolicyError } from './policies.js';
 import { startSidecar, type RunningSidecar } from './envoy/sidecar.js';
@@ -40,6 +43,8 @@ picked up as they are saved (as istiod pushes new config); a broken edit keeps t
   --envoy <binary>          run this real Envoy as the sidecar instead of the engine (http upstream;
                             the listener is replaced in place on every reload)
   --istio <version>         the Istio release to model, ${ISTIO_RANGE} (e.g. 1.28, 1.29.1) (default ${DEFAULT_ISTIO})
+  --metrics-port <n>        serve GET /metrics (Prometheus) on this port of --host, apart from the proxied
+                            port as Istio's 15020 is (0 picks a free one)              (default: off)
   --help                    this text
 ${LOGIN_HELP}
 Environment: LOG_LEVEL (default info), and the connection limits HEADERS_TIMEOUT_MS (${DEFAULT_LIMITS.headersTimeoutMs}),
@@ -64,6 +69,7 @@ async function main(): Promise<void> {
       now: { type: 'string' },
       istio: { type: 'string' },
       envoy: { type: 'string' },
+      'metrics-port': { type: 'string' },
       help: { type: 'boolean' },
       ...LOGIN_FLAGS,
     },
@@ -88,6 +94,10 @@ async function main(): Promise<void> {
   if (destinationPort !== undefined && (!Number.isInteger(destinationPort) || destinationPort < 1 || destinationPort > 65535)) {
     throw new UsageError(`--destination-port must be 1..65535, got "${values['destination-port']}"`);
   }
+  const metricsPort = values['metrics-port'] === undefined ? undefined : Number(values['metrics-port']);
+  if (metricsPort !== undefined && (!Number.isInteger(metricsPort) || metricsPort < 0 || metricsPort > 65535)) {
+    throw new UsageError(`--metrics-port must be 0..65535, got "${values['metrics-port']}"`);
+  }
   const fetchTimeout = Number(values['fetch-timeout']);
   if (!Number.isFinite(fetchTimeout) || fetchTimeout <= 0) throw new UsageError('--fetch-timeout must be a positive number of ms');
   const workload = parseWorkload(values.workload, values.namespace);
@@ -96,6 +106,7 @@ async function main(): Promise<void> {
   if (values.envoy !== undefined) {
     if (upstream.protocol !== 'http:') throw new UsageError('--envoy needs an http:// upstream');
     if (values['source-principal'] !== undefined) throw new UsageError('--envoy sees no mTLS peer here: --source-principal works with the engine only');
+    if (metricsPort !== undefined) throw new UsageError("--metrics-port counts the engine's decisions: with --envoy the real Envoy decides (its own counters are on its admin /stats/prometheus)");
   }
   const ca = values.ca ? await readFile(values.ca) : undefined;
   // Only main reads the environment.
@@ -107,7 +118,12 @@ async function main(): Promise<void> {
     throw err;
   }
   const logger = createLogger({ level: env.LOG_LEVEL, name: 'mesh-gateway' });
-  const login = parseLogin(values, env, { logger });
+  const rulesRef: { current: GatewayRules } = { current: { policies: [], jwks: {} } };
+  const metrics =
+    metricsPort === undefined
+      ? undefined
+      : createGatewayMetrics({ policies: () => rulesRef.current.policies, defaultNamespace: workload?.namespace ?? 'default', login: values['login-issuer'] !== undefined });
+  const login = parseLogin(values, env, { logger, onEvent: metrics?.login });
   if (login && values.envoy !== undefined) throw new UsageError('--envoy runs the real Envoy alone: the login mode (--login-issuer) needs the engine');
 
   const load = async (): Promise<GatewayRules & { digest: string }> => {
@@ -119,7 +135,7 @@ async function main(): Promise<void> {
   let version = 1;
   logger.info({ policies: first.policies.length, version, digest: first.digest }, 'policies loaded');
 
-  const rulesRef = { current: first as GatewayRules };
+  rulesRef.current = first;
   const translated = (r: GatewayRules) => translateWorkload({ policies: r.policies, jwks: r.jwks, workload, rootNamespace: values['root-namespace'], istio });
   let sidecar: RunningSidecar | undefined;
   let sidecarDir: string | undefined;
@@ -152,6 +168,7 @@ async function main(): Promise<void> {
         istio,
         logger,
         login,
+        onDecision: metrics?.decided,
       });
   // Reloads run one at a time; a change during a reload triggers one more afterwards.
   let reloading: Promise<void> | undefined;
@@ -167,9 +184,13 @@ async function main(): Promise<void> {
         if (sidecar) await sidecar.apply(translated(next));
         rulesRef.current = next;
         version += 1;
+        metrics?.reloaded('ok');
         logger.info({ policies: next.policies.length, version, digest: next.digest }, 'policies loaded');
       })
-      .catch((err: unknown) => logger.error({ err: errorFields(logger, err) }, 'reload failed, keeping the previous policies'))
+      .catch((err: unknown) => {
+        metrics?.reloaded('failed');
+        logger.error({ err: errorFields(logger, err) }, 'reload failed, keeping the previous policies');
+      })
       .finally(() => {
         reloading = undefined;
         if (again) {
@@ -193,14 +214,25 @@ async function main(): Promise<void> {
     return;
   }
   if (!server) return;
+  // The metrics listener first: the "listening" line names both ports once both accept connections.
+  const metricsServer = metrics && http.createServer(metricsListener(metrics.registry));
+  let boundMetrics: number | undefined;
+  if (metricsServer) {
+    try {
+      boundMetrics = await listen(metricsServer, metricsPort!, values.host!, serverLimits(env));
+    } catch (err) {
+      logger.error({ err: { message: describeListenError(err as NodeJS.ErrnoException, metricsPort!, values.host!) } }, 'cannot listen');
+      process.exit(1);
+    }
+  }
   try {
     const bound = await listen(server, port, values.host!, serverLimits(env));
-    logger.info({ port: bound, upstream: upstream.origin, workload }, 'listening');
+    logger.info({ port: bound, ...(boundMetrics === undefined ? {} : { metricsPort: boundMetrics }), upstream: upstream.origin, workload }, 'listening');
   } catch (err) {
     logger.error({ err: { message: describeListenError(err as NodeJS.ErrnoException, port, values.host!) } }, 'cannot listen');
     process.exit(1);
   }
-  drainOnSignal([server], logger, 10_000, stopWatching);
+  drainOnSignal(metricsServer ? [server, metricsServer] : [server], logger, 10_000, stopWatching);
 }
 
 main().catch((err: unknown) => {

@@ -3,7 +3,7 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { errorFields, type Logger } from '../lib/logger.js';
-import { evaluate, type Workload } from './evaluate.js';
+import { evaluate, type Verdict, type Workload } from './evaluate.js';
 import type { LoginHook } from './login/handler.js';
 import type { MeshPolicy } from './policies.js';
 
@@ -42,6 +42,8 @@ export interface GatewayDeps {
   logger: Logger;
   /** The login at the gateway (token handler): runs before the rules, answers its own routes, supplies the user's token. */
   login?: LoginHook;
+  /** Told of every decision of the rules (the gateway's metrics). */
+  onDecision?: (verdict: Verdict) => void;
 }
 
 /** Hop-by-hop headers (RFC 9110 §7.6.1) never travel past a proxy. */
@@ -91,6 +93,7 @@ export function createGateway(deps: GatewayDeps): http.Server {
         sourceIp: req.socket.remoteAddress,
       },
     });
+    deps.onDecision?.(verdict);
     const log = { method: req.method, path: (req.url ?? '/').split('?')[0], status: verdict.status, decidedBy: verdict.decidedBy };
     if (verdict.status !== 200) {
       deps.logger.info(log, 'refused');

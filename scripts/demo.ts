@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +9,7 @@ import { ensureCertificates } from '../lib/certs.js';
 import { parseEnv, setting } from '../lib/config.js';
 import { freePort } from '../lib/ports.js';
 import { launch, ROOT, type Launched } from './bench/launch.js';
+import { LOGIN_CLIENT, LOGIN_GATEWAY_PORT, demoOidcConfig, loginGatewayArgs, playBrowser, writeLoginRules } from './demo-browser.js';
 
 /**
  * `npm run demo [-- --ports auto]`: the suite's main job. Makes sure certificates exist,
@@ -17,7 +18,8 @@ import { launch, ROOT, type Launched } from './bench/launch.js';
  * and 7 (a user logs in over HTTP; her token goes to serviceb through mesh-gateway, or is
  * exchanged for servicec, and once expired is refused), scenario 6 (the password grant's id
  * token to serviceb through mesh-gateway), then sends seven calls to serviceb through
- * mesh-gateway enforcing k8s/istio, prints what was expected and what happened, stops
+ * mesh-gateway enforcing k8s/istio, then logs alice in to the webui in headless chromium through
+ * mesh-gateway's login mode, prints what was expected and what happened, stops
  * everything it started and exits 0 only when every outcome is the expected one.
  */
 
@@ -26,9 +28,10 @@ const HELP = `Usage: npm run demo [-- --ports auto] [--state-dir DIR]
 Starts jwt-factory and servicea, serviceb, servicec as real processes on 127.0.0.1, runs the
 twelve scenario calls (1-4, each valid and with expired=1; 5 and 7, a user who logs in, and 7
 with her token once expired; 6, the password grant's id token through mesh-gateway), then seven
-calls to serviceb through
-mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer), prints the tables and a
-verdict, stops every process it started. Exit code 0 only when every outcome is the expected one.
+calls to serviceb through mesh-gateway enforcing k8s/istio (what Istio's sidecar would answer),
+then headless chromium logs alice in to the webui through mesh-gateway's login mode on port
+${LOGIN_GATEWAY_PORT} (a free one with --ports auto), prints the tables and a verdict, stops every
+process it started. Exit code 0 only when every outcome is the expected one.
 
   --ports default   the documented ports: factory 5555, servicea 3000, serviceb 3001/8443,
                     servicec 3002/9443 (default); a taken port stops the demo with its name
@@ -440,6 +443,12 @@ async function main(): Promise<number> {
   }
 
   const ports = await planPorts(wanted);
+  // The browser row's login gateway: on 8080, where the demo client's redirect URIs point, or on a
+  // free port with --ports auto (the factory then gets a copy of the demo config naming that port).
+  const loginPort = wanted === 'auto' ? await freePort(HOST) : LOGIN_GATEWAY_PORT;
+  if (wanted !== 'auto' && !(await isFree(loginPort))) {
+    throw new DemoError(`Port ${loginPort} is already in use, and mesh-gateway (the browser row's login) needs it: stop what listens there, or run npm run demo -- --ports auto.`);
+  }
   // Absolute, so the processes (started from the repository root) find it whatever our cwd is.
   const state = path.resolve(values['state-dir']);
   const certsDir = path.join(state, 'certs');
@@ -451,6 +460,7 @@ async function main(): Promise<number> {
   const logDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-suite-demo-'));
   const gatewayPort = await freePort(HOST);
   const env = environments(ports, state, logLevel, gatewayPort);
+  env['jwt-factory'].OIDC_CONFIG = await demoOidcConfig(loginPort, logDir);
   const started: Launched[] = [];
   let launching: Promise<unknown> = Promise.resolve();
   let interrupted = false;
@@ -522,12 +532,41 @@ async function main(): Promise<number> {
         started.push(p);
         return p;
       });
-    const [gw, gwLater] = await Promise.all([
+    // The browser row: the webui, and mesh-gateway's login in front of it (the factory's browser-facing URL is PUBLIC_URL).
+    const factoryPublic = env['jwt-factory'].PUBLIC_URL!;
+    const { issuer } = (await (await fetch(`${factoryBase}/.well-known/openid-configuration`)).json()) as { issuer: string };
+    const loginRules = await writeLoginRules(path.join(logDir, 'webui-rules'), issuer, await readFile(jwksFile, 'utf8'));
+    const plain = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: logLevel };
+    const track = (p: Launched) => {
+      started.push(p);
+      return p;
+    };
+    const webuiThenLogin = launch('webui/main.ts', {
+      env: { ...plain, PORT: '0', HOST, SERVICEB_URL: `http://${HOST}:${ports.serviceb}`, SERVICEC_URL: `http://${HOST}:${ports.servicec}` },
+      logFile: path.join(logDir, 'webui.log'),
+      timeoutMs: 60_000,
+    })
+      .then(track)
+      .then(async (webui) => {
+        const login = track(
+          await launch('mesh/gateway-main.ts', {
+            env: { ...plain, LOGIN_CLIENT_SECRET: LOGIN_CLIENT.secret },
+            args: loginGatewayArgs({ rules: loginRules, webui: `http://${HOST}:${webui.port}`, port: loginPort, host: HOST, factory: factoryPublic }),
+            logFile: path.join(logDir, 'mesh-gateway-login.log'),
+            timeoutMs: 60_000,
+          }),
+        );
+        return { webui, login };
+      });
+    const [gw, gwLater, browserSide] = await Promise.all([
       gateway(gatewayPort, [], 'mesh-gateway.log'),
       gateway(0, ['--now', new Date(Date.now() + LATER_MS).toISOString()], 'mesh-gateway-later.log'),
+      webuiThenLogin,
     ]);
     process.stdout.write(`started mesh-gateway pid ${gw.pid}, port ${gw.port}: k8s/istio enforced in front of serviceb, as its sidecar would\n`);
-    process.stdout.write(`started mesh-gateway pid ${gwLater.pid}, port ${gwLater.port}: the same, deciding as if two hours later (--now)\n\n`);
+    process.stdout.write(`started mesh-gateway pid ${gwLater.pid}, port ${gwLater.port}: the same, deciding as if two hours later (--now)\n`);
+    process.stdout.write(`started webui        pid ${browserSide.webui.pid}, port ${browserSide.webui.port}\n`);
+    process.stdout.write(`started mesh-gateway pid ${browserSide.login.pid}, port ${browserSide.login.port}: the login (token handler) in front of the webui, client ${LOGIN_CLIENT.id}\n\n`);
     const rows = [['scenario', 'expected', 'outcome', 'ms', '']];
     let good = 0;
     for (const call of CALLS) {
@@ -551,12 +590,19 @@ async function main(): Promise<number> {
     }
     if (interrupted) return 130;
     process.stdout.write(`${table(meshRows)}\n\n`);
+    const login = browserSide.login;
+    const browser = await playBrowser({ gateway: `http://${HOST}:${login.port}`, factory: factoryPublic, metrics: `http://${HOST}:${login.listening.metricsPort}` });
+    if (interrupted) return 130;
+    process.stdout.write(`${table(browser.rows)}\n\n`);
 
-    const total = CALLS.length + MESH_CALLS.length;
-    const allGood = good === CALLS.length && meshGood === MESH_CALLS.length && issuance.good === ISSUANCE_CALLS.length;
+    const total = CALLS.length + MESH_CALLS.length + browser.total;
+    const allGood = good === CALLS.length && meshGood === MESH_CALLS.length && issuance.good === ISSUANCE_CALLS.length && browser.good === browser.total;
     const verdict = allGood
       ? `Verdict: all ${CALLS.length} outcomes as expected; the mesh rules answered all ${MESH_CALLS.length} calls as Istio would.`
-      : `Verdict: ${total + ISSUANCE_CALLS.length - good - meshGood - issuance.good} of ${total + ISSUANCE_CALLS.length} outcomes were not the expected ones (logs in ${logDir}).`;
+      : `Verdict: ${total + ISSUANCE_CALLS.length - good - meshGood - issuance.good - browser.good} of ${total + ISSUANCE_CALLS.length} outcomes were not the expected ones (logs in ${logDir}).`;
+    if (allGood) {
+      process.stdout.write(browser.skipped ? 'Browser: skipped, no chromium (bash scripts/install-tools.sh installs it).\n' : `Browser: all ${browser.total} steps of the login at the gateway as expected (${browser.ms} ms with chromium's start).\n`);
+    }
     process.stdout.write(`${verdict}\n`);
     if (allGood) {
       await stopAll();

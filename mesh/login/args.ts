@@ -2,7 +2,7 @@ import { z } from 'zod';
 import type { Logger } from '../../lib/logger.js';
 import { UsageError } from '../args.js';
 import { defaultCookieName } from './cookie.js';
-import { createLogin, type ClaimHeader, type LoginHook } from './handler.js';
+import { createLogin, type ClaimHeader, type LoginEvent, type LoginHook } from './handler.js';
 import { createOidcClient } from './oidc.js';
 import { parseEncryptionKey } from '../../lib/sealing.js';
 import { createMemorySessionStore, type SessionStore } from './store.js';
@@ -33,7 +33,8 @@ export const LOGIN_FLAGS = {
 export const LOGIN_HELP = `
 Login at the gateway (token handler / BFF); on when --login-issuer is given. The client secret
 comes from the environment variable LOGIN_CLIENT_SECRET, never from the command line.
-  --login-issuer <url>          the OpenID Connect issuer, discovered at <url>/.well-known/openid-configuration
+  --login-issuer <url>          the OpenID Connect issuer, discovered at <url>/.well-known/openid-configuration;
+                                or that document's own URL when the issuer is no URL to fetch (e.g. https://jwt-factory/)
   --login-client-id <id>        this gateway's client_id at the issuer                  (required with --login-issuer)
   --public-url <url>            the origin browsers use, e.g. https://webui.example     (required with --login-issuer)
                                 (redirect_uri = <url><callback path>; https makes the cookie Secure and __Host-)
@@ -100,12 +101,12 @@ function headerName(flag: string, value: string): string {
 
 /**
  * Parses the login flags; undefined when --login-issuer is absent. `store` replaces the memory
- * store (replicas sharing one); `now` the clock (ms).
+ * store (replicas sharing one); `now` the clock (ms); `onEvent` hears logins, refreshes, logouts.
  */
 export function parseLogin(
   values: LoginValues,
   env: LoginEnv,
-  deps: { logger: Logger; now?: () => number; store?: SessionStore },
+  deps: { logger: Logger; now?: () => number; store?: SessionStore; onEvent?: (event: LoginEvent) => void },
 ): LoginHook | undefined {
   if (values['login-issuer'] === undefined) return undefined;
   const url = (flag: string, value: string | undefined): URL => {
@@ -163,5 +164,6 @@ export function parseLogin(
     store: deps.store ?? sessionStore(env, max, now, deps.logger),
     now,
     logger: deps.logger,
+    onEvent: deps.onEvent,
   });
 }

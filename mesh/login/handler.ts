@@ -43,6 +43,13 @@ export interface LoginOptions {
   refreshAheadMs: number;
 }
 
+/** What the login did, for metrics: every value is from these fixed sets (bounded label cardinality). */
+export type LoginEvent =
+  | { event: 'login'; outcome: 'started' | 'ok' | 'refused' | 'failed' }
+  | { event: 'refresh'; outcome: 'ok' | 'refused' | 'unavailable' }
+  | { event: 'logout'; outcome: 'ok' | 'no_session' }
+  | { event: 'refused'; outcome: 'login_required' | 'session_expired' | 'csrf_refused' | 'issuer_unavailable' | 'login_state_missing' };
+
 export interface LoginDeps {
   options: LoginOptions;
   oidc: OidcClient;
@@ -50,6 +57,8 @@ export interface LoginDeps {
   /** The clock (ms since the epoch). */
   now: () => number;
   logger: Logger;
+  /** Told of every login, refresh, logout and refusal (the gateway's metrics). */
+  onEvent?: (event: LoginEvent) => void;
 }
 
 /** The hook the gateway calls first: undefined when the request was answered here, else the headers to forward. */
@@ -109,6 +118,12 @@ function safeReturnTo(url: string | undefined): string {
 /** Creates the login hook. */
 export function createLogin(deps: LoginDeps): LoginHook {
   const { options, store, oidc, logger } = deps;
+  const emit = deps.onEvent ?? (() => undefined);
+  /** An error answer of the login itself, counted by its code. */
+  const sendRefusal = (res: ServerResponse, status: number, code: Extract<LoginEvent, { event: 'refused' }>['outcome'], message: string, headers?: Record<string, string | string[]>) => {
+    emit({ event: 'refused', outcome: code });
+    sendJson(res, status, code, message, headers);
+  };
   const secure = options.publicUrl.protocol === 'https:';
   const origin = options.publicUrl.origin;
   const loginCookie = `${options.cookieName}-login`;
@@ -143,13 +158,14 @@ export function createLogin(deps: LoginDeps): LoginHook {
     await store.set(storeKey(id), record);
     // Lax, not Strict: the callback is a top-level navigation from the provider's site.
     const cookie = serializeCookie(loginCookie, id, { secure, sameSite: 'Lax', maxAge: LOGIN_TTL_MS / 1000 });
+    emit({ event: 'login', outcome: 'started' });
     redirect(res, 302, start.url.href, [...extraCookies, cookie]);
   };
 
-  const refuse = async (req: IncomingMessage, res: ServerResponse, path: string, code: string, message: string, hadCookie: boolean): Promise<void> => {
+  const refuse = async (req: IncomingMessage, res: ServerResponse, path: string, code: 'login_required' | 'session_expired', message: string, hadCookie: boolean): Promise<void> => {
     const clear = hadCookie ? [clearCookie(options.cookieName)] : [];
     if (isApiCall(req, path)) {
-      sendJson(res, 401, code, message, clear.length ? { 'set-cookie': clear } : {});
+      sendRefusal(res, 401, code, message, clear.length ? { 'set-cookie': clear } : {});
       return;
     }
     await startLogin(req, res, clear);
@@ -164,7 +180,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     const key = id && ID_PATTERN.test(id) ? storeKey(id) : undefined;
     const pending = key ? await store.get(key) : undefined;
     if (!key || pending?.kind !== 'login') {
-      sendJson(res, 400, 'login_state_missing', 'No login is under way in this browser (or it took longer than 10 minutes): start again from the page');
+      sendRefusal(res, 400, 'login_state_missing', 'No login is under way in this browser (or it took longer than 10 minutes): start again from the page');
       return;
     }
     // A login record is good for one callback only.
@@ -175,6 +191,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     } catch (err) {
       const code = refusalCode(err);
       logger.warn({ code }, 'login failed');
+      emit({ event: 'login', outcome: isProviderRefusal(err) ? 'refused' : 'failed' });
       sendJson(res, isProviderRefusal(err) ? 401 : 400, 'login_failed', `The login did not complete (${code})`, { 'set-cookie': [clearCookie(loginCookie)] });
       return;
     }
@@ -192,6 +209,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     const sessionId = newId();
     await store.set(storeKey(sessionId), session);
     logger.info({ sub: session.sub, refreshable: tokens.refreshToken !== undefined }, 'logged in');
+    emit({ event: 'login', outcome: 'ok' });
     // A page, not a redirect: the browser does not send a SameSite=Strict cookie on a redirect
     // chain that began on the provider's site, but it does on a navigation this page starts.
     const to = escapeHtml(pending.returnTo);
@@ -207,7 +225,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
 
   const logout = async (req: IncomingMessage, res: ServerResponse, cookies: Map<string, string>): Promise<void> => {
     if (crossSite(req)) {
-      sendJson(res, 403, 'csrf_refused', 'A logout from another origin is refused');
+      sendRefusal(res, 403, 'csrf_refused', 'A logout from another origin is refused');
       return;
     }
     const id = cookies.get(options.cookieName);
@@ -216,6 +234,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     if (key) await store.delete(key);
     const idToken = session?.kind === 'session' ? session.tokens.idToken : undefined;
     if (session?.kind === 'session') logger.info({ sub: session.sub }, 'logged out');
+    emit({ event: 'logout', outcome: session?.kind === 'session' ? 'ok' : 'no_session' });
     let target: string = `${origin}/`;
     try {
       target = (await oidc.endSessionUrl(idToken || undefined, `${origin}/`))?.href ?? target;
@@ -233,10 +252,12 @@ export function createLogin(deps: LoginDeps): LoginHook {
     } catch (err) {
       if (isProviderRefusal(err)) {
         logger.info({ sub: session.sub, code: refusalCode(err) }, 'refresh refused; session ended');
+        emit({ event: 'refresh', outcome: 'refused' });
         await store.delete(key);
         return 'ended';
       }
       logger.warn({ sub: session.sub, err: { message: err instanceof Error ? err.message : String(err) } }, 'refresh failed');
+      emit({ event: 'refresh', outcome: 'unavailable' });
       return session.tokens.accessExpiresAt > now ? session : 'unavailable';
     }
     const next: SessionRecord = {
@@ -254,6 +275,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     if ((await store.get(key))?.kind !== 'session') return 'ended';
     await store.set(key, next);
     logger.info({ sub: session.sub }, 'tokens refreshed');
+    emit({ event: 'refresh', outcome: 'ok' });
     return next;
   };
 
@@ -308,7 +330,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     }
     if (crossSite(req)) {
       req.resume();
-      sendJson(res, 403, 'csrf_refused', 'A state-changing request must come from this origin (Origin header) or carry X-Requested-With');
+      sendRefusal(res, 403, 'csrf_refused', 'A state-changing request must come from this origin (Origin header) or carry X-Requested-With');
       return undefined;
     }
     const session = await fresh(key, record);
@@ -319,7 +341,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     }
     if (session === 'unavailable') {
       req.resume();
-      sendJson(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached to refresh the session; try again shortly');
+      sendRefusal(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached to refresh the session; try again shortly');
       return undefined;
     }
     const now = deps.now();
@@ -337,7 +359,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
         // Discovery or a token call that did not reach the provider.
         logger.warn({ err: { message: err instanceof Error ? err.message : String(err) } }, 'issuer unavailable');
         req.resume();
-        if (!res.headersSent) sendJson(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached; try again shortly');
+        if (!res.headersSent) sendRefusal(res, 503, 'issuer_unavailable', 'The identity provider cannot be reached; try again shortly');
         return undefined;
       }
     },

@@ -37,7 +37,7 @@ describe('npm run demo', () => {
     expect(rows).toHaveLength(12);
     for (const row of rows) expect(row).toMatch(/\| ok \|$/);
     // The same receiver behind k8s/istio, enforced by mesh-gateway: Envoy's exact answers.
-    const mesh = out.slice(out.indexOf('| through the mesh rules to serviceb')).split('\n').filter((l) => /\| ok \|$/.test(l));
+    const mesh = out.slice(out.indexOf('| through the mesh rules to serviceb'), out.indexOf('| the webui in a browser')).split('\n').filter((l) => /\| ok \|$/.test(l));
     expect(mesh.map((l) => l.split('|')[3]!.trim())).toEqual([
       '200 B valid',
       '403 RBAC: access denied',
@@ -58,8 +58,14 @@ describe('npm run demo', () => {
     // is refused at the exchange: a delegation cannot outlive the user's token.
     expect(rows.find((r) => r.startsWith('| 5 '))).toMatch(/\| B valid +\| B valid +\|/);
     expect(rows.find((r) => r.startsWith('| 7 her token, once expired'))).toMatch(/\| 403 token_exchange_refused: [^|]*jwt expired +\| +\d+ \| ok \|$/);
+    // The browser row: chromium logged alice in through mesh-gateway's login mode, every step as expected.
+    const browser = out.slice(out.indexOf('| the webui in a browser')).split('\n').filter((l) => /^\| [a-z]/.test(l) && !l.startsWith('| the webui'));
+    expect(browser).toHaveLength(8);
+    for (const row of browser) expect(row).toMatch(/\| ok \|$/);
+    expect(browser.find((r) => r.startsWith('| the next API call'))).toContain('401 login_required');
+    expect(out).toMatch(/Browser: all 8 steps of the login at the gateway as expected/);
     const pids = [...out.matchAll(/pid (\d+)/g)].map((m) => Number(m[1]));
-    expect(pids).toHaveLength(6);
+    expect(pids).toHaveLength(8);
     expect(pids.filter(alive)).toEqual([]);
     // Everything it made is in the state folder: the certificates, the factory's keys, servicea's key pair.
     expect(await readdir(path.join(state, 'certs'))).toContain('ca.pem');

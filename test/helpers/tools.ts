@@ -8,20 +8,8 @@ import { ROOT } from './process.js';
  * A missing tool is undefined; `requireTool` turns that into a sentence saying how to get it.
  */
 
-/** Debian's chromium: the only browser the tests drive (never a downloaded build). */
-export const CHROMIUM = '/usr/bin/chromium';
-
-/** The flags a headless chromium needs on this machine (closed network, root, no GPU). */
-export const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+/** Debian's chromium and its headless flags, shared with `npm run demo`. */
+export { CHROMIUM, CHROMIUM_ARGS } from '../../scripts/chromium.js';
 
 /** The folder of PostgreSQL's server binaries (initdb, pg_ctl, postgres), the newest installed. */
 export function postgresBinDir(): string | undefined {

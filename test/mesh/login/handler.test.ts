@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { ResponseBodyError } from 'openid-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../lib/logger.js';
-import { createLogin, type LoginOptions } from '../../../mesh/login/handler.js';
+import { createLogin, type LoginEvent, type LoginOptions } from '../../../mesh/login/handler.js';
 import type { IssuedTokens, OidcClient } from '../../../mesh/login/oidc.js';
 import { createMemorySessionStore, type SessionRecord } from '../../../mesh/login/store.js';
 import { send as sendTo } from './send.js';
@@ -19,6 +19,8 @@ const T0 = Date.UTC(2026, 0, 1);
 let t = T0;
 const store = createMemorySessionStore({ now: () => t, maxEntries: 100 });
 const calls: string[] = [];
+/** What the hook told its metrics, as `event:outcome`. */
+const events: string[] = [];
 let refreshWith: () => Promise<IssuedTokens>;
 let finishWith: () => Promise<IssuedTokens>;
 let endSession: URL | undefined;
@@ -70,7 +72,7 @@ async function session(overrides: Partial<SessionRecord['tokens']> = {}, id = ra
 }
 
 beforeAll(async () => {
-  const hook = createLogin({ options: OPTIONS, oidc, store, now: () => t, logger: silentLogger() });
+  const hook = createLogin({ options: OPTIONS, oidc, store, now: () => t, logger: silentLogger(), onEvent: (e: LoginEvent) => events.push(`${e.event}:${e.outcome}`) });
   server = http.createServer(async (req, res) => {
     const headers: Record<string, string[]> = {};
     for (const [k, v] of Object.entries(req.headersDistinct)) if (v) headers[k] = v;
@@ -91,6 +93,7 @@ afterAll(async () => {
 beforeEach(() => {
   t = T0;
   calls.length = 0;
+  events.length = 0;
   forwarded = undefined;
   refreshWith = async () => ({ accessToken: 'at-2', refreshToken: 'rt-2', expiresIn: 300 });
   finishWith = async () => ({ accessToken: 'at-1', idToken: 'id-1', expiresIn: 300, idClaims: { sub: 'alice' } });
@@ -129,6 +132,7 @@ describe('the login hook', () => {
     await send('/api/x', { ...json, cookie });
     expect(calls).toEqual(['refresh']);
     expect(forwarded!.authorization).toEqual(['Bearer at-2']);
+    expect(events).toEqual(['refresh:ok']);
   });
 
   it('concurrent requests of one session share one refresh', async () => {
@@ -169,6 +173,7 @@ describe('the login hook', () => {
     const page = await send('/', { accept: 'text/html', cookie });
     expect(page.status).toBe(302);
     expect(page.headers.location).toBe('https://op.example/authorize?x=1');
+    expect(events).toEqual(['refresh:refused', 'refused:session_expired', 'login:started']);
   });
 
   it('a provider that cannot be reached: the token still valid is used, an expired one is never passed (503)', async () => {
@@ -183,6 +188,7 @@ describe('the login hook', () => {
     const res = await send('/api/x', { ...json, cookie });
     expect(res.status).toBe(503);
     expect(JSON.parse(res.body).error.code).toBe('issuer_unavailable');
+    expect(events).toEqual(['refresh:unavailable', 'refresh:unavailable', 'refused:issuer_unavailable']);
   });
 
   it('without a refresh token the session ends when the access token expires', async () => {
@@ -214,6 +220,7 @@ describe('the login hook', () => {
     }
     expect((await send('/api/x', { cookie, origin: 'https://webui.example' }, 'POST')).status).toBe(200);
     expect((await send('/api/x', { cookie, 'x-requested-with': 'fetch' }, 'DELETE')).status).toBe(200);
+    expect(events).toEqual(Array(3).fill('refused:csrf_refused'));
   });
 
   it('the callback without a login under way answers 400 login_state_missing; not GET is 405', async () => {
@@ -238,6 +245,7 @@ describe('the login hook', () => {
     expect(JSON.parse(res.body).error).toEqual({ code: 'login_failed', message: 'The login did not complete (invalid_grant)' });
     const again = await send('/callback?code=c&state=st', { cookie: loginCookie });
     expect(JSON.parse(again.body).error.code).toBe('login_state_missing');
+    expect(events).toEqual(['login:started', 'login:refused', 'refused:login_state_missing']);
   });
 
   it('after login the browser returns to the page it asked for, and only to a local path', async () => {
@@ -254,6 +262,7 @@ describe('the login hook', () => {
       expect(res.body).toContain(`content="0;url=${back}"`);
       expect(res.headers['set-cookie']![0]).toMatch(/^__Host-mesh-session=[A-Za-z0-9_-]{43}; Path=\/; Max-Age=3600; HttpOnly; SameSite=Strict; Secure$/);
     }
+    expect(events).toEqual(Array(3).fill(['login:started', 'login:ok']).flat());
   });
 
   it('logout deletes the session and sends the browser to the provider\'s end_session_endpoint', async () => {
@@ -264,5 +273,7 @@ describe('the login hook', () => {
     expect(res.headers.location).toBe(endSession.href);
     expect((await send('/api/x', { ...json, cookie })).status).toBe(401);
     expect((await send('/logout', { cookie, origin: 'https://evil.example' }, 'POST')).status).toBe(403);
+    expect((await send('/logout', {})).status).toBe(303);
+    expect(events).toEqual(['logout:ok', 'refused:login_required', 'refused:csrf_refused', 'logout:no_session']);
   });
 });

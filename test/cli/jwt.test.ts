@@ -25,8 +25,8 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'jwt-cli-'));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  // PUBLIC_URL = where the test reaches it, so the discovery document's jwks_uri works from here.
-  factory = await startProcess('jwt-factory/main.ts', { env: { PORT: String(port), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys'), PUBLIC_URL: base } });
+  // No PUBLIC_URL: its default is the listening address, so the discovery document's jwks_uri works from here.
+  factory = await startProcess('jwt-factory/main.ts', { env: { PORT: String(port), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys') } });
 });
 afterAll(async () => {
   await factory?.stop();

@@ -75,12 +75,25 @@ describe('jwt mint, as gen-jwt.py is called', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("'--audiance'");
     expect((await withFactory('mint', 'servicea', '--variant', 'nope')).code).toBe(2);
-    const tooLong = await withFactory('mint', 'servicea', '--expire', '999999999', '--json');
-    expect(tooLong.code).toBe(1);
-    expect(JSON.parse(tooLong.stdout)).toMatchObject({ ok: false, status: 400, error: { code: 'invalid_ttl' } });
-    const down = await jwt('mint', 'servicea', '--factory', 'http://127.0.0.1:9');
+    const down = await jwt('mint', 'servicea', '--factory', `http://127.0.0.1:${await freePort()}`);
     expect(down.code).toBe(1);
-    expect(down.stderr).toContain('cannot reach http://127.0.0.1:9');
+    expect(down.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)\n  nothing listens there: start the factory \(npm run jwt-factory\)/);
+  });
+
+  it("signs gen-jwt.py's century-long --expire with a key file, and with a keyId names MAX_TOKEN_TTL and the largest lifetime allowed", async () => {
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' });
+    await writeFile(path.join(dir, 'century.pem'), pem, { mode: 0o600 });
+    const local = await jwt('mint', path.join(dir, 'century.pem'), '--expire', '3153600000');
+    expect(local.code, local.stderr).toBe(0);
+    const payload = decodeJwt(local.stdout.trim());
+    expect(payload.exp! - payload.iat!).toBe(3153600000);
+
+    const tooLong = await withFactory('mint', 'servicea', '--expire', '3153600000', '--json');
+    expect(tooLong.code).toBe(1);
+    expect(JSON.parse(tooLong.stdout)).toMatchObject({ ok: false, status: 400, error: { code: 'invalid_ttl', maxTokenTtl: 86400 } });
+    expect(tooLong.stderr).toContain('at most MAX_TOKEN_TTL = 86400 s (1 d), and --expire asks for 3153600000 s: use --expire 86400 or less');
+    expect(tooLong.stderr).toContain('sign locally with a PEM key file');
+    expect((await withFactory('mint', 'servicea', '--expire', '86400')).code).toBe(0);
   });
 });
 

@@ -43,6 +43,23 @@ function describeError(err: unknown): string {
   return code ? `${code}${description ? `: ${description}` : ''}` : e.message ?? String(err);
 }
 
+/**
+ * The discovery document came from this console's own factory, whose endpoints sit under
+ * PUBLIC_URL. When PUBLIC_URL names another origin for the same factory (127.0.0.1 while the
+ * browser says localhost, say), the same paths are asked on this origin: the console's CSP
+ * (connect-src 'self') and CORS would refuse the other one.
+ */
+export function onThisOrigin(endpoint: string | undefined, origin: string): string | undefined {
+  if (endpoint === undefined) return undefined;
+  const url = new URL(endpoint);
+  return url.origin === origin ? endpoint : new URL(`${url.pathname}${url.search}`, origin).href;
+}
+
+/** The provider as oauth4webapi sees it, its token and userinfo endpoints on this origin. */
+function serverOf(discovery: Discovery): oauth.AuthorizationServer {
+  return { ...(discovery as unknown as oauth.AuthorizationServer), token_endpoint: onThisOrigin(discovery.token_endpoint, location.origin), userinfo_endpoint: onThisOrigin(discovery.userinfo_endpoint, location.origin) };
+}
+
 /** Completes a flow when the page is the redirect target (?code= or ?error= with a flow pending). Returns true when it did. */
 async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElement): Promise<boolean> {
   const params = new URLSearchParams(location.search);
@@ -52,7 +69,7 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
   // The code must not stay in the address bar or the history.
   history.replaceState(null, '', `${location.pathname}#login`);
   const pending = JSON.parse(saved) as Pending;
-  const as = discovery as unknown as oauth.AuthorizationServer;
+  const as = serverOf(discovery);
   const client: oauth.Client = { client_id: pending.clientId };
   const shown: HTMLElement[] = [step('1. Authorization request', ' sent; the provider redirected back to ', h('code', {}, pending.redirectUri))];
   try {
@@ -60,7 +77,7 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
     shown.push(step('2. Code received', ` (${callback.get('code')?.length ?? 0} characters, state checked)`));
     const response = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), callback, pending.redirectUri, pending.verifier, insecure());
     const tokens = await oauth.processAuthorizationCodeResponse(as, client, response, { expectedNonce: pending.nonce, requireIdToken: true });
-    shown.push(step('3. Token response', ` from ${discovery.token_endpoint}`, json({ ...tokens, access_token: '…', id_token: '…', refresh_token: tokens.refresh_token ? '…' : undefined }, 'Token response')));
+    shown.push(step('3. Token response', ` from ${as.token_endpoint}`, json({ ...tokens, access_token: '…', id_token: '…', refresh_token: tokens.refresh_token ? '…' : undefined }, 'Token response')));
     shown.push(step('4. Tokens', decoded('id token', tokens.id_token), decoded('access token', tokens.access_token)));
     let userinfoProblem: string | undefined;
     if (discovery.userinfo_endpoint) {
@@ -68,10 +85,10 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
       try {
         const claims = oauth.getValidatedIdTokenClaims(tokens);
         const info = await oauth.processUserInfoResponse(as, client, claims?.sub ?? oauth.skipSubjectCheck, await oauth.userInfoRequest(as, client, tokens.access_token, insecure()));
-        shown.push(step('5. Userinfo', ` from ${discovery.userinfo_endpoint}`, json(info, 'Userinfo')));
+        shown.push(step('5. Userinfo', ` from ${as.userinfo_endpoint}`, json(info, 'Userinfo')));
       } catch (err) {
         userinfoProblem = describeError(err);
-        shown.push(step('5. Userinfo refused', ` by ${discovery.userinfo_endpoint}: ${userinfoProblem}`));
+        shown.push(step('5. Userinfo refused', ` by ${as.userinfo_endpoint}: ${userinfoProblem}`));
       }
     }
     show(status, userinfoProblem ? verdict('warn', 'Logged in; userinfo refused the access token', userinfoProblem) : verdict('ok', 'Logged in: every step passed'));

@@ -1,0 +1,119 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, startProcess, type Started } from '../helpers/process.js';
+import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../helpers/tools.js';
+import { screenshot } from './shots.js';
+
+/**
+ * The Login panel against a real factory process with OIDC_CONFIG, as a first-time user meets it:
+ * the factory's default ISSUER and PUBLIC_URL, the panel's default client (`console`) and redirect
+ * (`<origin>/console/`). The browser opens the console at localhost while PUBLIC_URL names
+ * 127.0.0.1, so the panel must reach the token and userinfo endpoints on its own origin.
+ */
+
+let factory: Started;
+let browser: Browser;
+let dir: string;
+let origin: string;
+let publicUrl: string;
+
+beforeAll(async () => {
+  requireTool('chromium', CHROMIUM);
+  dir = await mkdtemp(path.join(tmpdir(), 'console-login-'));
+  const port = await freePort();
+  origin = `http://localhost:${port}`;
+  publicUrl = `http://127.0.0.1:${port}`;
+  // The demo's console client, registered for this port.
+  await writeFile(
+    path.join(dir, 'oidc.yaml'),
+    `clients:
+  - client_id: console
+    redirect_uris: [http://localhost:${port}/console/, http://127.0.0.1:${port}/console/]
+    grant_types: [authorization_code]
+    token_endpoint_auth_method: none
+users:
+  - username: alice
+    password: alice-password
+    claims: { name: Alice Liddell, email: alice@example.com }
+`,
+  );
+  [factory, browser] = await Promise.all([
+    startProcess('jwt-factory/main.ts', { env: { PORT: String(port), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys'), OIDC_CONFIG: path.join(dir, 'oidc.yaml') }, timeoutMs: 60_000 }),
+    chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
+  ]);
+}, 90_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await factory?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A page on the console's Login panel that records script errors and CSP violations. */
+async function loginPanel(): Promise<{ page: Page; problems: string[] }> {
+  const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+  const problems: string[] = [];
+  page.on('pageerror', (e) => problems.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && problems.push(m.text()));
+  await page.goto(`${origin}/console/#login`);
+  await page.locator('#factory-info', { hasText: 'OpenID provider on' }).waitFor();
+  return { page, problems };
+}
+
+describe('the Login panel on a factory with OIDC_CONFIG', () => {
+  it('logs in with its defaults and shows each step: the authorize URL, the login form, the code, the token response, both tokens decoded, userinfo', async () => {
+    const { page, problems } = await loginPanel();
+    expect(await page.inputValue('#login-client')).toBe('console');
+    expect(await page.inputValue('#login-redirect')).toBe(`${origin}/console/`);
+    await page.click('#login-start');
+    const authorize = new URL((await page.getAttribute('#login-continue', 'href'))!);
+    // PUBLIC_URL's default: the address the factory listens on.
+    expect(`${authorize.origin}${authorize.pathname}`).toBe(`${publicUrl}/authorize`);
+    expect(Object.fromEntries(authorize.searchParams)).toMatchObject({ client_id: 'console', redirect_uri: `${origin}/console/`, response_type: 'code', code_challenge_method: 'S256' });
+    expect(await page.locator('#login-steps').innerText()).toContain(`${publicUrl}/authorize?client_id=console`);
+
+    await page.click('#login-continue');
+    await page.waitForURL(`${publicUrl}/authorize?**`);
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'alice-password');
+    await page.click('button[type=submit]');
+    await page.locator('#login-status .verdict', { hasText: 'Logged in' }).waitFor({ timeout: 30_000 });
+    expect(await page.locator('#login-status').innerText()).toContain('Logged in: every step passed');
+    // The code is gone from the address bar.
+    expect(page.url()).toBe(`${origin}/console/#login`);
+
+    const steps = await page.locator('#login-steps > li').allInnerTexts();
+    expect(steps.map((s) => s.split(/[\s(]/, 2).join(' '))).toEqual(['1. Authorization', '2. Code', '3. Token', '4. Tokens', '5. Userinfo']);
+    expect(steps[1]).toMatch(/^2\. Code received \(\d+ characters, state checked\)/);
+    expect(steps[2]).toContain(`from ${origin}/token`);
+    expect(steps[2]).not.toMatch(/eyJ/);
+    const [idToken, accessToken] = await page.locator('#login-steps pre[aria-label="id token"], #login-steps pre[aria-label="access token"]').allInnerTexts();
+    expect(JSON.parse(idToken!)).toMatchObject({ iss: 'https://jwt-factory/', sub: 'alice', aud: 'console', azp: 'console', name: 'Alice Liddell' });
+    expect(JSON.parse(accessToken!)).toMatchObject({ iss: 'https://jwt-factory/', sub: 'alice', client_id: 'console', scope: 'openid profile' });
+    expect(JSON.parse(await page.locator('#login-steps pre[aria-label="Userinfo"]').innerText())).toEqual({ sub: 'alice', name: 'Alice Liddell' });
+    expect(problems).toEqual([]);
+    await screenshot(page, 'login-flow', true);
+    await page.close();
+  });
+
+  it('shows the factory refusing a wrong password on its own page, and names the refusal of a redirect URI it does not know', async () => {
+    const { page } = await loginPanel();
+    await page.click('#login-start');
+    await page.click('#login-continue');
+    await page.fill('#username', 'alice');
+    await page.fill('#password', 'not her password');
+    await page.click('button[type=submit]');
+    await page.locator('body', { hasText: 'Wrong username or password.' }).waitFor();
+
+    await page.goto(`${origin}/console/#login`);
+    await page.fill('#login-redirect', `${origin}/elsewhere/`);
+    await page.click('#login-start');
+    await page.click('#login-continue');
+    // An unregistered redirect_uri is never redirected to (RFC 6749 §4.1.2.1): the factory's error page says why.
+    await page.locator('body', { hasText: 'redirect_uri is not registered for this client' }).waitFor();
+    await page.close();
+  });
+});

@@ -4,20 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../cli/jwt.js';
 import { freePort, runScript, startProcess, type Started } from '../helpers/process.js';
+import { runJwt } from './run.js';
 
 let factory: Started;
 let dir: string;
 let base: string;
 
 /** Runs a command in this process (the factory is a real process); `jwtProcess` runs the real entry point. */
-async function jwt(...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t), now: () => new Date(), stdin: async () => '' });
-  return { code, stdout, stderr };
-}
+const jwt = (...args: string[]) => runJwt(args);
 const jwtProcess = (...args: string[]) => runScript('cli/main.ts', args);
 const withFactory = (...args: string[]) => jwt(...args, '--factory', base);
 

@@ -1,9 +1,6 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startProcess, type Started } from '../helpers/process.js';
+import { startOidcFactory, type OidcFactory } from '../helpers/oidc-factory.js';
 import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../helpers/tools.js';
 import { screenshot } from './shots.js';
 
@@ -14,22 +11,17 @@ import { screenshot } from './shots.js';
  * 127.0.0.1, so the panel must reach the token and userinfo endpoints on its own origin.
  */
 
-let factory: Started;
+let factory: OidcFactory;
 let browser: Browser;
-let dir: string;
 let origin: string;
 let publicUrl: string;
 
 beforeAll(async () => {
   requireTool('chromium', CHROMIUM);
-  dir = await mkdtemp(path.join(tmpdir(), 'console-login-'));
-  const port = await freePort();
-  origin = `http://localhost:${port}`;
-  publicUrl = `http://127.0.0.1:${port}`;
-  // The demo's console client, registered for this port.
-  await writeFile(
-    path.join(dir, 'oidc.yaml'),
-    `clients:
+  [factory, browser] = await Promise.all([
+    // The demo's console client, registered for this port.
+    startOidcFactory(
+      (port) => `clients:
   - client_id: console
     redirect_uris: [http://localhost:${port}/console/, http://127.0.0.1:${port}/console/]
     grant_types: [authorization_code]
@@ -39,17 +31,16 @@ users:
     password: alice-password
     claims: { name: Alice Liddell, email: alice@example.com }
 `,
-  );
-  [factory, browser] = await Promise.all([
-    startProcess('jwt-factory/main.ts', { env: { PORT: String(port), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys'), OIDC_CONFIG: path.join(dir, 'oidc.yaml') }, timeoutMs: 60_000 }),
+    ),
     chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
   ]);
+  origin = `http://localhost:${factory.port}`;
+  publicUrl = factory.base;
 }, 90_000);
 
 afterAll(async () => {
   await browser?.close();
   await factory?.stop();
-  await rm(dir, { recursive: true, force: true });
 });
 
 /** A page on the console's Login panel that records script errors and CSP violations. */

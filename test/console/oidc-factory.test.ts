@@ -5,10 +5,12 @@ import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../helpers/tools.js';
 import { screenshot } from './shots.js';
 
 /**
- * The Login panel against a real factory process with OIDC_CONFIG, as a first-time user meets it:
+ * The console on a real factory process with OIDC_CONFIG and ISSUE_AUTH=client. The Login panel as
+ * a first-time user meets it:
  * the factory's default ISSUER and PUBLIC_URL, the panel's default client (`console`) and redirect
  * (`<origin>/console/`). The browser opens the console at localhost while PUBLIC_URL names
- * 127.0.0.1, so the panel must reach the token and userinfo endpoints on its own origin.
+ * 127.0.0.1, so the panel must reach the token and userinfo endpoints on its own origin. The
+ * Mint panel meeting the factory's demand for client credentials.
  */
 
 let factory: OidcFactory;
@@ -26,11 +28,18 @@ beforeAll(async () => {
     redirect_uris: [http://localhost:${port}/console/, http://127.0.0.1:${port}/console/]
     grant_types: [authorization_code]
     token_endpoint_auth_method: none
+  - client_id: minter
+    client_secret: minter-secret
+    grant_types: [client_credentials]
+    key_ids: [payments]
+    audiences: [serviceb]
 users:
   - username: alice
     password: alice-password
     claims: { name: Alice Liddell, email: alice@example.com }
 `,
+      // Client mode: minting needs a client of OIDC_CONFIG, as on any factory off loopback.
+      () => ({ ISSUE_AUTH: 'client' }),
     ),
     chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS }),
   ]);
@@ -105,6 +114,36 @@ describe('the Login panel on a factory with OIDC_CONFIG', () => {
     await page.click('#login-continue');
     // An unregistered redirect_uri is never redirected to (RFC 6749 §4.1.2.1): the factory's error page says why.
     await page.locator('body', { hasText: 'redirect_uri is not registered for this client' }).waitFor();
+    await page.close();
+  });
+});
+
+describe('the Mint panel on a factory with ISSUE_AUTH=client', () => {
+  it("says the factory wants client credentials, takes them, and mints for the client's own keyId", async () => {
+    const page = await browser.newPage({ viewport: { width: 1360, height: 900 } });
+    const problems: string[] = [];
+    page.on('pageerror', (e) => problems.push(e.message));
+    await page.goto(`${origin}/console/#mint`);
+    await page.locator('#factory-info', { hasText: 'OpenID provider on' }).waitFor();
+    await page.fill('#mint-keyid', 'payments');
+    await page.click('#mint-submit');
+    // A keyId this factory does not have yet: asked first, then the factory's 401.
+    await page.locator('#mint-new-key').waitFor();
+    await page.click('#mint-create');
+    await page.locator('#mint-credentials').waitFor();
+    expect(await page.locator('#mint-status').innerText()).toMatch(/The factory wants client credentials \(401\)\s+401 invalid_client: /);
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('mint-client-id');
+    await page.fill('#mint-client-id', 'minter');
+    await page.fill('#mint-client-secret', 'wrong');
+    await page.click('#mint-submit');
+    await page.locator('#mint-status .verdict.bad', { hasText: '401 invalid_client' }).waitFor();
+    await page.fill('#mint-client-secret', 'minter-secret');
+    await page.click('#mint-submit');
+    await page.locator('#mint-status .verdict.ok', { hasText: 'Minted with payments' }).waitFor();
+    const token = await page.inputValue('#mint-token');
+    expect(JSON.parse(Buffer.from(token.split('.')[1]!, 'base64url').toString())).toMatchObject({ iss: 'https://jwt-factory/', sub: 'minter', aud: 'serviceb' });
+    expect(await page.content()).not.toContain('minter-secret');
+    expect(problems).toEqual([]);
     await page.close();
   });
 });

@@ -17,12 +17,17 @@ interface Pending {
   nonce: string;
   clientId: string;
   redirectUri: string;
+  /** The authorization request as sent, shown again once the flow is back. */
+  authorizeUrl: string;
 }
 
 /** http is allowed only when the console itself is served over http (a factory on loopback). */
 const insecure = () => ({ [oauth.allowInsecureRequests]: location.protocol === 'http:' });
 
 const step = (title: string, ...body: Array<Node | string | null>) => h('li', {}, h('strong', {}, title), ...body);
+
+/** The authorization URL, one parameter a line. */
+const authorizationRequest = (url: string) => h('pre', { tabindex: 0, 'aria-label': 'Authorization request' }, url.replace(/&/g, '\n  &'));
 
 function decoded(label: string, token: unknown): HTMLElement | null {
   if (typeof token !== 'string') return null;
@@ -71,7 +76,7 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
   const pending = JSON.parse(saved) as Pending;
   const as = serverOf(discovery);
   const client: oauth.Client = { client_id: pending.clientId };
-  const shown: HTMLElement[] = [step('1. Authorization request', ' sent; the provider redirected back to ', h('code', {}, pending.redirectUri))];
+  const shown: HTMLElement[] = [step('1. Authorization request', ' sent; the provider redirected back to ', h('code', {}, pending.redirectUri), authorizationRequest(pending.authorizeUrl))];
   try {
     const callback = oauth.validateAuthResponse(as, client, params, pending.state);
     shown.push(step('2. Code received', ` (${callback.get('code')?.length ?? 0} characters, state checked)`));
@@ -125,20 +130,25 @@ export function setupLoginPanel(select: () => void): void {
       show(steps);
       return;
     }
-    const pending: Pending = { verifier: oauth.generateRandomCodeVerifier(), state: oauth.generateRandomState(), nonce: oauth.generateRandomNonce(), clientId: valueOf('login-client'), redirectUri: valueOf('login-redirect') };
+    const verifier = oauth.generateRandomCodeVerifier();
+    const state = oauth.generateRandomState();
+    const nonce = oauth.generateRandomNonce();
+    const clientId = valueOf('login-client');
+    const redirectUri = valueOf('login-redirect');
     const url = new URL(discovery.authorization_endpoint);
     url.search = new URLSearchParams({
-      client_id: pending.clientId,
-      redirect_uri: pending.redirectUri,
+      client_id: clientId,
+      redirect_uri: redirectUri,
       response_type: 'code',
       scope: valueOf('login-scope'),
-      state: pending.state,
-      nonce: pending.nonce,
-      code_challenge: await oauth.calculatePKCECodeChallenge(pending.verifier),
+      state,
+      nonce,
+      code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
     }).toString();
+    const pending: Pending = { verifier, state, nonce, clientId, redirectUri, authorizeUrl: url.href };
     sessionStorage.setItem(PENDING, JSON.stringify(pending));
     show(status, verdict('ok', 'Authorization request ready'));
-    show(steps, step('1. Authorization request', h('pre', { tabindex: 0 }, url.toString().replace(/&/g, '\n  &')), h('a', { href: url.toString(), id: 'login-continue' }, 'Continue to the login page')));
+    show(steps, step('1. Authorization request', authorizationRequest(url.href), h('a', { href: url.href, id: 'login-continue' }, 'Continue to the login page')));
   });
 }

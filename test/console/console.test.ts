@@ -162,6 +162,7 @@ describe('the Mint panel', () => {
     expect(await text('#mint-new-key-text')).toBe('This factory has no keyId "servicae": minting creates a new key pair for it. Did you mean "servicea"?');
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('mint-suggested');
     expect(await keyIds()).not.toContain('servicae');
+    await shot('mint-new-key');
     await page.keyboard.press('Enter');
     await page.locator('#mint-status .verdict.ok', { hasText: 'Minted with servicea' }).waitFor();
     expect(await page.inputValue('#mint-keyid')).toBe('servicea');
@@ -213,7 +214,7 @@ describe('the Mesh panel', () => {
     expect(await page.getAttribute('.stage.decided', 'data-stage')).toBe('jwt_authn');
     expect(await page.locator('.stage.skipped').count()).toBe(3);
     expect(await text('#mesh-steps')).toContain('Envoy allows 60 s of skew');
-    await shot('mesh');
+    await shot('mesh', true);
   });
 
   it("gives each rule the factory's keys its jwksUri names: a token of a key the rule does not trust is refused, as in the cluster", async () => {
@@ -231,6 +232,7 @@ describe('the Mesh panel', () => {
     await page.locator('#mesh-status .verdict.bad', { hasText: '401 Jwt verification fails' }).waitFor();
     expect(await text('#mesh-no-keys')).toContain('The rules name their keys by jwksUri, a cluster host this factory does not fetch');
     expect(await text('#mesh-no-keys')).toContain("Give the rules of issuer https://jwt-factory/ this factory's own JWKS");
+    await shot('mesh-no-keys', true);
     await page.focus('#mesh-use-factory');
     await page.keyboard.press('Enter');
     await page.locator('#mesh-status .verdict.ok').waitFor();

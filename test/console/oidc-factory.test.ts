@@ -87,6 +87,7 @@ describe('the Login panel on a factory with OIDC_CONFIG', () => {
 
     const steps = await page.locator('#login-steps > li').allInnerTexts();
     expect(steps.map((s) => s.split(/[\s(]/, 2).join(' '))).toEqual(['1. Authorization', '2. Code', '3. Token', '4. Tokens', '5. Userinfo']);
+    expect(steps[0]).toContain(`${publicUrl}/authorize?client_id=console`);
     expect(steps[1]).toMatch(/^2\. Code received \(\d+ characters, state checked\)/);
     expect(steps[2]).toContain(`from ${origin}/token`);
     expect(steps[2]).not.toMatch(/eyJ/);

@@ -296,6 +296,8 @@ describe('the Keys panel', () => {
     const serviceb = await page.locator('section.key[data-keyid="serviceb"] tbody tr').allInnerTexts();
     expect(serviceb.map((row) => row.split('\t')[1])).toEqual(['published', 'signing']);
     expect(await page.getAttribute('section.key[data-keyid="serviceb"] svg', 'aria-label')).toMatch(/^serviceb: \S+ published, \S+ signing$/);
+    // ROTATION_INTERVAL is 0 (off) in this factory: no schedule to show.
+    expect(await text('section.key[data-keyid="serviceb"] p.hint')).toBe('Rotation: on request only (POST /keys/<keyId>/rotate?publishAhead=1200, or jwt rotate).');
     await shot('keys', true);
     // The fresh key entered the JWKS seconds ago: at risk whatever the interval.
     await page.fill('#keys-refresh', '1');

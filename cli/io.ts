@@ -44,9 +44,13 @@ export async function call(url: string, init: { method?: string; body?: unknown;
   return { status: res.status, type, body };
 }
 
-/** The factory's `{ error: { code, message } }` as a CommandFailed (exit 1) that says status and code. */
+/**
+ * The factory's `{ error: { code, message } }`, or an OAuth error `{ error, error_description }`
+ * (RFC 6749 §5.2, ISSUE_AUTH=client's 401), as a CommandFailed (exit 1) that says status and code.
+ */
 export function refusal(answer: CallAnswer, what: string): CommandFailed {
-  const error = (answer.body as { error?: { code?: string; message?: string } } | undefined)?.error;
+  const body = answer.body as { error?: { code?: string; message?: string } | string; error_description?: string } | undefined;
+  const error = typeof body?.error === 'string' ? { code: body.error, message: body.error_description ?? '' } : body?.error;
   const text = error ? `${error.code}: ${error.message}` : typeof answer.body === 'string' ? answer.body.slice(0, 200) : 'unexpected answer';
   return new CommandFailed(`${what}: ${answer.status} ${text}`, { status: answer.status, ...(error ? { error } : {}) });
 }

@@ -19,6 +19,9 @@ ${Object.values(COMMANDS)
 jwt <command> --help prints a command's options. Exit status: 0 ok, 1 refused or failed, 2 bad usage.
 `;
 
+/** A connection refused: the usual first stumble is a factory that is not running, or runs elsewhere. */
+const nothingListens = (err: CommandFailed) => (err.details?.error as { code?: string; reason?: string } | undefined)?.reason === 'ECONNREFUSED';
+
 /** Runs one command line; resolves with the exit code (never throws). */
 export async function main(argv: string[], io: Io): Promise<number> {
   const [name, ...rest] = argv;
@@ -47,7 +50,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     if (err instanceof CommandFailed) {
       if (json) io.out(`${JSON.stringify({ ok: false, message: err.message, ...err.details }, null, 2)}\n`);
-      io.err(`jwt ${name}: ${err.message}\n`);
+      io.err(`jwt ${name}: ${err.message}${nothingListens(err) ? '\n  nothing listens there: start the factory (npm run jwt-factory), or name where it runs with --factory <url> (--issuer <url> for a provider)' : ''}\n`);
       return EXIT.failed;
     }
     io.err(`jwt ${name}: ${err instanceof Error ? err.message : String(err)}\n`);

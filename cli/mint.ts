@@ -8,8 +8,9 @@ import { VARIANTS } from '../jwt-factory/variants.js';
 import { writeFileAtomic } from '../lib/files.js';
 import { epochSeconds } from '../lib/jwt.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
+import { humanDuration } from '../lib/tokeninfo.js';
 import { CommandFailed, UsageError, integerFlag, parseCommand, type Command, type CommandSpec, type Io, type Values } from './command.js';
-import { FACTORY_OPTION, call, factoryUrl, printJson, refusal } from './io.js';
+import { FACTORY_OPTION, call, factoryUrl, printJson, refusal, type CallAnswer } from './io.js';
 
 /** gen-jwt.py's default issuer (istio/istio security/tools/jwt/samples/gen-jwt.py). */
 export const GEN_JWT_ISSUER = 'testing@secure.istio.io';
@@ -29,7 +30,7 @@ jwt mint key.pem --iss a --aud b,c (single-dash -iss, -jwks=out.json work too).`
     aud: { type: 'string', value: '<a,b>', help: 'aud claim; a comma-separated value becomes a list' },
     sub: { type: 'string', value: '<sub>', help: 'sub claim (default: --iss when given, as gen-jwt.py; else the keyId)' },
     claims: { type: 'string', multiple: true, value: '<k:v,k2:v2>', help: 'other string claims' },
-    expire: { type: 'string', value: '<seconds>', help: 'lifetime (factory: at most its MAX_TOKEN_TTL)', default: '3600' },
+    expire: { type: 'string', value: '<seconds>', help: 'lifetime (key file: any, as gen-jwt.py; factory: at most its MAX_TOKEN_TTL)', default: '3600' },
     jwks: { type: 'string', value: '<out.json>', help: 'also write the public JWKS that verifies the token to this file' },
     'key-file': { type: 'string', value: '<key.pem>', help: 'sign with this PEM private key (RSA: RS256, P-256: ES256, P-384: ES384, Ed25519: EdDSA)' },
     alg: { type: 'string', value: '<alg>', help: 'with a key file: RS384, RS512 or PS256 for an RSA key instead of RS256' },
@@ -99,6 +100,23 @@ async function mintWithKeyFile(file: string, values: Values, io: Io) {
   return { issued: describeToken(token, version, payload), jwks: { keys: [version.publicJwk] } };
 }
 
+const errorCode = (body: unknown) => (body as { error?: { code?: unknown } } | undefined)?.error?.code;
+
+/**
+ * gen-jwt.py users pass lifetimes of a century (--expire 3153600000); the factory caps ?ttl= at its
+ * MAX_TOKEN_TTL, because a rotated-out key is kept only that long. The refusal says the cap and the
+ * way out: a key file signs locally with any lifetime, as gen-jwt.py does.
+ */
+function lifetimeRefused(answer: CallAnswer, asked: string): CommandFailed {
+  const message = String((answer.body as { error?: { message?: unknown } }).error?.message ?? '');
+  const max = /between 1 and (\d+)/.exec(message)?.[1];
+  const cap = max === undefined ? "the factory's MAX_TOKEN_TTL" : `MAX_TOKEN_TTL = ${max} s (${humanDuration(Number(max))})`;
+  return new CommandFailed(
+    `the factory mints tokens for at most ${cap}, and --expire asks for ${asked} s: use --expire ${max ?? '<MAX_TOKEN_TTL>'} or less, raise MAX_TOKEN_TTL on the factory, or sign locally with a PEM key file (jwt mint key.pem --expire ${asked}: any lifetime, as gen-jwt.py)`,
+    { status: answer.status, error: { ...(answer.body as { error: object }).error, ...(max !== undefined ? { maxTokenTtl: Number(max) } : {}) } },
+  );
+}
+
 async function mintWithFactory(keyId: string, values: Values) {
   if (values.alg !== undefined) throw new UsageError('--alg applies to a key file; a factory key has its own algorithm');
   const variant = values.variant as string | undefined;
@@ -112,6 +130,7 @@ async function mintWithFactory(keyId: string, values: Values) {
   if (values.expired) query.set('expired', '1');
   const base = values.factory as string;
   const answer = await call(factoryUrl(base, `/issueToken/${encodeURIComponent(keyId)}?${query}`), { method: 'POST', body: claims });
+  if (answer.status === 400 && errorCode(answer.body) === 'invalid_ttl') throw lifetimeRefused(answer, query.get('ttl')!);
   if (answer.status !== 200) throw refusal(answer, `the factory refused to mint for ${keyId}`);
   let jwks: unknown;
   if (values.jwks !== undefined) {

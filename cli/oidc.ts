@@ -40,15 +40,28 @@ async function configure(values: Values): Promise<client.Configuration> {
   try {
     return await client.discovery(where, clientId, secret, secret === undefined ? client.None() : client.ClientSecretBasic(secret), { execute, timeout: 10 });
   } catch (err) {
-    throw new CommandFailed(`discovery at ${where.href} failed: ${oauthMessage(err)}`, { error: { code: 'discovery_failed' } });
+    throw new CommandFailed(`discovery at ${where.href} failed: ${await oauthMessage(err)}`, { error: { code: 'discovery_failed' } });
   }
 }
 
-/** An OAuth error as `error: description` (RFC 6749 §5.2 names), or the library's message. */
-function oauthMessage(err: unknown): string {
-  const e = err as { error?: string; error_description?: string; message?: string; cause?: { error?: string; error_description?: string; message?: string } };
-  const code = e.error ?? e.cause?.error;
-  if (code) return `${code}${(e.error_description ?? e.cause?.error_description) ? `: ${e.error_description ?? e.cause?.error_description}` : ''}`;
+interface OAuthErrorFields {
+  error?: string;
+  error_description?: string;
+}
+
+/**
+ * An OAuth error as `error: description` (RFC 6749 §5.2 names), or the library's message. A 401
+ * with a `WWW-Authenticate` challenge (RFC 6749 §5.2: invalid_client) reaches us as openid-client's
+ * challenge error, the JSON body unread: the error is in the challenge's parameters or in that body.
+ */
+async function oauthMessage(err: unknown): Promise<string> {
+  const e = err as OAuthErrorFields & { message?: string; cause?: unknown; response?: Response };
+  const challenge = Array.isArray(e.cause) ? (e.cause as Array<{ parameters?: OAuthErrorFields }>).find((c) => c.parameters?.error)?.parameters : undefined;
+  let fields: OAuthErrorFields | undefined = e.error ? e : challenge ?? (e.cause as OAuthErrorFields | undefined);
+  if (!fields?.error && e.response instanceof Response) {
+    fields = (await e.response.clone().json().catch(() => undefined)) as OAuthErrorFields | undefined;
+  }
+  if (typeof fields?.error === 'string') return `${fields.error}${fields.error_description ? `: ${fields.error_description}` : ''}`;
   return e.message ?? String(err);
 }
 
@@ -133,7 +146,11 @@ export const login: Command = {
         if (!config.serverMetadata().device_authorization_endpoint) throw new CommandFailed('the provider offers no device flow (no device_authorization_endpoint): log in without --device', { error: { code: 'device_flow_unsupported' } });
         const started = await client.initiateDeviceAuthorization(config, { scope });
         io.err(`To log in, open ${started.verification_uri_complete ?? started.verification_uri} and enter the code ${started.user_code}\n`);
-        tokens = await client.pollDeviceAuthorizationGrant(config, started, undefined, { signal: AbortSignal.timeout(timeoutMs) });
+        const signal = AbortSignal.timeout(timeoutMs);
+        tokens = await client.pollDeviceAuthorizationGrant(config, started, undefined, { signal }).catch((err: unknown) => {
+          if (signal.aborted) throw new CommandFailed(`no login within ${timeoutMs / 1000} s: nobody approved the code ${started.user_code}`, { error: { code: 'login_timeout' } });
+          throw err;
+        });
       } else {
         const verifier = client.randomPKCECodeVerifier();
         const state = client.randomState();
@@ -149,7 +166,8 @@ export const login: Command = {
       }
     } catch (err) {
       if (err instanceof CommandFailed) throw err;
-      throw new CommandFailed(`the login failed: ${oauthMessage(err)}`, { error: { code: 'login_failed', reason: oauthMessage(err) } });
+      const reason = await oauthMessage(err);
+      throw new CommandFailed(`the login failed: ${reason}`, { error: { code: 'login_failed', reason } });
     }
     return deliver(tokens, values, io, 'logged in');
   },
@@ -207,7 +225,8 @@ export const exchange: Command = {
     try {
       tokens = await client.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', params);
     } catch (err) {
-      throw new CommandFailed(`the provider refused the exchange: ${oauthMessage(err)}`, { error: { code: 'exchange_refused', reason: oauthMessage(err) } });
+      const reason = await oauthMessage(err);
+      throw new CommandFailed(`the provider refused the exchange: ${reason}`, { error: { code: 'exchange_refused', reason } });
     }
     // The issued token is this command's output, as mint's is.
     if (values.out !== undefined || values['print-token'] || values.json) return deliver(tokens, { ...values, 'print-token': values['print-token'] || (values.json && values.out === undefined) }, io, 'exchanged');

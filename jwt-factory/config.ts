@@ -31,7 +31,8 @@ const schema = z
     HOST: z.string().min(1).default('127.0.0.1'),
     KEYS_DIR: z.string().min(1).default('keys'),
     ISSUER: z.string().min(1, 'must not be empty').default(DEFAULT_ISSUER),
-    PUBLIC_URL: z.string().url('must be an absolute URL such as http://host:port').default('http://localhost:5555'),
+    // Unset: http://<HOST>:<PORT> (defaultPublicUrl), so jwks_uri names the address the factory listens on.
+    PUBLIC_URL: z.string().url('must be an absolute URL such as http://host:port').optional(),
     ALGORITHM: z.enum(ALGORITHMS, { message: `must be one of ${ALGORITHMS.join(', ')}` }).default('RS256'),
     TOKEN_TTL: setting.seconds(3600, 1),
     MAX_TOKEN_TTL: setting.seconds(86_400, 1),
@@ -116,13 +117,25 @@ const schema = z
 /** Who may mint tokens and manage keys: anyone (open), or authenticated clients of OIDC_CONFIG (client). */
 export type IssueAuth = (typeof ISSUE_AUTH_MODES)[number];
 
-export type FactoryConfig = Readonly<Omit<z.infer<typeof schema>, 'ISSUE_AUTH'> & { ISSUE_AUTH: IssueAuth }>;
+export type FactoryConfig = Readonly<Omit<z.infer<typeof schema>, 'ISSUE_AUTH' | 'PUBLIC_URL'> & { ISSUE_AUTH: IssueAuth; PUBLIC_URL: string }>;
 
 /** True when `host` only accepts connections from this machine (127.0.0.0/8, ::1, localhost). */
 export function isLoopbackHost(host: string): boolean {
   const bare = host.replace(/^\[(.*)\]$/, '$1').toLowerCase();
   if (bare === 'localhost' || bare === '::1') return true;
   return isIP(bare) === 4 && bare.startsWith('127.');
+}
+
+/**
+ * PUBLIC_URL when none is set: the address the factory listens on, as a client on this machine
+ * reaches it. A wildcard HOST (0.0.0.0, ::) listens on loopback too, so 127.0.0.1 stands for it;
+ * an IPv6 address gets its brackets (RFC 3986 §3.2.2). With PORT=0 the port is not known before
+ * listening: the URL then says port 0, and PUBLIC_URL has to be set for a working jwks_uri.
+ */
+export function defaultPublicUrl(host: string, port: number): string {
+  const bare = host.replace(/^\[(.*)\]$/, '$1');
+  const name = bare === '0.0.0.0' || bare === '::' || bare === '' ? '127.0.0.1' : isIP(bare) === 6 ? `[${bare}]` : bare;
+  return `http://${name}:${port}`;
 }
 
 /** Every setting's name, in schema order (optional ones included, which a parsed config may lack). */
@@ -137,5 +150,6 @@ export function loadFactoryConfig(env: Env): FactoryConfig {
     throw new ConfigError('ISSUE_AUTH', `client${why} needs OIDC_CONFIG, the clients that may issue; set OIDC_CONFIG, or ISSUE_AUTH=open to let anyone who reaches the factory mint tokens`);
   }
   // jwks_uri is built by appending a path, so a trailing slash would double it.
-  return Object.freeze({ ...config, ISSUE_AUTH: issueAuth, PUBLIC_URL: config.PUBLIC_URL.replace(/\/+$/, '') });
+  const publicUrl = config.PUBLIC_URL ?? defaultPublicUrl(config.HOST, config.PORT);
+  return Object.freeze({ ...config, ISSUE_AUTH: issueAuth, PUBLIC_URL: publicUrl.replace(/\/+$/, '') });
 }

@@ -12,6 +12,10 @@ export async function call<T = unknown>(path: string, init: { method?: string; b
     method: init.method ?? 'GET',
     headers: { accept: 'application/json', ...(init.body !== undefined ? { 'content-type': 'application/json' } : {}), ...init.headers },
     body: init.body === undefined ? undefined : JSON.stringify(init.body),
+    // No cookies, and so no browser login dialog: with credentials included, a 401 carrying a Basic
+    // challenge (ISSUE_AUTH=client) makes the browser prompt (Fetch §4.4, HTTP-network-or-cache
+    // fetch) instead of handing the answer to the panel, which asks for the client itself.
+    credentials: 'omit',
   });
   const type = res.headers.get('content-type') ?? '';
   const text = await res.text();
@@ -26,9 +30,14 @@ export async function call<T = unknown>(path: string, init: { method?: string; b
   return { status: res.status, type, body: body as T };
 }
 
-/** `{ error: { code, message } }` of a refusal, as one line. */
+/**
+ * A refusal as one line: the factory's `{ error: { code, message } }`, or an OAuth error
+ * `{ error, error_description }` (RFC 6749 §5.2), which ISSUE_AUTH=client's 401 answers.
+ */
 export function errorLine(answer: Answer): string {
-  const error = (answer.body as { error?: { code?: string; message?: string } } | null)?.error;
+  const body = answer.body as { error?: { code?: string; message?: string } | string; error_description?: string } | null;
+  const error = body?.error;
+  if (typeof error === 'string') return `${answer.status} ${error}${body?.error_description ? `: ${body.error_description}` : ''}`;
   return error ? `${answer.status} ${error.code}: ${error.message}` : `${answer.status} ${typeof answer.body === 'string' ? answer.body.slice(0, 200) : ''}`;
 }
 

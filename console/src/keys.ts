@@ -20,9 +20,12 @@ function timeline(key: KeyInfo, now: Date, refreshMs: number): SVGElement {
   const rowH = 26;
   const left = 150;
   const times = key.versions.flatMap((v) => [v.createdAt, v.activateAt, v.retireAt].filter((t): t is string => t !== null).map((t) => new Date(t).getTime()));
-  const start = Math.min(now.getTime() - refreshMs * 1.5, ...times);
-  const end = Math.max(now.getTime() + refreshMs * 1.5, ...times) + refreshMs / 2;
-  const x = (t: number) => left + ((t - start) / (end - start)) * (width - left - 10);
+  // Four refresh intervals either side of now at most: a retirement a day away would squeeze the
+  // minutes that matter (is the signing key older than one interval?) into a few pixels.
+  const reach = refreshMs * 4;
+  const start = Math.max(Math.min(now.getTime() - refreshMs * 1.5, ...times), now.getTime() - reach);
+  const end = Math.min(Math.max(now.getTime() + refreshMs * 1.5, ...times) + refreshMs / 2, now.getTime() + reach);
+  const x = (t: number) => left + ((Math.min(Math.max(t, start), end) - start) / (end - start)) * (width - left - 10);
   const height = 30 + rowH * key.versions.length + 20;
   const children: SVGElement[] = [];
   // The band: a sidecar may hold a JWKS fetched up to one refresh interval ago.
@@ -45,8 +48,10 @@ function timeline(key: KeyInfo, now: Date, refreshMs: number): SVGElement {
   const nowX = x(now.getTime());
   children.push(s('line', { x1: nowX, x2: nowX, y1: 12, y2: height - 14, stroke: '#1b1f24', 'stroke-width': 2 }));
   children.push(s('text', { x: nowX + 4, y: 12, 'font-size': 11, fill: '#1b1f24' }, 'now'));
-  children.push(s('text', { x: x(now.getTime() - refreshMs) + 2, y: height - 4, 'font-size': 11, fill: '#a50e0e' }, `last ${humanDuration(refreshMs / 1000)}: JWKS a sidecar may still hold`));
-  children.push(s('text', { x: left, y: height - 4, 'font-size': 11, fill: '#4b5563' }, new Date(start).toISOString().slice(0, 16).replace('T', ' ')));
+  // The band's label ends at the now line; the axis' ends are dated at the top, clear of it.
+  children.push(s('text', { x: nowX - 4, y: height - 4, 'font-size': 11, fill: '#a50e0e', 'text-anchor': 'end' }, `last ${humanDuration(refreshMs / 1000)}: JWKS a sidecar may still hold`));
+  children.push(s('text', { x: left, y: 12, 'font-size': 11, fill: '#4b5563' }, new Date(start).toISOString().slice(0, 16).replace('T', ' ')));
+  children.push(s('text', { x: width - 10, y: 12, 'font-size': 11, fill: '#4b5563', 'text-anchor': 'end' }, new Date(end).toISOString().slice(0, 16).replace('T', ' ')));
   const label = `${key.keyId}: ${key.versions.map((v) => `${v.kid} ${v.state}`).join(', ')}`;
   return s('svg', { class: 'timeline', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label }, ...children);
 }
@@ -68,7 +73,7 @@ function keySection(key: KeyInfo, now: Date, refreshMs: number): HTMLElement {
       h('thead', {}, h('tr', {}, ...['kid', 'state', 'published', 'signs from', 'retires'].map((c) => h('th', { scope: 'col' }, c)))),
       h('tbody', {}, ...key.versions.map((v) => h('tr', {}, h('td', {}, h('code', {}, v.kid)), h('td', {}, v.state), h('td', {}, v.createdAt), h('td', {}, v.activateAt), h('td', {}, v.retireAt ?? '(not scheduled)')))),
     ),
-    h('p', { class: 'hint' }, rotation ? `Rotation: every ${rotation.interval}, published ${rotation.publishAhead ?? 0} s ahead, next at ${rotation.nextAt ?? '(not scheduled)'}.` : 'Rotation: on request only (POST /keys/<keyId>/rotate?publishAhead=1200, or jwt rotate).'),
+    h('p', { class: 'hint' }, rotation && rotation.interval && Number(rotation.interval) !== 0 ? `Rotation: every ${typeof rotation.interval === 'number' ? humanDuration(rotation.interval) : rotation.interval}, published ${rotation.publishAhead ?? 0} s ahead, next at ${rotation.nextAt ?? '(not scheduled)'}.` : 'Rotation: on request only (POST /keys/<keyId>/rotate?publishAhead=1200, or jwt rotate).'),
   );
 }
 

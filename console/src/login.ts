@@ -17,12 +17,17 @@ interface Pending {
   nonce: string;
   clientId: string;
   redirectUri: string;
+  /** The authorization request as sent, shown again once the flow is back. */
+  authorizeUrl: string;
 }
 
 /** http is allowed only when the console itself is served over http (a factory on loopback). */
 const insecure = () => ({ [oauth.allowInsecureRequests]: location.protocol === 'http:' });
 
 const step = (title: string, ...body: Array<Node | string | null>) => h('li', {}, h('strong', {}, title), ...body);
+
+/** The authorization URL, one parameter a line. */
+const authorizationRequest = (url: string) => h('pre', { tabindex: 0, 'aria-label': 'Authorization request' }, url.replace(/&/g, '\n  &'));
 
 function decoded(label: string, token: unknown): HTMLElement | null {
   if (typeof token !== 'string') return null;
@@ -43,6 +48,23 @@ function describeError(err: unknown): string {
   return code ? `${code}${description ? `: ${description}` : ''}` : e.message ?? String(err);
 }
 
+/**
+ * The discovery document came from this console's own factory, whose endpoints sit under
+ * PUBLIC_URL. When PUBLIC_URL names another origin for the same factory (127.0.0.1 while the
+ * browser says localhost, say), the same paths are asked on this origin: the console's CSP
+ * (connect-src 'self') and CORS would refuse the other one.
+ */
+export function onThisOrigin(endpoint: string | undefined, origin: string): string | undefined {
+  if (endpoint === undefined) return undefined;
+  const url = new URL(endpoint);
+  return url.origin === origin ? endpoint : new URL(`${url.pathname}${url.search}`, origin).href;
+}
+
+/** The provider as oauth4webapi sees it, its token and userinfo endpoints on this origin. */
+function serverOf(discovery: Discovery): oauth.AuthorizationServer {
+  return { ...(discovery as unknown as oauth.AuthorizationServer), token_endpoint: onThisOrigin(discovery.token_endpoint, location.origin), userinfo_endpoint: onThisOrigin(discovery.userinfo_endpoint, location.origin) };
+}
+
 /** Completes a flow when the page is the redirect target (?code= or ?error= with a flow pending). Returns true when it did. */
 async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElement): Promise<boolean> {
   const params = new URLSearchParams(location.search);
@@ -52,15 +74,15 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
   // The code must not stay in the address bar or the history.
   history.replaceState(null, '', `${location.pathname}#login`);
   const pending = JSON.parse(saved) as Pending;
-  const as = discovery as unknown as oauth.AuthorizationServer;
+  const as = serverOf(discovery);
   const client: oauth.Client = { client_id: pending.clientId };
-  const shown: HTMLElement[] = [step('1. Authorization request', ' sent; the provider redirected back to ', h('code', {}, pending.redirectUri))];
+  const shown: HTMLElement[] = [step('1. Authorization request', ' sent; the provider redirected back to ', h('code', {}, pending.redirectUri), authorizationRequest(pending.authorizeUrl))];
   try {
     const callback = oauth.validateAuthResponse(as, client, params, pending.state);
     shown.push(step('2. Code received', ` (${callback.get('code')?.length ?? 0} characters, state checked)`));
     const response = await oauth.authorizationCodeGrantRequest(as, client, oauth.None(), callback, pending.redirectUri, pending.verifier, insecure());
     const tokens = await oauth.processAuthorizationCodeResponse(as, client, response, { expectedNonce: pending.nonce, requireIdToken: true });
-    shown.push(step('3. Token response', ` from ${discovery.token_endpoint}`, json({ ...tokens, access_token: '…', id_token: '…', refresh_token: tokens.refresh_token ? '…' : undefined }, 'Token response')));
+    shown.push(step('3. Token response', ` from ${as.token_endpoint}`, json({ ...tokens, access_token: '…', id_token: '…', refresh_token: tokens.refresh_token ? '…' : undefined }, 'Token response')));
     shown.push(step('4. Tokens', decoded('id token', tokens.id_token), decoded('access token', tokens.access_token)));
     let userinfoProblem: string | undefined;
     if (discovery.userinfo_endpoint) {
@@ -68,10 +90,10 @@ async function finish(discovery: Discovery, steps: HTMLElement, status: HTMLElem
       try {
         const claims = oauth.getValidatedIdTokenClaims(tokens);
         const info = await oauth.processUserInfoResponse(as, client, claims?.sub ?? oauth.skipSubjectCheck, await oauth.userInfoRequest(as, client, tokens.access_token, insecure()));
-        shown.push(step('5. Userinfo', ` from ${discovery.userinfo_endpoint}`, json(info, 'Userinfo')));
+        shown.push(step('5. Userinfo', ` from ${as.userinfo_endpoint}`, json(info, 'Userinfo')));
       } catch (err) {
         userinfoProblem = describeError(err);
-        shown.push(step('5. Userinfo refused', ` by ${discovery.userinfo_endpoint}: ${userinfoProblem}`));
+        shown.push(step('5. Userinfo refused', ` by ${as.userinfo_endpoint}: ${userinfoProblem}`));
       }
     }
     show(status, userinfoProblem ? verdict('warn', 'Logged in; userinfo refused the access token', userinfoProblem) : verdict('ok', 'Logged in: every step passed'));
@@ -108,20 +130,25 @@ export function setupLoginPanel(select: () => void): void {
       show(steps);
       return;
     }
-    const pending: Pending = { verifier: oauth.generateRandomCodeVerifier(), state: oauth.generateRandomState(), nonce: oauth.generateRandomNonce(), clientId: valueOf('login-client'), redirectUri: valueOf('login-redirect') };
+    const verifier = oauth.generateRandomCodeVerifier();
+    const state = oauth.generateRandomState();
+    const nonce = oauth.generateRandomNonce();
+    const clientId = valueOf('login-client');
+    const redirectUri = valueOf('login-redirect');
     const url = new URL(discovery.authorization_endpoint);
     url.search = new URLSearchParams({
-      client_id: pending.clientId,
-      redirect_uri: pending.redirectUri,
+      client_id: clientId,
+      redirect_uri: redirectUri,
       response_type: 'code',
       scope: valueOf('login-scope'),
-      state: pending.state,
-      nonce: pending.nonce,
-      code_challenge: await oauth.calculatePKCECodeChallenge(pending.verifier),
+      state,
+      nonce,
+      code_challenge: await oauth.calculatePKCECodeChallenge(verifier),
       code_challenge_method: 'S256',
     }).toString();
+    const pending: Pending = { verifier, state, nonce, clientId, redirectUri, authorizeUrl: url.href };
     sessionStorage.setItem(PENDING, JSON.stringify(pending));
     show(status, verdict('ok', 'Authorization request ready'));
-    show(steps, step('1. Authorization request', h('pre', { tabindex: 0 }, url.toString().replace(/&/g, '\n  &')), h('a', { href: url.toString(), id: 'login-continue' }, 'Continue to the login page')));
+    show(steps, step('1. Authorization request', authorizationRequest(url.href), h('a', { href: url.href, id: 'login-continue' }, 'Continue to the login page')));
   });
 }

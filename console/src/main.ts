@@ -1,4 +1,4 @@
-import { loadDiscovery, loadKeys, type KeyInfo } from './api.js';
+import { call, loadDiscovery, loadKeys, type KeyInfo } from './api.js';
 import { byId } from './dom.js';
 import { setupKeysPanel } from './keys.js';
 import { setupLoginPanel } from './login.js';
@@ -45,11 +45,16 @@ async function refreshKeys() {
 
 const tokenPanel = setupTokenPanel({ keyIndex: () => keyIndex, issuer: () => issuer });
 const keysPanel = setupKeysPanel({ load: refreshKeys });
-setupMeshPanel();
+const meshPanel = setupMeshPanel({ issuer: () => issuer });
 setupMintPanel({
   inspect(token) {
     select(byId<HTMLButtonElement>('tab-token'));
     tokenPanel.inspect(token);
+  },
+  async keyIds() {
+    const list = await call<string[]>('/utils/keys');
+    if (list.status !== 200 || !Array.isArray(list.body)) throw new Error(`GET /utils/keys: ${list.status}`);
+    return list.body;
   },
 });
 setupLoginPanel(() => select(byId<HTMLButtonElement>('tab-login'), false));
@@ -60,6 +65,7 @@ void (async () => {
     const discovery = await loadDiscovery();
     issuer = discovery.issuer;
     byId<HTMLInputElement>('token-iss').value ||= issuer;
+    meshPanel.showIssuer(issuer);
     const loaded = await refreshKeys();
     info.textContent = `issuer ${issuer} · ${loaded.total} keyId${loaded.total === 1 ? '' : 's'} · OpenID provider ${discovery.authorization_endpoint ? 'on' : 'off'}`;
   } catch (err) {
@@ -67,5 +73,11 @@ void (async () => {
   }
 })();
 
-const initial = tabs.find((t) => t.id === `tab-${location.hash.slice(1)}`);
+const fromHash = () => tabs.find((t) => t.id === `tab-${location.hash.slice(1)}`);
+const initial = fromHash();
 if (initial) select(initial, false);
+// A link or the address bar naming another panel (#mesh) selects it without a reload.
+window.addEventListener('hashchange', () => {
+  const tab = fromHash();
+  if (tab && tab.getAttribute('aria-selected') !== 'true') select(tab, false);
+});

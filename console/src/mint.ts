@@ -21,7 +21,24 @@ export function checkClaims(text: string): { claims: Record<string, unknown> } |
   return { claims };
 }
 
-export function setupMintPanel(context: { inspect(token: string): void }): void {
+/** Edit distance (Levenshtein), to suggest the keyId a typo meant. */
+function distance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j += 1) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
+/** The existing keyId a new one is probably a typo of: within two edits (or differing only in case), the closest. */
+export function nearestKeyId(keyId: string, known: readonly string[]): string | undefined {
+  const scored = known.map((k) => ({ k, d: k.toLowerCase() === keyId.toLowerCase() ? 0 : distance(keyId, k) })).filter((s) => s.d <= 2).sort((x, y) => x.d - y.d);
+  return scored[0]?.k;
+}
+
+export function setupMintPanel(context: { inspect(token: string): void; keyIds(): Promise<string[]> }): void {
   const select = byId<HTMLSelectElement>('mint-variant');
   for (const v of VARIANTS) select.append(h('option', { value: v }, v));
   const variantVerdict = byId('mint-variant-verdict');
@@ -47,6 +64,57 @@ export function setupMintPanel(context: { inspect(token: string): void }): void 
   const status = byId('mint-status');
   const result = byId('mint-result');
   const credentials = byId('mint-credentials');
+  const keyIdInput = byId<HTMLInputElement>('mint-keyid');
+  const newKey = byId('mint-new-key');
+  const suggested = byId<HTMLButtonElement>('mint-suggested');
+  // The keyId the user agreed to create (GET, POST /keys/:keyId and /issueToken/:keyId create unknown keyIds).
+  let approvedNewKeyId: string | undefined;
+  const closeNewKey = () => {
+    newKey.hidden = true;
+  };
+  keyIdInput.addEventListener('input', closeNewKey);
+  byId('mint-cancel').addEventListener('click', () => {
+    closeNewKey();
+    show(status, verdict('warn', 'Nothing minted', 'Pick an existing keyId from the list, or confirm the new one.'));
+    keyIdInput.focus();
+  });
+  byId('mint-create').addEventListener('click', () => {
+    approvedNewKeyId = keyIdInput.value.trim();
+    closeNewKey();
+    byId<HTMLFormElement>('mint-form').requestSubmit();
+  });
+  suggested.addEventListener('click', () => {
+    keyIdInput.value = suggested.value;
+    closeNewKey();
+    byId<HTMLFormElement>('mint-form').requestSubmit();
+  });
+
+  /** False (and the question shown) when the keyId is not one of the factory's and the user has not agreed to create it. */
+  async function keyIdAgreed(keyId: string): Promise<boolean> {
+    if (approvedNewKeyId === keyId) return true;
+    let known: string[];
+    try {
+      known = await context.keyIds();
+    } catch {
+      // The factory's list is unavailable: let the factory answer for itself.
+      return true;
+    }
+    if (known.includes(keyId)) return true;
+    const near = nearestKeyId(keyId, known);
+    byId('mint-new-key-text').textContent = `This factory has no keyId "${keyId}": minting creates a new key pair for it${near ? `. Did you mean "${near}"?` : ` (it has ${known.length === 0 ? 'none yet' : [...known].sort().join(', ')}).`}`;
+    suggested.hidden = near === undefined;
+    if (near) {
+      suggested.value = near;
+      suggested.textContent = `Mint with ${near}`;
+    }
+    byId('mint-create').textContent = `Create ${keyId} and mint`;
+    newKey.hidden = false;
+    show(status, verdict('warn', `"${keyId}" is a new keyId`, 'Confirm below before the factory creates it.'));
+    show(result);
+    (near ? suggested : byId('mint-create')).focus();
+    return false;
+  }
+
   byId<HTMLFormElement>('mint-form').addEventListener('submit', async (event) => {
     event.preventDefault();
     const checked = validate();
@@ -55,8 +123,9 @@ export function setupMintPanel(context: { inspect(token: string): void }): void 
       claimsInput.focus();
       return;
     }
-    show(status, 'Minting…');
     const keyId = valueOf('mint-keyid');
+    if (!(await keyIdAgreed(keyId))) return;
+    show(status, 'Minting…');
     const query = new URLSearchParams({ format: 'json' });
     if (valueOf('mint-ttl') !== '') query.set('ttl', valueOf('mint-ttl'));
     if (select.value !== '') query.set('variant', select.value);

@@ -4,20 +4,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify, type JSONWebKeySet } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../cli/jwt.js';
 import { freePort, runScript, startProcess, type Started } from '../helpers/process.js';
+import { runJwt } from './run.js';
 
 let factory: Started;
 let dir: string;
 let base: string;
 
 /** Runs a command in this process (the factory is a real process); `jwtProcess` runs the real entry point. */
-async function jwt(...args: string[]) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, { out: (t) => void (stdout += t), err: (t) => void (stderr += t), now: () => new Date(), stdin: async () => '' });
-  return { code, stdout, stderr };
-}
+const jwt = (...args: string[]) => runJwt(args);
 const jwtProcess = (...args: string[]) => runScript('cli/main.ts', args);
 const withFactory = (...args: string[]) => jwt(...args, '--factory', base);
 
@@ -25,8 +20,8 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(tmpdir(), 'jwt-cli-'));
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  // PUBLIC_URL = where the test reaches it, so the discovery document's jwks_uri works from here.
-  factory = await startProcess('jwt-factory/main.ts', { env: { PORT: String(port), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys'), PUBLIC_URL: base } });
+  // No PUBLIC_URL: its default is the listening address, so the discovery document's jwks_uri works from here.
+  factory = await startProcess('jwt-factory/main.ts', { env: { PORT: String(port), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys') } });
 });
 afterAll(async () => {
   await factory?.stop();
@@ -75,12 +70,25 @@ describe('jwt mint, as gen-jwt.py is called', () => {
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain("'--audiance'");
     expect((await withFactory('mint', 'servicea', '--variant', 'nope')).code).toBe(2);
-    const tooLong = await withFactory('mint', 'servicea', '--expire', '999999999', '--json');
-    expect(tooLong.code).toBe(1);
-    expect(JSON.parse(tooLong.stdout)).toMatchObject({ ok: false, status: 400, error: { code: 'invalid_ttl' } });
-    const down = await jwt('mint', 'servicea', '--factory', 'http://127.0.0.1:9');
+    const down = await jwt('mint', 'servicea', '--factory', `http://127.0.0.1:${await freePort()}`);
     expect(down.code).toBe(1);
-    expect(down.stderr).toContain('cannot reach http://127.0.0.1:9');
+    expect(down.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)\n  nothing listens there: start the factory \(npm run jwt-factory\)/);
+  });
+
+  it("signs gen-jwt.py's century-long --expire with a key file, and with a keyId names MAX_TOKEN_TTL and the largest lifetime allowed", async () => {
+    const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' });
+    await writeFile(path.join(dir, 'century.pem'), pem, { mode: 0o600 });
+    const local = await jwt('mint', path.join(dir, 'century.pem'), '--expire', '3153600000');
+    expect(local.code, local.stderr).toBe(0);
+    const payload = decodeJwt(local.stdout.trim());
+    expect(payload.exp! - payload.iat!).toBe(3153600000);
+
+    const tooLong = await withFactory('mint', 'servicea', '--expire', '3153600000', '--json');
+    expect(tooLong.code).toBe(1);
+    expect(JSON.parse(tooLong.stdout)).toMatchObject({ ok: false, status: 400, error: { code: 'invalid_ttl', maxTokenTtl: 86400 } });
+    expect(tooLong.stderr).toContain('at most MAX_TOKEN_TTL = 86400 s (1 d), and --expire asks for 3153600000 s: use --expire 86400 or less');
+    expect(tooLong.stderr).toContain('sign locally with a PEM key file');
+    expect((await withFactory('mint', 'servicea', '--expire', '86400')).code).toBe(0);
   });
 });
 

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { decodeJwt } from 'jose';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { main } from '../../cli/jwt.js';
 import { startTestProvider, type TestProvider } from '../helpers/oidc-provider.js';
 import { freePort } from '../helpers/process.js';
 import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../helpers/tools.js';
+import { runJwt } from './run.js';
 
 /**
  * jwt login and jwt exchange against a certified OpenID provider (panva's oidc-provider on a real
@@ -23,7 +23,7 @@ beforeAll(async () => {
   requireTool('chromium', CHROMIUM);
   dir = await mkdtemp(path.join(tmpdir(), 'jwt-login-'));
   port = await freePort();
-  provider = await startTestProvider({ clientId: 'cli', clientSecret: 'cli-secret', redirectUris: [`http://127.0.0.1:${port}/callback`], postLogoutRedirectUris: [], accessTokenTtl: 300 });
+  provider = await startTestProvider({ clientId: 'cli', clientSecret: 'cli-secret', redirectUris: [`http://127.0.0.1:${port}/callback`], postLogoutRedirectUris: [], accessTokenTtl: 300, deviceFlow: true });
   await writeFile(path.join(dir, 'secret'), 'cli-secret\n', { mode: 0o600 });
   browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 });
@@ -33,13 +33,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-/** Runs a command in this process; `onErr` sees what it writes on stderr as it goes. */
-async function jwt(args: string[], onErr: (text: string) => void = () => undefined) {
-  let stdout = '';
-  let stderr = '';
-  const code = await main(args, { out: (t) => void (stdout += t), err: (t) => (stderr += t, onErr(stderr)), now: () => new Date(), stdin: async () => '' });
-  return { code, stdout, stderr };
-}
+const jwt = runJwt;
 
 describe('jwt login', () => {
   it('runs the authorization code flow with PKCE through a loopback redirect and stores the tokens with mode 0600, printing none', async () => {
@@ -70,10 +64,38 @@ describe('jwt login', () => {
     expect(result.stderr).toContain(`redirect to http://127.0.0.1:${port}/callback`);
   });
 
-  it('says the provider has no device flow, and exits 2 without a client id', async () => {
-    const device = await jwt(['login', '--issuer', provider.issuer, '--client-id', 'cli', '--device', '--json']);
-    expect(device.code).toBe(1);
-    expect(JSON.parse(device.stdout).error.code).toBe('device_flow_unsupported');
+  it('runs the device flow (RFC 8628) with --device: prints where to go and the code, polls until the user approves in a browser', async () => {
+    const out = path.join(dir, 'device-tokens.json');
+    const page = await browser.newPage();
+    let approving: Promise<void> | undefined;
+    const result = await jwt(['login', '--issuer', provider.issuer, '--client-id', 'cli', '--client-secret-file', path.join(dir, 'secret'), '--device', '--out', out, '--timeout', '120'], (stderr) => {
+      const match = /^To log in, open (\S+) and enter the code (\S+)$/m.exec(stderr);
+      if (!match || approving) return;
+      // The user's part, in the browser: the verification page (code prefilled), the login, done.
+      approving = (async () => {
+        await page.goto(match[1]!);
+        expect(await page.textContent('body')).toContain(match[2]!);
+        await page.click('button[type=submit]');
+        await page.fill('input[name=login]', 'alice');
+        await page.fill('input[name=password]', 'any password');
+        await page.click('button[type=submit]');
+      })();
+    });
+    expect(result.code, result.stderr).toBe(0);
+    await approving;
+    await page.close();
+    expect(result.stderr).toMatch(new RegExp(`To log in, open ${provider.issuer}/device\\?user_code=\\S+ and enter the code \\S+`));
+    expect((await stat(out)).mode & 0o777).toBe(0o600);
+    const tokens = JSON.parse(await readFile(out, 'utf8'));
+    expect(decodeJwt(tokens.id_token)).toMatchObject({ sub: 'alice', iss: provider.issuer, aud: 'cli' });
+    expect(result.stdout).toMatch(/^logged in as alice: access_token, id_token/);
+    expect(result.stdout + result.stderr).not.toContain(tokens.access_token);
+  });
+
+  it('gives up on a device login nobody approves within --timeout, and exits 2 without a client id', async () => {
+    const res = await jwt(['login', '--issuer', provider.issuer, '--client-id', 'cli', '--client-secret-file', path.join(dir, 'secret'), '--device', '--timeout', '1', '--json']);
+    expect(res.code).toBe(1);
+    expect(JSON.parse(res.stdout).error.code).toBe('login_timeout');
     expect((await jwt(['login', '--issuer', provider.issuer])).code).toBe(2);
   });
 });

@@ -152,7 +152,38 @@ describe('the Mint panel', () => {
     await shot('mint');
   });
 
-  it('shows the factory refusing, and asks for credentials when it answers 401', async () => {
+  it('asks before a keyId the factory does not have creates a key: a typo is offered its likely keyId, a new keyId is created only when confirmed', async () => {
+    await page.selectOption('#mint-variant', '');
+    const keyIds = async () => (await request(f.app).get('/utils/keys').expect(200)).body as string[];
+    expect(await page.locator('#keyid-list option').evaluateAll((els) => els.map((e) => (e as HTMLOptionElement).value).sort())).toEqual(['fresh', 'servicea', 'serviceb']);
+    await page.fill('#mint-keyid', 'servicae');
+    await page.click('#mint-submit');
+    await page.locator('#mint-new-key').waitFor();
+    expect(await text('#mint-new-key-text')).toBe('This factory has no keyId "servicae": minting creates a new key pair for it. Did you mean "servicea"?');
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('mint-suggested');
+    expect(await keyIds()).not.toContain('servicae');
+    await shot('mint-new-key');
+    await page.keyboard.press('Enter');
+    await page.locator('#mint-status .verdict.ok', { hasText: 'Minted with servicea' }).waitFor();
+    expect(await page.inputValue('#mint-keyid')).toBe('servicea');
+    expect(await page.isHidden('#mint-new-key')).toBe(true);
+
+    await page.fill('#mint-keyid', 'payments');
+    await page.click('#mint-submit');
+    await page.locator('#mint-new-key').waitFor();
+    expect(await text('#mint-new-key-text')).toBe('This factory has no keyId "payments": minting creates a new key pair for it (it has fresh, servicea, serviceb).');
+    expect(await page.isHidden('#mint-suggested')).toBe(true);
+    await page.click('#mint-cancel');
+    expect(await text('#mint-status')).toContain('Nothing minted');
+    expect(await keyIds()).not.toContain('payments');
+    await page.click('#mint-submit');
+    await page.click('#mint-create');
+    await page.locator('#mint-status .verdict.ok', { hasText: 'Minted with payments' }).waitFor();
+    expect(await keyIds()).toContain('payments');
+    await page.fill('#mint-keyid', 'servicea');
+  });
+
+  it('shows the factory refusing a lifetime past MAX_TOKEN_TTL', async () => {
     await page.selectOption('#mint-variant', '');
     await page.fill('#mint-keyid', 'bad key');
     expect(await page.$eval('#mint-keyid', (el) => (el as HTMLInputElement).validity.valid)).toBe(false);
@@ -161,14 +192,6 @@ describe('the Mint panel', () => {
     await page.click('#mint-submit');
     await page.locator('#mint-status .verdict.bad', { hasText: 'invalid_ttl' }).waitFor();
     await page.fill('#mint-ttl', '3600');
-    // No factory answers 401 today (ISSUE_AUTH=client is to come): the answer is stood in for.
-    await page.route('**/issueToken/**', (route) => route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ error: { code: 'client_authentication_required', message: 'Issuing needs client credentials' } }) }));
-    await page.fill('#mint-keyid', 'servicea');
-    await page.click('#mint-submit');
-    await page.locator('#mint-credentials').waitFor();
-    expect(await text('#mint-status')).toContain('The factory wants client credentials (401)');
-    expect(await page.evaluate(() => document.activeElement?.id)).toBe('mint-client-id');
-    await page.unroute('**/issueToken/**');
   });
 });
 
@@ -191,17 +214,59 @@ describe('the Mesh panel', () => {
     expect(await page.getAttribute('.stage.decided', 'data-stage')).toBe('jwt_authn');
     expect(await page.locator('.stage.skipped').count()).toBe(3);
     expect(await text('#mesh-steps')).toContain('Envoy allows 60 s of skew');
-    await shot('mesh');
+    await shot('mesh', true);
   });
 
-  it('shows the Istio release an answer assumed and draws that release\'s filter order when the answer names them', async () => {
-    // The engine does not name a release yet: the answer is the real one with the two fields added.
+  it("gives each rule the factory's keys its jwksUri names: a token of a key the rule does not trust is refused, as in the cluster", async () => {
+    // serviceb's rule names /keys/servicea,oidc/jwks.json: a token signed with serviceb's key, sub forged to servicea.
+    await page.fill('#mesh-token', await issue('serviceb', { aud: 'serviceb', sub: 'servicea' }));
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-status .verdict.bad', { hasText: "401 Jwks doesn't have key to match kid or alg from Jwt" }).waitFor();
+    expect(await page.getAttribute('.stage.decided', 'data-stage')).toBe('jwt_authn');
+  });
+
+  it('says why every token fails when the rules get no keys, and offers the factory\'s own JWKS for its issuer', async () => {
+    await page.fill('#mesh-token', await issue('servicea', { aud: 'serviceb' }));
+    await page.check('input[name="mesh-keys"][value="none"]');
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-status .verdict.bad', { hasText: '401 Jwt verification fails' }).waitFor();
+    expect(await text('#mesh-no-keys')).toContain('The rules name their keys by jwksUri, a cluster host this factory does not fetch');
+    expect(await text('#mesh-no-keys')).toContain("Give the rules of issuer https://jwt-factory/ this factory's own JWKS");
+    await shot('mesh-no-keys', true);
+    await page.focus('#mesh-use-factory');
+    await page.keyboard.press('Enter');
+    await page.locator('#mesh-status .verdict.ok').waitFor();
+    expect(await page.isChecked('input[name="mesh-keys"][value="factory"]')).toBe(true);
+    expect(await page.locator('#mesh-no-keys').count()).toBe(0);
+
+    // This factory runs with MESH_FETCH_JWKS off: asking it to fetch is refused, and said so.
+    await page.check('input[name="mesh-keys"][value="fetch"]');
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-status .verdict.bad', { hasText: 'This factory does not fetch jwksUri (MESH_FETCH_JWKS is off)' }).waitFor();
+    expect(await text('#mesh-status')).toContain('403 jwks_fetch_disabled');
+    await page.click('#mesh-use-factory');
+    await page.locator('#mesh-status .verdict.ok').waitFor();
+  });
+
+  it('models the Istio release asked for, names a release it does not model, and draws a filter order the answer names', async () => {
+    await page.fill('#mesh-istio', '1.24');
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-release', { hasText: 'Istio release modelled: 1.24' }).waitFor();
+    await page.fill('#mesh-istio', '0.9');
+    await page.click('#mesh-submit');
+    await page.locator('#mesh-status .verdict.bad', { hasText: 'The request could not be evaluated' }).waitFor();
+    expect(await text('#mesh-status')).toContain('field istioVersion');
+    expect(await page.getAttribute('#mesh-istio', 'aria-invalid')).toBe('true');
+    await page.fill('#mesh-istio', '');
+    // The engine answers no filter order of its own: the drawing follows one when an answer names it.
     await page.route('**/mesh/evaluate', async (route) => {
       const real = await route.fetch();
-      await route.fulfill({ response: real, json: { ...(await real.json()), istioVersion: '1.22', filterChain: ['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW'] } });
+      await route.fulfill({ response: real, json: { ...(await real.json()), filterChain: ['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW'] } });
     });
+    await page.fill('#mesh-token', await issue('servicea', { aud: 'serviceb' }, '?expired=1'));
     await page.click('#mesh-submit');
-    await page.locator('#mesh-release', { hasText: 'Istio release assumed: 1.22' }).waitFor();
+    await page.locator('#mesh-status .verdict.bad', { hasText: '401 Jwt is expired' }).waitFor();
+    expect(await page.getAttribute('#mesh-istio', 'aria-invalid')).toBeNull();
     expect(await page.locator('.stage').evaluateAll((els) => els.map((e) => e.getAttribute('data-stage')))).toEqual(['jwt_authn', 'CUSTOM', 'DENY', 'ALLOW', 'upstream']);
     expect(await page.getAttribute('.stage.decided', 'data-stage')).toBe('jwt_authn');
     await page.unroute('**/mesh/evaluate');
@@ -225,12 +290,14 @@ describe('the Keys panel', () => {
   it('draws every keyId on a time axis and says where a token signed now meets a sidecar that has not refetched', async () => {
     await page.click('#tab-keys');
     await page.locator('section.key[data-keyid="fresh"]').waitFor();
-    expect(await page.locator('section.key').count()).toBe(3);
+    expect(await page.locator('section.key').count()).toBe(4);
     expect(await text('section.key[data-keyid="fresh"] .verdict.bad')).toContain("A token signed now may be refused by a sidecar that has not refetched: 401 Jwks doesn't have key to match kid or alg from Jwt");
     expect(await text('section.key[data-keyid="servicea"] .verdict.ok')).toContain('A token signed now verifies at every sidecar');
     const serviceb = await page.locator('section.key[data-keyid="serviceb"] tbody tr').allInnerTexts();
     expect(serviceb.map((row) => row.split('\t')[1])).toEqual(['published', 'signing']);
     expect(await page.getAttribute('section.key[data-keyid="serviceb"] svg', 'aria-label')).toMatch(/^serviceb: \S+ published, \S+ signing$/);
+    // ROTATION_INTERVAL is 0 (off) in this factory: no schedule to show.
+    expect(await text('section.key[data-keyid="serviceb"] p.hint')).toBe('Rotation: on request only (POST /keys/<keyId>/rotate?publishAhead=1200, or jwt rotate).');
     await shot('keys', true);
     // The fresh key entered the JWKS seconds ago: at risk whatever the interval.
     await page.fill('#keys-refresh', '1');

@@ -7,7 +7,6 @@ import { listen } from '../../lib/server.js';
 import { startTestProvider, type TestProvider } from '../helpers/oidc-provider.js';
 import { freePort } from '../helpers/process.js';
 import { CHROMIUM, CHROMIUM_ARGS, requireTool } from '../helpers/tools.js';
-import { screenshot } from './shots.js';
 
 /**
  * The Login panel's authorization-code flow against a certified provider (panva's oidc-provider).
@@ -84,7 +83,6 @@ describe('the Login panel', () => {
     expect(await page.locator('#login-status').innerText()).toContain('Logged in; userinfo refused the access token');
     expect(steps[2]).not.toMatch(/eyJ/);
     expect(problems).toEqual([]);
-    await screenshot(page, 'login-flow', true);
     await page.close();
   });
 

@@ -9,7 +9,7 @@ describe('loadFactoryConfig', () => {
       HOST: '127.0.0.1',
       KEYS_DIR: 'keys',
       ISSUER: 'https://jwt-factory/',
-      PUBLIC_URL: 'http://localhost:5555',
+      PUBLIC_URL: 'http://127.0.0.1:5555',
       ALGORITHM: 'RS256',
       TOKEN_TTL: 3600,
       MAX_TOKEN_TTL: 86400,
@@ -44,6 +44,16 @@ describe('loadFactoryConfig', () => {
       ROTATION_INTERVAL: 0,
     });
     expect(Object.isFrozen(config)).toBe(true);
+  });
+
+  it('defaults PUBLIC_URL to the address it listens on: HOST and PORT, 127.0.0.1 for a wildcard HOST, brackets for IPv6', () => {
+    expect(loadFactoryConfig({ PORT: '5600' }).PUBLIC_URL).toBe('http://127.0.0.1:5600');
+    expect(loadFactoryConfig({ HOST: 'localhost', PORT: '6000' }).PUBLIC_URL).toBe('http://localhost:6000');
+    expect(loadFactoryConfig({ HOST: '0.0.0.0', ISSUE_AUTH: 'open' }).PUBLIC_URL).toBe('http://127.0.0.1:5555');
+    expect(loadFactoryConfig({ HOST: '::', ISSUE_AUTH: 'open' }).PUBLIC_URL).toBe('http://127.0.0.1:5555');
+    expect(loadFactoryConfig({ HOST: '::1', PORT: '7000' }).PUBLIC_URL).toBe('http://[::1]:7000');
+    expect(loadFactoryConfig({ HOST: '10.1.2.3', PORT: '7001', ISSUE_AUTH: 'open' }).PUBLIC_URL).toBe('http://10.1.2.3:7001');
+    expect(loadFactoryConfig({ HOST: '0.0.0.0', PORT: '7002', ISSUE_AUTH: 'open', PUBLIC_URL: 'https://factory.example/' }).PUBLIC_URL).toBe('https://factory.example');
   });
 
   it('drops a trailing slash from PUBLIC_URL so jwks_uri has one slash', () => {

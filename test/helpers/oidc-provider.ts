@@ -31,7 +31,11 @@ export interface TestProviderOptions {
   accessTokenTtl: number;
   /** How the client authenticates at the token endpoint (default client_secret_basic; `none` for a public client). */
   tokenEndpointAuthMethod?: 'client_secret_basic' | 'none';
+  /** Offer the device authorization grant (RFC 8628) too: its endpoint in discovery, the grant for the client. */
+  deviceFlow?: boolean;
 }
+
+const DEVICE_CODE = 'urn:ietf:params:oauth:grant-type:device_code';
 
 const RESOURCE = 'urn:jwt-suite:webui-api';
 
@@ -51,7 +55,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
         ...(options.tokenEndpointAuthMethod === 'none' ? {} : { client_secret: options.clientSecret }),
         redirect_uris: options.redirectUris,
         post_logout_redirect_uris: options.postLogoutRedirectUris,
-        grant_types: ['authorization_code', 'refresh_token'],
+        grant_types: ['authorization_code', 'refresh_token', ...(options.deviceFlow ? [DEVICE_CODE] : [])],
         response_types: ['code'],
         token_endpoint_auth_method: options.tokenEndpointAuthMethod ?? 'client_secret_basic',
       },
@@ -80,6 +84,7 @@ export async function startTestProvider(options: TestProviderOptions): Promise<T
     },
     features: {
       devInteractions: { enabled: true },
+      deviceFlow: { enabled: options.deviceFlow === true },
       rpInitiatedLogout: { enabled: true },
       revocation: { enabled: true },
       resourceIndicators: {

@@ -9,7 +9,7 @@ import { round } from './stats.js';
  * goals. Every ratio divides two figures of the same run; no figure comes from elsewhere.
  */
 
-/** Goals: issuance and verification within 1.1x of the framework floor; the peer costing >= 1.5x the factory. */
+/** Goals: issuance and verification within 1.1x of the framework floor; oidc-provider costing >= 1.5x the factory on the same job. */
 export const GOALS = { vsFrameworkFloor: 1.1, peerCpuMultiple: 1.5 } as const;
 
 /** Row ids the ratios refer to. */
@@ -22,7 +22,16 @@ export const ROW = {
   expressVerify: 'express-verify',
   factoryIssue: 'factory-issue',
   factoryVerify: 'factory-verify',
+  factoryClientCredentials: 'factory-cc',
+  oidcProvider: 'oidc-provider-cc',
 } as const;
+
+/** The peer comparisons the report prints, numerator over denominator: the same job first, then against /issueToken. */
+export const RATIOS: ReadonlyArray<readonly [string, string]> = [
+  [ROW.oidcProvider, ROW.factoryClientCredentials],
+  [ROW.oidcProvider, ROW.factoryIssue],
+  [ROW.factoryClientCredentials, ROW.factoryIssue],
+];
 
 export interface RowResult {
   id: string;
@@ -41,6 +50,25 @@ export interface Verdict {
 }
 
 const cpuOf = (rows: RowResult[], id: string) => rows.find((r) => r.id === id)?.load?.serverCpuMsPerRequest;
+const cpuOfRow = (l: LoadResult) => l.serverCpuMsPerRequest;
+
+/** A figure of row `a` over the same figure of row `b`, rounded to 2 decimals; undefined when either is missing. */
+export function ratioOf(rows: RowResult[], a: string, b: string, figure: (l: LoadResult) => number | undefined): number | undefined {
+  const x = rows.find((r) => r.id === a)?.load;
+  const y = rows.find((r) => r.id === b)?.load;
+  const [fx, fy] = [x && figure(x), y && figure(y)];
+  return fx !== undefined && fy ? round(fx / fy, 2) : undefined;
+}
+
+/** One line per measured pair of RATIOS: CPU per token and throughput of one over the other. */
+export function ratioLines(rows: RowResult[]): string[] {
+  const label = (id: string) => rows.find((r) => r.id === id)?.label ?? id;
+  return RATIOS.flatMap(([a, b]) => {
+    const cpu = ratioOf(rows, a, b, cpuOfRow);
+    const rps = ratioOf(rows, a, b, (l) => l.rps);
+    return cpu === undefined || rps === undefined ? [] : [`ratio  ${label(a)} / ${label(b)}: ${cpu}x the CPU per token, ${rps}x the req/s`];
+  });
+}
 
 /** CPU per request of `row` divided by the framework floor's for the same operation (undefined when either is missing). */
 export function vsFrameworkFloor(rows: RowResult[], row: RowResult): number | undefined {
@@ -70,13 +98,14 @@ export function evaluateGoals(rows: RowResult[]): Verdict[] {
       pass: ratio === undefined ? null : ratio <= GOALS.vsFrameworkFloor,
     });
   }
-  const factory = cpuOf(rows, ROW.factoryIssue);
-  for (const peer of rows.filter((r) => r.group === 'peers')) {
-    const cpu = peer.load?.serverCpuMsPerRequest;
-    const multiple = cpu !== undefined && factory ? round(cpu / factory, 2) : undefined;
+  const peer = rows.find((r) => r.id === ROW.oidcProvider);
+  const sameJob = rows.find((r) => r.id === ROW.factoryClientCredentials);
+  if (peer) {
+    const multiple = ratioOf(rows, ROW.oidcProvider, ROW.factoryClientCredentials, cpuOfRow);
+    const missing = [peer, sameJob].find((r) => r?.skipped);
     verdicts.push({
-      goal: `${peer.label}: CPU per token >= ${GOALS.peerCpuMultiple}x the factory's /issueToken`,
-      measured: multiple === undefined ? `not measured${peer.skipped ? ` (${peer.skipped})` : ''}` : `${multiple}x`,
+      goal: `${peer.label}: CPU per token >= ${GOALS.peerCpuMultiple}x ${sameJob?.label ?? ROW.factoryClientCredentials} (the same job)`,
+      measured: multiple === undefined ? `not measured${missing ? ` (${missing.skipped})` : ''}` : `${multiple}x`,
       pass: multiple === undefined ? null : multiple >= GOALS.peerCpuMultiple,
     });
   }
@@ -114,6 +143,7 @@ export function formatReport(rows: RowResult[], verdicts: Verdict[], context: st
     '',
     table(['row', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'vs framework floor', 'µs beyond the signature'], body),
     ...skipped,
+    ...(ratioLines(rows).length > 0 ? ['', ...ratioLines(rows)] : []),
     '',
     ...lines,
   ].join('\n');

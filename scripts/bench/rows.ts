@@ -96,9 +96,9 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
           continue;
         }
         progress(`starting ${peer.label}`);
-        const { process: server, target } = await peer.start(tmpDir, { factoryUrl });
-        if (server) started.push(server);
-        issue.push({ row, target, cpu: server ? meter(server) : () => treeCpuMs(factoryPid!) });
+        const { process: server, target } = await peer.start(tmpDir, { logLevel: options.logLevel });
+        started.push(server);
+        issue.push({ row, target, cpu: meter(server) });
       }
     }
     const contenders = [...issue, ...verify];

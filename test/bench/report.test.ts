@@ -4,7 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseListening } from '../../scripts/bench/launch.js';
 import { combineRounds, roundOrder, type LoadResult } from '../../scripts/bench/load.js';
-import { beyondSignatureUs, evaluateGoals, formatReport, table, vsFrameworkFloor, writeResults, type RowResult } from '../../scripts/bench/report.js';
+import { beyondSignatureUs, evaluateGoals, formatReport, ratioLines, table, vsFrameworkFloor, writeResults, type RowResult } from '../../scripts/bench/report.js';
 import { percentile } from '../../scripts/bench/stats.js';
 
 const load = (rps: number, cpuMs: number, errors = 0): LoadResult => ({
@@ -50,10 +50,11 @@ describe('bench report', () => {
     expect(verdicts).toEqual([
       { goal: 'jwt-factory POST /issueToken (RS256): CPU per request <= 1.1x the framework floor', measured: '1.04x', pass: true },
       { goal: 'jwt-factory POST /verify (RS256): CPU per request <= 1.1x the framework floor', measured: '1.25x', pass: false },
-      { goal: "oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x the factory's /issueToken", measured: '1.6x', pass: true },
-      { goal: "jwt-factory client_credentials (RS256 JWT): CPU per token >= 1.5x the factory's /issueToken", measured: 'not measured (not here)', pass: null },
+      { goal: 'oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x jwt-factory client_credentials (RS256 JWT) (the same job)', measured: 'not measured (not here)', pass: null },
       { goal: 'no errors in any row', measured: '0 in 7 rows', pass: true },
     ]);
+    const sameJob = evaluateGoals([...rows.slice(0, -1), row('factory-cc', 'peers', 'issue', load(2500, 0.6), 'jwt-factory client_credentials (RS256 JWT)')]);
+    expect(sameJob[2]).toEqual({ goal: 'oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x jwt-factory client_credentials (RS256 JWT) (the same job)', measured: '1.33x', pass: false });
     const failing = evaluateGoals([row('factory-issue', 'factory', 'issue', load(10, 0.5, 3), 'issue')]);
     expect(failing.at(-1)).toEqual({ goal: 'no errors in any row', measured: 'issue: 3 ({"non2xx":3,"socketErrors":0,"timeouts":0})', pass: false });
     expect(failing[0]).toMatchObject({ measured: 'not measured', pass: null });
@@ -67,7 +68,18 @@ describe('bench report', () => {
     expect(text).toMatch(/^jwt-factory client_credentials \(RS256 JWT\) +skipped$/m);
     expect(text).toMatch(/^skipped: jwt-factory client_credentials \(RS256 JWT\): not here$/m);
     expect(text).toMatch(/^MISS {2}jwt-factory POST \/verify \(RS256\): CPU per request <= 1\.1x the framework floor: 1\.25x$/m);
-    expect(text).toMatch(/^---- {2}jwt-factory client_credentials/m);
+    expect(text).toMatch(/^---- {2}oidc-provider 9 client_credentials \(RS256 JWT\): CPU per token >= 1\.5x jwt-factory client_credentials/m);
+  });
+
+  it('prints the peer ratios that were measured: CPU per token and req/s of one row over the other', () => {
+    const measured = [...rows.slice(0, -1), row('factory-cc', 'peers', 'issue', load(2500, 0.6), 'factory cc')];
+    expect(ratioLines(measured)).toEqual([
+      'ratio  oidc-provider 9 client_credentials (RS256 JWT) / factory cc: 1.33x the CPU per token, 0.8x the req/s',
+      'ratio  oidc-provider 9 client_credentials (RS256 JWT) / jwt-factory POST /issueToken (RS256): 1.6x the CPU per token, 0.67x the req/s',
+      'ratio  factory cc / jwt-factory POST /issueToken (RS256): 1.2x the CPU per token, 0.83x the req/s',
+    ]);
+    expect(ratioLines(rows)).toEqual(['ratio  oidc-provider 9 client_credentials (RS256 JWT) / jwt-factory POST /issueToken (RS256): 1.6x the CPU per token, 0.67x the req/s']);
+    expect(formatReport(measured, [], [])).toContain('ratio  factory cc / jwt-factory POST /issueToken (RS256): 1.2x');
   });
 
   it('aligns table columns: names left, figures right', () => {

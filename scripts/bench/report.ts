@@ -9,8 +9,11 @@ import { round } from './stats.js';
  * goals. Every ratio divides two figures of the same run; no figure comes from elsewhere.
  */
 
-/** Goals: issuance and verification within 1.1x of the framework floor; oidc-provider costing >= 1.5x the factory on the same job. */
-export const GOALS = { vsFrameworkFloor: 1.1, peerCpuMultiple: 1.5 } as const;
+/**
+ * Goals: issuance and verification within 1.1x of the framework floor; oidc-provider costing >= 1.5x
+ * the factory on the same job; issuance on the PostgreSQL store within 10% of the file store's.
+ */
+export const GOALS = { vsFrameworkFloor: 1.1, peerCpuMultiple: 1.5, storeVsFile: 1.1 } as const;
 
 /** Row ids the ratios refer to. */
 export const ROW = {
@@ -24,6 +27,7 @@ export const ROW = {
   factoryVerify: 'factory-verify',
   factoryClientCredentials: 'factory-cc',
   oidcProvider: 'oidc-provider-cc',
+  storePostgres: 'store-postgres',
 } as const;
 
 /** The peer comparisons the report prints, numerator over denominator: the same job first, then against /issueToken. */
@@ -31,13 +35,14 @@ export const RATIOS: ReadonlyArray<readonly [string, string]> = [
   [ROW.oidcProvider, ROW.factoryClientCredentials],
   [ROW.oidcProvider, ROW.factoryIssue],
   [ROW.factoryClientCredentials, ROW.factoryIssue],
+  [ROW.storePostgres, ROW.factoryIssue],
 ];
 
 export interface RowResult {
   id: string;
   label: string;
   group: Group;
-  op: 'issue' | 'verify' | 'scenario';
+  op: 'issue' | 'verify' | 'scenario' | 'proxy';
   load?: LoadResult;
   /** Why the row was not measured (its part of the suite is missing, or it failed). */
   skipped?: string;
@@ -72,7 +77,7 @@ export function ratioLines(rows: RowResult[]): string[] {
 
 /** CPU per request of `row` divided by the framework floor's for the same operation (undefined when either is missing). */
 export function vsFrameworkFloor(rows: RowResult[], row: RowResult): number | undefined {
-  if (row.op === 'scenario' || row.group === 'floors') return undefined;
+  if ((row.op !== 'issue' && row.op !== 'verify') || row.group === 'floors') return undefined;
   const floor = cpuOf(rows, row.op === 'issue' ? ROW.expressIssue : ROW.expressVerify);
   const cpu = row.load?.serverCpuMsPerRequest;
   return floor && cpu !== undefined ? round(cpu / floor, 2) : undefined;
@@ -80,7 +85,7 @@ export function vsFrameworkFloor(rows: RowResult[], row: RowResult): number | un
 
 /** Microseconds of CPU per request beyond the bare signature (or verification) itself. */
 export function beyondSignatureUs(rows: RowResult[], row: RowResult): number | undefined {
-  if (row.op === 'scenario' || row.id.startsWith('bare-')) return undefined;
+  if ((row.op !== 'issue' && row.op !== 'verify') || row.id.startsWith('bare-')) return undefined;
   const bare = cpuOf(rows, row.op === 'issue' ? ROW.bareIssue : ROW.bareVerify);
   const cpu = row.load?.serverCpuMsPerRequest;
   return bare !== undefined && cpu !== undefined ? Math.round((cpu - bare) * 1000) : undefined;
@@ -107,6 +112,15 @@ export function evaluateGoals(rows: RowResult[]): Verdict[] {
       goal: `${peer.label}: CPU per token >= ${GOALS.peerCpuMultiple}x ${sameJob?.label ?? ROW.factoryClientCredentials} (the same job)`,
       measured: multiple === undefined ? `not measured${missing ? ` (${missing.skipped})` : ''}` : `${multiple}x`,
       pass: multiple === undefined ? null : multiple >= GOALS.peerCpuMultiple,
+    });
+  }
+  const store = rows.find((r) => r.id === ROW.storePostgres);
+  if (store) {
+    const ratio = ratioOf(rows, ROW.storePostgres, ROW.factoryIssue, cpuOfRow);
+    verdicts.push({
+      goal: `${store.label}: CPU per token <= ${GOALS.storeVsFile}x the file store's`,
+      measured: ratio === undefined ? `not measured${store.skipped ? ` (${store.skipped})` : ''}` : `${ratio}x`,
+      pass: ratio === undefined ? null : ratio <= GOALS.storeVsFile,
     });
   }
   const measured = rows.filter((r) => r.load);

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseListening } from '../../scripts/bench/launch.js';
 import { combineRounds, roundOrder, type LoadResult } from '../../scripts/bench/load.js';
+import { gatewayLines } from '../../scripts/bench/gateway.js';
 import { beyondSignatureUs, evaluateGoals, formatReport, ratioLines, table, vsFrameworkFloor, writeResults, type RowResult } from '../../scripts/bench/report.js';
 import { percentile } from '../../scripts/bench/stats.js';
 
@@ -80,6 +81,24 @@ describe('bench report', () => {
     ]);
     expect(ratioLines(rows)).toEqual(['ratio  oidc-provider 9 client_credentials (RS256 JWT) / jwt-factory POST /issueToken (RS256): 1.6x the CPU per token, 0.67x the req/s']);
     expect(formatReport(measured, [], [])).toContain('ratio  factory cc / jwt-factory POST /issueToken (RS256): 1.2x');
+  });
+
+  it('judges issuance on the PostgreSQL store against the file store: at most 1.1x its CPU per token', () => {
+    const store = (cpu: number) => evaluateGoals([row('factory-issue', 'factory', 'issue', load(3000, 0.5)), row('store-postgres', 'store', 'issue', load(2900, cpu), 'pg')]);
+    expect(store(0.54).find((v) => v.goal.startsWith('pg'))).toEqual({ goal: "pg: CPU per token <= 1.1x the file store's", measured: '1.08x', pass: true });
+    expect(store(0.6).find((v) => v.goal.startsWith('pg'))).toMatchObject({ measured: '1.2x', pass: false });
+    const skipped = evaluateGoals([row('factory-issue', 'factory', 'issue', load(3000, 0.5)), row('store-postgres', 'store', 'issue', undefined, 'pg')]);
+    expect(skipped.find((v) => v.goal.startsWith('pg'))).toMatchObject({ measured: 'not measured (not here)', pass: null });
+  });
+
+  it('says what each gateway adds to the direct call: p50 and p99 differences and its own CPU per request', () => {
+    const direct = { ...load(10000, 0.02), p50Ms: 1.5, p99Ms: 4 };
+    const engine = { ...load(1000, 0.9), p50Ms: 40, p99Ms: 90.25 };
+    const envoy = { ...load(5000, 0.19), p50Ms: 8, p99Ms: 3 };
+    const lines = gatewayLines([row('gateway-direct', 'gateway', 'proxy', direct), row('gateway-engine', 'gateway', 'proxy', engine, 'engine'), row('gateway-envoy', 'gateway', 'proxy', envoy, 'envoy')]);
+    expect(lines).toEqual(['added  engine: p50 +38.5 ms, p99 +86.25 ms, its CPU per request 900 µs', 'added  envoy: p50 +6.5 ms, p99 -1 ms, its CPU per request 190 µs']);
+    expect(gatewayLines([row('gateway-engine', 'gateway', 'proxy', engine)])).toEqual([]);
+    expect(vsFrameworkFloor(rows, row('gateway-engine', 'gateway', 'proxy', engine))).toBeUndefined();
   });
 
   it('aligns table columns: names left, figures right', () => {

@@ -99,6 +99,8 @@ describe('bench report', () => {
     expect(lines).toEqual(['added  engine: p50 +38.5 ms, p99 +86.25 ms, its CPU per request 900 µs', 'added  envoy: p50 +6.5 ms, p99 -1 ms, its CPU per request 190 µs']);
     expect(gatewayLines([row('gateway-engine', 'gateway', 'proxy', engine)])).toEqual([]);
     expect(vsFrameworkFloor(rows, row('gateway-engine', 'gateway', 'proxy', engine))).toBeUndefined();
+    // A run of the gateway alone judges no factory goal it did not measure.
+    expect(evaluateGoals([row('gateway-engine', 'gateway', 'proxy', engine)]).map((v) => v.goal)).toEqual(['no errors in any row']);
   });
 
   it('aligns table columns: names left, figures right', () => {

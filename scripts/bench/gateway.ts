@@ -125,7 +125,7 @@ export async function startGatewayContenders(tmpDir: string, progress: (line: st
   }
 
   const envoy = newestEnvoy();
-  const envoyLabel = `gateway: Envoy ${envoy?.version ?? ''} (mesh-gateway --envoy), k8s/istio, servicea token`.replace('Envoy  ', 'Envoy ');
+  const envoyLabel = `gateway: Envoy${envoy ? ` ${envoy.version}` : ''} (mesh-gateway --envoy), k8s/istio, servicea token`;
   if (!envoy) {
     skipped.push({ ...row(GATEWAY_ROW.envoy, envoyLabel), skipped: 'no Envoy binary under .tools/envoy-* (bash scripts/install-tools.sh installs it)' });
     return { contenders, skipped, started };

@@ -45,6 +45,17 @@ const oidcProvider: Peer = {
   },
 };
 
+/** The bench client as the factory's OIDC_CONFIG lists it (RFC 7591 client metadata names). */
+const PROVIDER_CLIENT = {
+  client_id: PEER_CLIENT.id,
+  client_secret: PEER_CLIENT.secret,
+  grant_types: ['client_credentials'],
+  token_endpoint_auth_method: 'client_secret_basic',
+  scope: 'read write',
+  audiences: [PEER_AUDIENCE],
+  access_token_lifetime: 3600,
+};
+
 /**
  * The factory's own client_credentials grant (POST /token of its OpenID Connect provider,
  * OIDC_CONFIG), in a factory process of its own with one client like oidc-provider's: the same
@@ -63,17 +74,6 @@ const factoryClientCredentials: Peer = {
     const server = await startFactory({ keysDir: path.join(dir, 'keys'), logLevel: context.logLevel, workers: undefined, logFile: path.join(tmpDir, 'factory-cc.log'), env: { OIDC_CONFIG: oidcConfig } });
     return { process: server, target: clientCredentials(`http://127.0.0.1:${server.port}/token`, PEER_CLIENT) };
   },
-};
-
-/** The bench client as the factory's OIDC_CONFIG lists it (RFC 7591 client metadata names). */
-const PROVIDER_CLIENT = {
-  client_id: PEER_CLIENT.id,
-  client_secret: PEER_CLIENT.secret,
-  grant_types: ['client_credentials'],
-  token_endpoint_auth_method: 'client_secret_basic',
-  scope: 'read write',
-  audiences: [PEER_AUDIENCE],
-  access_token_lifetime: 3600,
 };
 
 /** Every peer, in table order. */

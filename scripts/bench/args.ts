@@ -7,11 +7,14 @@ export type Algorithm = (typeof ALGORITHMS)[number];
 
 /**
  * The groups of rows `npm run bench` can measure, in table order: the floors (the same signature
- * with less and less around it), the factory's own endpoints, its peers on the same job, and the
- * suite's end-to-end scenarios.
+ * with less and less around it), the factory's own endpoints, its peers on the same job, issuance
+ * on the PostgreSQL store beside the file store, the suite's end-to-end scenarios, and the
+ * gateway (mesh-gateway beside the real Envoy, only with --gateway or --rows).
  */
-export const GROUPS = ['floors', 'factory', 'peers', 'scenarios'] as const;
+export const GROUPS = ['floors', 'factory', 'peers', 'store', 'scenarios', 'gateway'] as const;
 export type Group = (typeof GROUPS)[number];
+/** What `npm run bench` measures without --rows: every group but the gateway, which starts an Envoy. */
+export const DEFAULT_GROUPS: readonly Group[] = GROUPS.filter((g) => g !== 'gateway');
 
 export interface BenchOptions {
   groups: readonly Group[];
@@ -43,12 +46,16 @@ export class UsageError extends Error {
 export const USAGE = `Usage: npm run bench -- [options]
 
 Measures, in one run on this machine: the floors (the bare signature with jose, node:http + jose,
-express 5 + express.json() + jose), the factory's POST /issueToken and POST /verify, its peers on the
-same job (oidc-provider's client_credentials with an RS256 JWT access token), and scenarios 1 and 3.
-Side-by-side rows are loaded in rounds of alternating order, so drift hits every contender.
+express 5 + express.json() + jose), the factory's POST /issueToken and POST /verify, the same job
+done by the factory's client_credentials and by oidc-provider's (an RS256 JWT access token),
+issuance with KEY_STORE=postgres:// beside the file store, and scenarios 1 and 3; with --gateway,
+mesh-gateway and the real Envoy in front of an echo upstream. Side-by-side rows are loaded in
+rounds of alternating order, so drift hits every contender.
 
   --quick          1 round of 2 s per row after a 0.5 s warm-up (default 2 rounds of 5 s after 1 s)
-  --rows LIST      comma-separated groups: ${GROUPS.join(', ')} (default all)
+  --rows LIST      comma-separated groups: ${GROUPS.join(', ')}, all (default all but gateway)
+  --gateway        the gateway rows: mesh-gateway and mesh-gateway --envoy on k8s/istio (alone, or
+                   added to --rows)
   --alg ALG        ${ALGORITHMS.join(', ')}: the signature of the floors and the factory rows (default RS256;
                    the peers always sign RS256)
   --rounds N       rounds of the side-by-side rows
@@ -83,6 +90,13 @@ export function parseGroups(list: string): Group[] {
   return GROUPS.filter((g) => wanted.has(g));
 }
 
+/** `--rows` and `--gateway` together: --gateway alone is the gateway rows, with --rows one more group. */
+function groupsOf(rows: string | undefined, gateway: boolean): Group[] {
+  if (rows === undefined) return gateway ? ['gateway'] : [...DEFAULT_GROUPS];
+  const groups = parseGroups(rows);
+  return gateway ? GROUPS.filter((g) => g === 'gateway' || groups.includes(g)) : groups;
+}
+
 /** Parses the bench's command line (without `node` and the script). */
 export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   let parsed;
@@ -103,6 +117,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
         'log-level': { type: 'string' },
         out: { type: 'string' },
         'cpu-prof': { type: 'boolean', default: false },
+        gateway: { type: 'boolean', default: false },
         help: { type: 'boolean', default: false },
       },
     }).values;
@@ -117,7 +132,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions {
   const alg = ALGORITHMS.find((a) => a.toLowerCase() === (parsed.alg ?? 'RS256').toLowerCase());
   if (!alg) throw new UsageError(`--alg must be one of ${ALGORITHMS.join(', ')} (got "${parsed.alg}")`);
   return {
-    groups: parsed.rows === undefined ? GROUPS : parseGroups(parsed.rows),
+    groups: groupsOf(parsed.rows, parsed.gateway ?? false),
     alg,
     rounds: positiveNumber('rounds', parsed.rounds, quick ? 1 : 2, true),
     durationS: positiveNumber('duration', parsed.duration, quick ? 2 : 5, false),

@@ -25,6 +25,8 @@ export interface FactorySettings {
   workers: number | undefined;
   logFile: string;
   nodeArgs?: string[];
+  /** More settings, e.g. OIDC_CONFIG for the factory's own client_credentials row. */
+  env?: Record<string, string>;
 }
 
 /**
@@ -43,6 +45,7 @@ export async function startFactory(settings: FactorySettings): Promise<Launched>
       KEYS_DIR: settings.keysDir,
       LOG_LEVEL: settings.logLevel,
       ...(settings.workers ? { WORKERS: String(settings.workers) } : {}),
+      ...settings.env,
     },
     logFile: settings.logFile,
     nodeArgs: settings.nodeArgs,

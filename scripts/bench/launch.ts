@@ -142,7 +142,7 @@ function parentPids(): Map<number, number> {
 }
 
 /** `pid` and its descendants: with WORKERS the cluster's workers are children of the primary. */
-function processTree(pid: number): number[] {
+export function processTree(pid: number): number[] {
   const parents = parentPids();
   const tree = new Set([pid]);
   let grew = true;
@@ -170,20 +170,24 @@ function readProc(pid: number, file: string): string | undefined {
 /** Linux reports process times in clock ticks of 1/100 s (USER_HZ) on every common platform. */
 const TICK_MS = 10;
 
+/** CPU time (ms, user + system, every thread) used so far by `pid` alone; undefined once it has ended. */
+export function processCpuMs(pid: number): number | undefined {
+  const stat = readProc(pid, 'stat');
+  if (!stat) return undefined;
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of stat(5): utime and stime; index 0 here is field 3 (state).
+  return (Number(fields[11]) + Number(fields[12])) * TICK_MS;
+}
+
+/** The command name of a process (/proc/<pid>/comm), undefined once it has ended. */
+export const processCommand = (pid: number): string | undefined => readProc(pid, 'comm')?.trim();
+
 /**
  * CPU time (ms, user + system, every thread, so the thread pool's signing counts) used so far
  * by `pid` and its descendants, from /proc/<pid>/stat. Unlike requests per second it barely
  * moves when other processes compete for the cores, so fast paths compare well by it.
  */
 export function treeCpuMs(pid: number): number {
-  let ticks = 0;
-  for (const p of processTree(pid)) {
-    const stat = readProc(p, 'stat');
-    if (!stat) continue;
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // Fields 14 and 15 of stat(5): utime and stime; index 0 here is field 3 (state).
-    ticks += Number(fields[11]) + Number(fields[12]);
-  }
-  return ticks * TICK_MS;
+  return processTree(pid).reduce((sum, p) => sum + (processCpuMs(p) ?? 0), 0);
 }
 

@@ -9,8 +9,11 @@ import { round } from './stats.js';
  * goals. Every ratio divides two figures of the same run; no figure comes from elsewhere.
  */
 
-/** Goals: issuance and verification within 1.1x of the framework floor; the peer costing >= 1.5x the factory. */
-export const GOALS = { vsFrameworkFloor: 1.1, peerCpuMultiple: 1.5 } as const;
+/**
+ * Goals: issuance and verification within 1.1x of the framework floor; oidc-provider costing >= 1.5x
+ * the factory on the same job; issuance on the PostgreSQL store within 10% of the file store's.
+ */
+export const GOALS = { vsFrameworkFloor: 1.1, peerCpuMultiple: 1.5, storeVsFile: 1.1 } as const;
 
 /** Row ids the ratios refer to. */
 export const ROW = {
@@ -22,13 +25,24 @@ export const ROW = {
   expressVerify: 'express-verify',
   factoryIssue: 'factory-issue',
   factoryVerify: 'factory-verify',
+  factoryClientCredentials: 'factory-cc',
+  oidcProvider: 'oidc-provider-cc',
+  storePostgres: 'store-postgres',
 } as const;
+
+/** The peer comparisons the report prints, numerator over denominator: the same job first, then against /issueToken. */
+export const RATIOS: ReadonlyArray<readonly [string, string]> = [
+  [ROW.oidcProvider, ROW.factoryClientCredentials],
+  [ROW.oidcProvider, ROW.factoryIssue],
+  [ROW.factoryClientCredentials, ROW.factoryIssue],
+  [ROW.storePostgres, ROW.factoryIssue],
+];
 
 export interface RowResult {
   id: string;
   label: string;
   group: Group;
-  op: 'issue' | 'verify' | 'scenario';
+  op: 'issue' | 'verify' | 'scenario' | 'proxy';
   load?: LoadResult;
   /** Why the row was not measured (its part of the suite is missing, or it failed). */
   skipped?: string;
@@ -41,10 +55,29 @@ export interface Verdict {
 }
 
 const cpuOf = (rows: RowResult[], id: string) => rows.find((r) => r.id === id)?.load?.serverCpuMsPerRequest;
+const cpuOfRow = (l: LoadResult) => l.serverCpuMsPerRequest;
+
+/** A figure of row `a` over the same figure of row `b`, rounded to 2 decimals; undefined when either is missing. */
+export function ratioOf(rows: RowResult[], a: string, b: string, figure: (l: LoadResult) => number | undefined): number | undefined {
+  const x = rows.find((r) => r.id === a)?.load;
+  const y = rows.find((r) => r.id === b)?.load;
+  const [fx, fy] = [x && figure(x), y && figure(y)];
+  return fx !== undefined && fy ? round(fx / fy, 2) : undefined;
+}
+
+/** One line per measured pair of RATIOS: CPU per token and throughput of one over the other. */
+export function ratioLines(rows: RowResult[]): string[] {
+  const label = (id: string) => rows.find((r) => r.id === id)?.label ?? id;
+  return RATIOS.flatMap(([a, b]) => {
+    const cpu = ratioOf(rows, a, b, cpuOfRow);
+    const rps = ratioOf(rows, a, b, (l) => l.rps);
+    return cpu === undefined || rps === undefined ? [] : [`ratio  ${label(a)} / ${label(b)}: ${cpu}x the CPU per token, ${rps}x the req/s`];
+  });
+}
 
 /** CPU per request of `row` divided by the framework floor's for the same operation (undefined when either is missing). */
 export function vsFrameworkFloor(rows: RowResult[], row: RowResult): number | undefined {
-  if (row.op === 'scenario' || row.group === 'floors') return undefined;
+  if ((row.op !== 'issue' && row.op !== 'verify') || row.group === 'floors') return undefined;
   const floor = cpuOf(rows, row.op === 'issue' ? ROW.expressIssue : ROW.expressVerify);
   const cpu = row.load?.serverCpuMsPerRequest;
   return floor && cpu !== undefined ? round(cpu / floor, 2) : undefined;
@@ -52,7 +85,7 @@ export function vsFrameworkFloor(rows: RowResult[], row: RowResult): number | un
 
 /** Microseconds of CPU per request beyond the bare signature (or verification) itself. */
 export function beyondSignatureUs(rows: RowResult[], row: RowResult): number | undefined {
-  if (row.op === 'scenario' || row.id.startsWith('bare-')) return undefined;
+  if ((row.op !== 'issue' && row.op !== 'verify') || row.id.startsWith('bare-')) return undefined;
   const bare = cpuOf(rows, row.op === 'issue' ? ROW.bareIssue : ROW.bareVerify);
   const cpu = row.load?.serverCpuMsPerRequest;
   return bare !== undefined && cpu !== undefined ? Math.round((cpu - bare) * 1000) : undefined;
@@ -61,23 +94,33 @@ export function beyondSignatureUs(rows: RowResult[], row: RowResult): number | u
 /** Judges the goals against the measured rows: PASS, MISS, or not measured (null). */
 export function evaluateGoals(rows: RowResult[]): Verdict[] {
   const verdicts: Verdict[] = [];
-  for (const id of [ROW.factoryIssue, ROW.factoryVerify]) {
-    const row = rows.find((r) => r.id === id);
-    const ratio = row ? vsFrameworkFloor(rows, row) : undefined;
+  // A goal is judged on the rows this run measured: --gateway alone has no factory rows.
+  for (const row of [ROW.factoryIssue, ROW.factoryVerify].flatMap((id) => rows.filter((r) => r.id === id))) {
+    const ratio = vsFrameworkFloor(rows, row);
     verdicts.push({
-      goal: `${row?.label ?? id}: CPU per request <= ${GOALS.vsFrameworkFloor}x the framework floor`,
+      goal: `${row.label}: CPU per request <= ${GOALS.vsFrameworkFloor}x the framework floor`,
       measured: ratio === undefined ? 'not measured' : `${ratio}x`,
       pass: ratio === undefined ? null : ratio <= GOALS.vsFrameworkFloor,
     });
   }
-  const factory = cpuOf(rows, ROW.factoryIssue);
-  for (const peer of rows.filter((r) => r.group === 'peers')) {
-    const cpu = peer.load?.serverCpuMsPerRequest;
-    const multiple = cpu !== undefined && factory ? round(cpu / factory, 2) : undefined;
+  const peer = rows.find((r) => r.id === ROW.oidcProvider);
+  const sameJob = rows.find((r) => r.id === ROW.factoryClientCredentials);
+  if (peer) {
+    const multiple = ratioOf(rows, ROW.oidcProvider, ROW.factoryClientCredentials, cpuOfRow);
+    const missing = [peer, sameJob].find((r) => r?.skipped);
     verdicts.push({
-      goal: `${peer.label}: CPU per token >= ${GOALS.peerCpuMultiple}x the factory's /issueToken`,
-      measured: multiple === undefined ? `not measured${peer.skipped ? ` (${peer.skipped})` : ''}` : `${multiple}x`,
+      goal: `${peer.label}: CPU per token >= ${GOALS.peerCpuMultiple}x ${sameJob?.label ?? ROW.factoryClientCredentials} (the same job)`,
+      measured: multiple === undefined ? `not measured${missing ? ` (${missing.skipped})` : ''}` : `${multiple}x`,
       pass: multiple === undefined ? null : multiple >= GOALS.peerCpuMultiple,
+    });
+  }
+  const store = rows.find((r) => r.id === ROW.storePostgres);
+  if (store) {
+    const ratio = ratioOf(rows, ROW.storePostgres, ROW.factoryIssue, cpuOfRow);
+    verdicts.push({
+      goal: `${store.label}: CPU per token <= ${GOALS.storeVsFile}x the file store's`,
+      measured: ratio === undefined ? `not measured${store.skipped ? ` (${store.skipped})` : ''}` : `${ratio}x`,
+      pass: ratio === undefined ? null : ratio <= GOALS.storeVsFile,
     });
   }
   const measured = rows.filter((r) => r.load);
@@ -114,6 +157,7 @@ export function formatReport(rows: RowResult[], verdicts: Verdict[], context: st
     '',
     table(['row', 'req/s', 'p50 ms', 'p99 ms', 'errors', 'CPU µs/req', 'vs framework floor', 'µs beyond the signature'], body),
     ...skipped,
+    ...(ratioLines(rows).length > 0 ? ['', ...ratioLines(rows)] : []),
     '',
     ...lines,
   ].join('\n');

@@ -1,14 +1,17 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { BenchOptions } from './args.js';
+import { GROUPS, type BenchOptions } from './args.js';
 import { benchKeyId, issueTarget, prepareKey, startFactory, tempPaths, verifyTarget } from './factory.js';
 import { measureBareFloor, startFloorServer } from './floors.js';
 import { treeCpuMs, type Launched } from './launch.js';
 import { alternateRounds, type CpuMeter, type LoadSettings, type LoadTarget } from './load.js';
+import { gatewayLines, startGatewayContenders } from './gateway.js';
 import { PEERS } from './peers.js';
 import { describeProfiles } from './profile.js';
 import { evaluateGoals, formatReport, ROW, type RowResult, type Verdict } from './report.js';
 import { runScenarioRows } from './scenarios.js';
+import { startPostgresFactory } from './store.js';
+import type { ThrowawayPostgres } from '../postgres.js';
 
 /** The run's context, printed above the table and stored in the JSON. */
 export function machineContext() {
@@ -47,6 +50,8 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
   const started: Launched[] = [];
   const issue: Contender[] = [];
   const verify: Contender[] = [];
+  const proxy: Contender[] = [];
+  let postgres: ThrowawayPostgres | undefined;
   const skipped: RowResult[] = [];
   const meter = (p: Launched): CpuMeter => () => treeCpuMs(p.pid);
   const profileDir = options.cpuProf ? path.resolve(options.outDir, `profile-${new Date().toISOString().replace(/[:.]/g, '-')}`) : undefined;
@@ -67,7 +72,7 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
         verify.push({ row: { id: kind === 'http' ? ROW.httpVerify : ROW.expressVerify, label: `floor: ${name}, verify`, group: 'floors', op: 'verify' }, target: floor.verify, cpu: meter(floor.process) });
       }
     }
-    if (want('factory') || want('peers') || want('scenarios')) {
+    if (want('factory') || want('peers') || want('store') || want('scenarios')) {
       progress(`starting the factory (LOG_LEVEL=${options.logLevel}, WORKERS=${options.workers ?? 'factory default'})`);
       const factory = await startFactory({
         keysDir: paths.keysDir,
@@ -79,7 +84,7 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
       started.push(factory);
       factoryUrl = `http://127.0.0.1:${factory.port}`;
       factoryPid = factory.pid;
-      if (want('factory') || want('peers')) {
+      if (want('factory') || want('peers') || want('store')) {
         const key = await prepareKey(factoryUrl, benchKeyId(alg), alg);
         issue.push({ row: { id: ROW.factoryIssue, label: `jwt-factory POST /issueToken (${alg})`, group: 'factory', op: 'issue' }, target: issueTarget(factoryUrl, key), cpu: meter(factory) });
         if (want('factory')) {
@@ -96,12 +101,30 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
           continue;
         }
         progress(`starting ${peer.label}`);
-        const { process: server, target } = await peer.start(tmpDir, { factoryUrl });
-        if (server) started.push(server);
-        issue.push({ row, target, cpu: server ? meter(server) : () => treeCpuMs(factoryPid!) });
+        const { process: server, target } = await peer.start(tmpDir, { logLevel: options.logLevel });
+        started.push(server);
+        issue.push({ row, target, cpu: meter(server) });
       }
     }
-    const contenders = [...issue, ...verify];
+    if (want('store')) {
+      const row = { id: ROW.storePostgres, label: `jwt-factory POST /issueToken (${alg}), KEY_STORE=postgres://`, group: 'store' as const, op: 'issue' as const };
+      progress('starting a throwaway PostgreSQL and a factory on it');
+      try {
+        const store = await startPostgresFactory(alg, tmpDir, options.logLevel);
+        postgres = store.postgres;
+        started.push(store.factory);
+        issue.push({ row, target: store.target, cpu: meter(store.factory) });
+      } catch (err) {
+        skipped.push({ ...row, skipped: `the PostgreSQL store did not start: ${(err as Error).message.split('\n')[0]}` });
+      }
+    }
+    if (want('gateway')) {
+      const gateway = await startGatewayContenders(tmpDir, progress);
+      started.push(...gateway.started);
+      proxy.push(...gateway.contenders);
+      skipped.push(...gateway.skipped);
+    }
+    const contenders = [...issue, ...verify, ...proxy];
     if (contenders.length > 0) {
       const results = await alternateRounds(contenders, settings, options.rounds, (c, r) => progress(`round ${r + 1}/${options.rounds}: ${c.row.label}`));
       rows.push(...contenders.map((c) => ({ ...c.row, load: results.get(c)! })));
@@ -112,10 +135,10 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
     }
   } finally {
     await Promise.all(started.map((p) => p.stop()));
+    await postgres?.remove();
   }
 
-  const order = ['floors', 'factory', 'peers', 'scenarios'];
-  const sorted = [...rows].sort((a, b) => order.indexOf(a.group) - order.indexOf(b.group) || opRank(a) - opRank(b));
+  const sorted = [...rows].sort((a, b) => GROUPS.indexOf(a.group) - GROUPS.indexOf(b.group) || opRank(a) - opRank(b));
   const verdicts = evaluateGoals(sorted);
   const machine = machineContext();
   const context = [
@@ -126,7 +149,8 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
   const { help: _help, outDir: _outDir, ...rest } = options;
   // The profile is written when the factory exits, which the finally above waited for.
   const profile = profileDir ? await describeProfiles(profileDir) : undefined;
-  const text = [formatReport(sorted, verdicts, context), ...notes.map((n) => `note: ${n}`), ...(profile ? ['', profile.text] : [])].join('\n');
+  const gatewayText = gatewayLines(sorted);
+  const text = [formatReport(sorted, verdicts, context), ...(gatewayText.length > 0 ? ['', ...gatewayText] : []), ...notes.map((n) => `note: ${n}`), ...(profile ? ['', profile.text] : [])].join('\n');
   return { machine, settings: rest, rows: sorted, verdicts, notes, ...(profile ? { profiles: profile.files } : {}), text };
 }
 

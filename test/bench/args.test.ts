@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { GROUPS, parseBenchArgs, parseGroups, UsageError } from '../../scripts/bench/args.js';
+import { DEFAULT_GROUPS, GROUPS, parseBenchArgs, parseGroups, UsageError } from '../../scripts/bench/args.js';
 
 describe('bench command line', () => {
-  it('measures every group, RS256, 2 alternating rounds of 5 s after 1 s, 50 connections and LOG_LEVEL=info by default', () => {
+  it('measures every group but the gateway, RS256, 2 alternating rounds of 5 s after 1 s, 50 connections and LOG_LEVEL=info by default', () => {
     const options = parseBenchArgs([]);
-    expect(options.groups).toEqual(GROUPS);
+    expect(options.groups).toEqual(['floors', 'factory', 'peers', 'store', 'scenarios']);
+    expect(options.groups).toEqual(DEFAULT_GROUPS);
     expect(options).toMatchObject({ alg: 'RS256', rounds: 2, connections: 50, durationS: 5, warmupS: 1, logLevel: 'info', outDir: 'bench-results', workers: undefined, cpuProf: false });
   });
 
@@ -17,6 +18,12 @@ describe('bench command line', () => {
     expect(parseGroups('scenarios,floors')).toEqual(['floors', 'scenarios']);
     expect(parseGroups('all')).toEqual(GROUPS);
     expect(parseBenchArgs(['--rows', 'Peers', '--alg', 'eddsa'])).toMatchObject({ groups: ['peers'], alg: 'EdDSA' });
+  });
+
+  it('--gateway alone measures the gateway rows only; with --rows it adds them; --rows all includes them', () => {
+    expect(parseBenchArgs(['--gateway']).groups).toEqual(['gateway']);
+    expect(parseBenchArgs(['--gateway', '--rows', 'store,floors']).groups).toEqual(['floors', 'store', 'gateway']);
+    expect(parseBenchArgs(['--rows', 'all']).groups).toEqual(GROUPS);
   });
 
   it.each([

@@ -43,18 +43,21 @@ describe('bench contenders do the job they are compared on', () => {
     expect(await verified.json()).toMatchObject({ valid: true, claims: { aud: ISSUE_CLAIMS.aud } });
   });
 
-  it('oidc-provider answers client_credentials with an RS256 JWT access token (RFC 9068 at+jwt) for the bench audience', async () => {
-    const peer = PEERS.find((p) => p.id === 'oidc-provider-cc')!;
+  it.each([
+    ['oidc-provider-cc', 'oidc-provider'],
+    ['factory-cc', 'the factory'],
+  ])('%s: %s answers client_credentials with an RS256 JWT access token (RFC 9068 at+jwt) for the bench audience, and 401 invalid_client for a wrong secret', async (id) => {
+    const peer = PEERS.find((p) => p.id === id)!;
     expect(peer.unavailable()).toBeUndefined();
-    const { process: server, target } = await peer.start(tmp, {});
-    started.push(server!);
+    const { process: server, target } = await peer.start(tmp, { logLevel: 'warn' });
+    started.push(server);
     const res = await once(target);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^application\/json/);
     const body = (await res.json()) as { access_token: string; token_type: string; expires_in: number };
     expect(body).toMatchObject({ token_type: 'Bearer', expires_in: 3600 });
     expect(decodeProtectedHeader(body.access_token)).toMatchObject({ alg: 'RS256', typ: 'at+jwt' });
-    expect(decodeJwt(body.access_token)).toMatchObject({ aud: ISSUE_CLAIMS.aud, scope: 'read write', client_id: 'bench-client' });
+    expect(decodeJwt(body.access_token)).toMatchObject({ aud: ISSUE_CLAIMS.aud, scope: 'read write', client_id: 'bench-client', sub: 'bench-client' });
     const wrongSecret = await once({ ...target, headers: { ...target.headers, authorization: `Basic ${Buffer.from('bench-client:nope').toString('base64')}` } });
     expect(wrongSecret.status).toBe(401);
     expect(((await wrongSecret.json()) as { error: string }).error).toBe('invalid_client');

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseListening } from '../../scripts/bench/launch.js';
 import { combineRounds, roundOrder, type LoadResult } from '../../scripts/bench/load.js';
-import { beyondSignatureUs, evaluateGoals, formatReport, table, vsFrameworkFloor, writeResults, type RowResult } from '../../scripts/bench/report.js';
+import { gatewayLines } from '../../scripts/bench/gateway.js';
+import { beyondSignatureUs, evaluateGoals, formatReport, ratioLines, table, vsFrameworkFloor, writeResults, type RowResult } from '../../scripts/bench/report.js';
 import { percentile } from '../../scripts/bench/stats.js';
 
 const load = (rps: number, cpuMs: number, errors = 0): LoadResult => ({
@@ -50,10 +51,11 @@ describe('bench report', () => {
     expect(verdicts).toEqual([
       { goal: 'jwt-factory POST /issueToken (RS256): CPU per request <= 1.1x the framework floor', measured: '1.04x', pass: true },
       { goal: 'jwt-factory POST /verify (RS256): CPU per request <= 1.1x the framework floor', measured: '1.25x', pass: false },
-      { goal: "oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x the factory's /issueToken", measured: '1.6x', pass: true },
-      { goal: "jwt-factory client_credentials (RS256 JWT): CPU per token >= 1.5x the factory's /issueToken", measured: 'not measured (not here)', pass: null },
+      { goal: 'oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x jwt-factory client_credentials (RS256 JWT) (the same job)', measured: 'not measured (not here)', pass: null },
       { goal: 'no errors in any row', measured: '0 in 7 rows', pass: true },
     ]);
+    const sameJob = evaluateGoals([...rows.slice(0, -1), row('factory-cc', 'peers', 'issue', load(2500, 0.6), 'jwt-factory client_credentials (RS256 JWT)')]);
+    expect(sameJob[2]).toEqual({ goal: 'oidc-provider 9 client_credentials (RS256 JWT): CPU per token >= 1.5x jwt-factory client_credentials (RS256 JWT) (the same job)', measured: '1.33x', pass: false });
     const failing = evaluateGoals([row('factory-issue', 'factory', 'issue', load(10, 0.5, 3), 'issue')]);
     expect(failing.at(-1)).toEqual({ goal: 'no errors in any row', measured: 'issue: 3 ({"non2xx":3,"socketErrors":0,"timeouts":0})', pass: false });
     expect(failing[0]).toMatchObject({ measured: 'not measured', pass: null });
@@ -67,7 +69,38 @@ describe('bench report', () => {
     expect(text).toMatch(/^jwt-factory client_credentials \(RS256 JWT\) +skipped$/m);
     expect(text).toMatch(/^skipped: jwt-factory client_credentials \(RS256 JWT\): not here$/m);
     expect(text).toMatch(/^MISS {2}jwt-factory POST \/verify \(RS256\): CPU per request <= 1\.1x the framework floor: 1\.25x$/m);
-    expect(text).toMatch(/^---- {2}jwt-factory client_credentials/m);
+    expect(text).toMatch(/^---- {2}oidc-provider 9 client_credentials \(RS256 JWT\): CPU per token >= 1\.5x jwt-factory client_credentials/m);
+  });
+
+  it('prints the peer ratios that were measured: CPU per token and req/s of one row over the other', () => {
+    const measured = [...rows.slice(0, -1), row('factory-cc', 'peers', 'issue', load(2500, 0.6), 'factory cc')];
+    expect(ratioLines(measured)).toEqual([
+      'ratio  oidc-provider 9 client_credentials (RS256 JWT) / factory cc: 1.33x the CPU per token, 0.8x the req/s',
+      'ratio  oidc-provider 9 client_credentials (RS256 JWT) / jwt-factory POST /issueToken (RS256): 1.6x the CPU per token, 0.67x the req/s',
+      'ratio  factory cc / jwt-factory POST /issueToken (RS256): 1.2x the CPU per token, 0.83x the req/s',
+    ]);
+    expect(ratioLines(rows)).toEqual(['ratio  oidc-provider 9 client_credentials (RS256 JWT) / jwt-factory POST /issueToken (RS256): 1.6x the CPU per token, 0.67x the req/s']);
+    expect(formatReport(measured, [], [])).toContain('ratio  factory cc / jwt-factory POST /issueToken (RS256): 1.2x');
+  });
+
+  it('judges issuance on the PostgreSQL store against the file store: at most 1.1x its CPU per token', () => {
+    const store = (cpu: number) => evaluateGoals([row('factory-issue', 'factory', 'issue', load(3000, 0.5)), row('store-postgres', 'store', 'issue', load(2900, cpu), 'pg')]);
+    expect(store(0.54).find((v) => v.goal.startsWith('pg'))).toEqual({ goal: "pg: CPU per token <= 1.1x the file store's", measured: '1.08x', pass: true });
+    expect(store(0.6).find((v) => v.goal.startsWith('pg'))).toMatchObject({ measured: '1.2x', pass: false });
+    const skipped = evaluateGoals([row('factory-issue', 'factory', 'issue', load(3000, 0.5)), row('store-postgres', 'store', 'issue', undefined, 'pg')]);
+    expect(skipped.find((v) => v.goal.startsWith('pg'))).toMatchObject({ measured: 'not measured (not here)', pass: null });
+  });
+
+  it('says what each gateway adds to the direct call: p50 and p99 differences and its own CPU per request', () => {
+    const direct = { ...load(10000, 0.02), p50Ms: 1.5, p99Ms: 4 };
+    const engine = { ...load(1000, 0.9), p50Ms: 40, p99Ms: 90.25 };
+    const envoy = { ...load(5000, 0.19), p50Ms: 8, p99Ms: 3 };
+    const lines = gatewayLines([row('gateway-direct', 'gateway', 'proxy', direct), row('gateway-engine', 'gateway', 'proxy', engine, 'engine'), row('gateway-envoy', 'gateway', 'proxy', envoy, 'envoy')]);
+    expect(lines).toEqual(['added  engine: p50 +38.5 ms, p99 +86.25 ms, its CPU per request 900 µs', 'added  envoy: p50 +6.5 ms, p99 -1 ms, its CPU per request 190 µs']);
+    expect(gatewayLines([row('gateway-engine', 'gateway', 'proxy', engine)])).toEqual([]);
+    expect(vsFrameworkFloor(rows, row('gateway-engine', 'gateway', 'proxy', engine))).toBeUndefined();
+    // A run of the gateway alone judges no factory goal it did not measure.
+    expect(evaluateGoals([row('gateway-engine', 'gateway', 'proxy', engine)]).map((v) => v.goal)).toEqual(['no errors in any row']);
   });
 
   it('aligns table columns: names left, figures right', () => {

@@ -1,6 +1,4 @@
-import { existsSync, readdirSync } from 'node:fs';
-import path from 'node:path';
-import { ROOT } from './process.js';
+export { envoyBinaries, postgresBinDir } from '../../scripts/tools.js';
 
 /**
  * Where the real parts the tests drive live, as `bash scripts/install-tools.sh` installs them:
@@ -10,33 +8,6 @@ import { ROOT } from './process.js';
 
 /** Debian's chromium and its headless flags, shared with `npm run demo`. */
 export { CHROMIUM, CHROMIUM_ARGS } from '../../scripts/chromium.js';
-
-/** The folder of PostgreSQL's server binaries (initdb, pg_ctl, postgres), the newest installed. */
-export function postgresBinDir(): string | undefined {
-  const base = '/usr/lib/postgresql';
-  if (!existsSync(base)) return undefined;
-  const versions = readdirSync(base)
-    .filter((v) => existsSync(path.join(base, v, 'bin', 'initdb')))
-    .sort((a, b) => Number(b) - Number(a));
-  return versions[0] === undefined ? undefined : path.join(base, versions[0], 'bin');
-}
-
-/** The Envoy binaries installed under .tools/, by version (e.g. "1.40.0"). */
-export function envoyBinaries(): Record<string, string> {
-  const tools = path.join(ROOT, '.tools');
-  const found: Record<string, string> = {};
-  if (!existsSync(tools)) return found;
-  for (const name of readdirSync(tools)) {
-    const match = /^envoy-(\d+\.\d+\.\d+)$/.exec(name);
-    const bin = path.join(tools, name, 'lib');
-    if (!match) continue;
-    // The venv's bin/envoy is a Python launcher; the package's own binary sits in site-packages.
-    const python = existsSync(bin) ? readdirSync(bin).find((d) => d.startsWith('python')) : undefined;
-    const real = python && path.join(bin, python, 'site-packages', 'envoy', '_bin', 'envoy');
-    if (real && existsSync(real)) found[match[1]!] = real;
-  }
-  return found;
-}
 
 /**
  * Returns the tool's path, or throws a sentence that says how to install it. Tests call this in

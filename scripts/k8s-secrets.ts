@@ -7,7 +7,7 @@ import { SERVICE_NAMES } from '../app/config.js';
 import { createKeyStore, keyIdOfFile } from '../jwt-factory/keystore.js';
 import { certificatePaths } from '../lib/certs.js';
 import { silentLogger } from '../lib/logger.js';
-import { DNS_LABEL, renderYaml } from '../lib/meshrules.js';
+import { DNS_LABEL, renderYaml } from '../lib/k8s.js';
 import { DEFAULT_NAMESPACE } from '../lib/suite.js';
 import type { CommandIo } from './mesh-rules.js';
 

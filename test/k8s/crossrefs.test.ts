@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parse as parseDotenv } from 'dotenv';
 import { loadFactoryConfig } from '../../jwt-factory/config.js';
 import { loadServiceConfig, type ServiceName } from '../../app/config.js';
-import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../lib/meshrules.js';
+import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../mesh/istio/rules.js';
 import { ROOT } from '../helpers/process.js';
 import { BASE, OVERLAY, named, ofKind } from './manifests.js';
 import { kustomizeBuild, type K8sObject } from './kustomize.js';

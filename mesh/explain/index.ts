@@ -214,7 +214,9 @@ function preamble(config: SidecarConfig): string[] {
   const rel = config.release;
   steps.push(`modelling Istio ${rel.version} (its sidecar runs Envoy ${rel.envoy}); pass another release to see how it differs`);
   for (const o of authz) {
-    if (o.dryRun) steps.push(`${o.action} ${o.policy} is dry-run (istio.io/dry-run): evaluated for logs only, never enforced`);
+    if (o.dryRun && o.action === 'CUSTOM') {
+      steps.push(`CUSTOM ${o.policy} is dry-run (istio.io/dry-run), but istiod writes dry-run CUSTOM rules into the enforced DENY rules of CUSTOM's RBAC filter, so a request they match is denied`);
+    } else if (o.dryRun) steps.push(`${o.action} ${o.policy} is dry-run (istio.io/dry-run): evaluated for logs only, never enforced`);
     if (o.action === 'AUDIT') steps.push(`AUDIT ${o.policy} only marks requests for logging; it never allows or denies`);
   }
   return steps;
@@ -328,6 +330,15 @@ export function explain(config: SidecarConfig, run: Enforcement): Explanation {
         };
         if (custom && e.shadow) {
           told(origins.authz.filter((o) => o.action === 'CUSTOM' && !o.dryRun));
+          break;
+        }
+        if (custom && !e.policies.some((t) => t.name.endsWith(BAD_CUSTOM))) {
+          // builder.go buildHTTP: dry-run CUSTOM rules go into the filter's enforced rules (action DENY).
+          told(origins.authz.filter((o) => o.action === 'CUSTOM' && o.dryRun));
+          if (effective) {
+            steps.push(`the dry-run CUSTOM rule ${effective.rule.istioName} matches, and the RBAC filter enforces it: 403 "RBAC: access denied"`);
+            decidedBy = `CUSTOM ${effective.rule.istioName} (dry-run, enforced as DENY)`;
+          }
           break;
         }
         if (custom) {

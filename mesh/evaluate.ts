@@ -14,7 +14,6 @@ import { translateWorkload } from './translate/index.js';
  */
 
 export type { ConnectionAttributes, MeshRequest } from './envoy/request.js';
-export { normalizePath } from './envoy/request.js';
 export { whyNotInScope } from './istio/scope.js';
 
 /** The workload a request reaches. */

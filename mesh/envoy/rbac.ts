@@ -1,4 +1,4 @@
-import { globMatches, literal, type GlobElement } from '../glob.js';
+import { globMatches, literal, type GlobElement } from './glob.js';
 import type { AlternativeTrace, PolicyTrace, RbacAttributes, TraceEvent } from './events.js';
 import { compileRegex } from './regex.js';
 import { pathOnly, type StreamState } from './request.js';

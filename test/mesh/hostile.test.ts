@@ -1,27 +1,15 @@
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Express } from 'express';
-import { compileRbac, runRbac } from '../../mesh/envoy/rbac.js';
-import { streamOf, type MeshRequest } from '../../mesh/envoy/request.js';
-import type { AuthorizationPolicy, RuleSpec } from '../../mesh/policies.js';
-import { translate } from '../../mesh/translate/index.js';
+import type { MeshRequest } from '../../mesh/envoy/request.js';
+import type { RuleSpec } from '../../mesh/policies.js';
 import { makeFactory } from '../factory/harness.js';
+import { compiledRule } from './rbac-rule.js';
 
 /** Policies and requests built to make a backtracking regexp engine run for minutes. */
 
 const peer = (principal: string): MeshRequest => ({ method: 'GET', path: '/', headers: { host: 'h' }, sourcePrincipal: principal });
 const from = (source: Record<string, string[]>): RuleSpec => ({ from: [{ source }] }) as RuleSpec;
-
-/**
- * The ALLOW RBAC filter istiod writes for one rule, compiled as the sidecar runs it (regexes
- * included); `ok` is whether that rule lets the request through.
- */
-function compiledRule(rule: RuleSpec, namespace: string): (req: MeshRequest) => { ok: boolean } {
-  const policy: AuthorizationPolicy = { kind: 'AuthorizationPolicy', name: 'p', namespace, source: 'test', matchLabels: undefined, hasTargetRef: false, action: 'ALLOW', provider: undefined, rules: [rule], dryRun: false };
-  const config = translate({ policies: [policy], defaultNamespace: namespace }).httpFilters.find((f) => f.name === 'envoy.filters.http.rbac')!;
-  const filter = compileRbac(config.typedConfig);
-  return (req) => ({ ok: runRbac(filter, 0, streamOf(req), () => undefined) === 'continue' });
-}
 
 const ruleMatches = (rule: RuleSpec, req: MeshRequest, namespace: string) => compiledRule(rule, namespace)(req);
 

@@ -1,7 +1,7 @@
 /**
- * Linear-time matching for the wildcard forms Istio lets policies use, so that no value from a
- * policy or a request ever becomes a RegExp (V8's backtracking engine is exponential on
- * patterns like `(a+)+b`; Envoy evaluates Istio's regexes with RE2, which is linear). A
+ * Linear-time matching for Envoy's uri_template path patterns (`*` one segment, `**` any run),
+ * so that no value from a policy or a request ever becomes a RegExp (V8's backtracking engine
+ * is exponential on patterns like `(a+)+b`). A
  * pattern is a list of elements matched by simulating the automaton over every position at
  * once (Thompson's construction): time O(value length x pattern length), no backtracking.
  */
@@ -11,11 +11,6 @@ export type GlobElement = { char: string } | { one: 'segment' } | { star: 'any' 
 
 /** The elements of a literal text. */
 export const literal = (text: string): GlobElement[] => Array.from(text, (char) => ({ char }));
-
-/** The elements of a `*` glob: `*` is any run of characters (regex `.*`), everything else literal. */
-export function starGlob(pattern: string): GlobElement[] {
-  return pattern.split('*').flatMap((part, i) => (i === 0 ? literal(part) : [{ star: 'any' } as const, ...literal(part)]));
-}
 
 /** True when `value` as a whole matches `elements`. */
 export function globMatches(elements: readonly GlobElement[], value: string): boolean {

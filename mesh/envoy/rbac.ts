@@ -1,6 +1,5 @@
-import { globMatches, literal, type GlobElement } from './glob.js';
 import type { AlternativeTrace, PolicyTrace, RbacAttributes, TraceEvent } from './events.js';
-import { compileRegex } from './regex.js';
+import { compileRegex, quoteMeta } from './regex.js';
 import { pathOnly, type StreamState } from './request.js';
 
 /**
@@ -135,12 +134,13 @@ function cidrMatcher(range: Json): (ip: string | undefined) => boolean {
   };
 }
 
-/** uri_template (envoy.path.match.uri_template): `*` one non-empty segment, `**` any run, the rest literal. */
+/** uri_template (envoy.path.match.uri_template): `*` one non-empty segment, `**` any run, the rest literal; run as a regex. */
 function uriTemplateMatcher(template: string): (path: string) => boolean {
-  const elements = template
+  const regex = template
     .split(/(\*\*|\*)/)
-    .flatMap((part): GlobElement[] => (part === '**' ? [{ star: 'any' }] : part === '*' ? [{ one: 'segment' }, { star: 'segment' }] : literal(part)));
-  return (path) => globMatches(elements, path);
+    .map((part) => (part === '**' ? '.*' : part === '*' ? '[^/]+' : quoteMeta(part)))
+    .join('');
+  return compileRegex(regex);
 }
 
 const first = (ms: Matcher[]) => (c: MatchContext) => {

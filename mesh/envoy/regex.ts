@@ -4,13 +4,19 @@
  * `spiffe://.+/ns/<ns>/(.+/|)sa/<sa>(/.+)?`, `spiffe://.*<suffix>`), on a Thompson automaton
  * whose state sets are cached as a DFA the way RE2's own DFA does: linear in the value, never a
  * JS RegExp (V8 backtracks; RE2 does not). The syntax read is
- * RE2's core: literals, `\` escapes, `.`, `*`, `+`, `?`, `|`, `( )` and `(?: )`; anything else
- * (classes, counted repetition, anchors, flags) is refused when the config is compiled.
+ * RE2's core: literals, `\` escapes, `.`, `[^c]`, `*`, `+`, `?`, `|`, `( )` and `(?: )`; anything
+ * else (other classes, counted repetition, anchors, flags) is refused when the config is compiled.
  */
+
+/** regexp.QuoteMeta: RE2 meta characters escaped, so a value is always a literal. */
+export function quoteMeta(s: string): string {
+  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
+}
 
 type Node =
   | { t: 'char'; c: string }
   | { t: 'any' }
+  | { t: 'notchar'; c: string }
   | { t: 'cat'; parts: Node[] }
   | { t: 'alt'; options: Node[] }
   | { t: 'rep'; node: Node; min: 0 | 1; max: 1 | typeof Infinity };
@@ -65,6 +71,11 @@ function parse(src: string): Node {
       pos += 1;
       return { t: 'any' };
     }
+    // One negated character, `[^c]` (what Envoy's uri_template segments are); other classes are refused.
+    if (ch === '[' && src[pos + 1] === '^' && src[pos + 3] === ']' && !'\\]'.includes(src[pos + 2] ?? ']')) {
+      pos += 4;
+      return { t: 'notchar', c: src[pos - 2]! };
+    }
     if ('[]{}^$*+?'.includes(ch)) throw fail(`"${ch}"`);
     pos += 1;
     return { t: 'char', c: ch };
@@ -75,7 +86,7 @@ function parse(src: string): Node {
 }
 
 /** One automaton state: a character test to the next state, or empty moves. */
-type State = { test: 'char'; c: string; out: number } | { test: 'any'; out: number } | { test: 'split'; outs: number[] } | { test: 'match' };
+type State = { test: 'char'; c: string; out: number } | { test: 'any'; out: number } | { test: 'notchar'; c: string; out: number } | { test: 'split'; outs: number[] } | { test: 'match' };
 
 /** A compiled regex: call it with a value for RE2::FullMatch. */
 export type CompiledRegex = (value: string) => boolean;
@@ -91,6 +102,8 @@ export function compileRegex(src: string): CompiledRegex {
         return add({ test: 'char', c: node.c, out: next });
       case 'any':
         return add({ test: 'any', out: next });
+      case 'notchar':
+        return add({ test: 'notchar', c: node.c, out: next });
       case 'cat':
         return node.parts.reduceRight((out, part) => build(part, out), next);
       case 'alt':
@@ -121,8 +134,9 @@ export function compileRegex(src: string): CompiledRegex {
     }
     return Int32Array.from(out);
   });
-  // Each state's character as a code point; -1 for `.` (any but newline), -2 for the match state.
-  const codes = Int32Array.from(states.map((s) => (s.test === 'char' ? s.c.codePointAt(0)! : s.test === 'any' ? -1 : s.test === 'match' ? -2 : -3)));
+  // Each state's character as a code point; -1 for `.` (any but newline), -2 for the match state, -4 for `[^c]`.
+  const codes = Int32Array.from(states.map((s) => (s.test === 'char' ? s.c.codePointAt(0)! : s.test === 'any' ? -1 : s.test === 'match' ? -2 : s.test === 'notchar' ? -4 : -3)));
+  const excluded = Int32Array.from(states.map((s) => (s.test === 'notchar' ? s.c.codePointAt(0)! : -1)));
   const outs = Int32Array.from(states.map((s) => ('out' in s ? s.out : -1)));
   const NEWLINE = 10;
   /** One set of automaton states (a lazily built DFA state, as RE2's DFA does), with its transitions by code point. */
@@ -149,7 +163,7 @@ export function compileRegex(src: string): CompiledRegex {
     const seen = new Set<number>();
     for (const i of from.members) {
       const c = codes[i]!;
-      if (c === cp || (c === -1 && cp !== NEWLINE)) for (const j of closures[outs[i]!]!) seen.add(j);
+      if (c === cp || (c === -1 && cp !== NEWLINE) || (c === -4 && cp !== excluded[i])) for (const j of closures[outs[i]!]!) seen.add(j);
     }
     return seen.size === 0 ? null : setOf([...seen]);
   };

@@ -1,3 +1,4 @@
+import { quoteMeta } from '../envoy/regex.js';
 import { requestPrincipalParts, type PrincipalPart } from '../istio/match.js';
 import { claimPath, type AuthorizationPolicy, type RuleSpec } from '../policies.js';
 
@@ -18,11 +19,6 @@ export type Json = Record<string, unknown>;
 
 const JWT_FILTER = 'envoy.filters.http.jwt_authn';
 const SPIFFE = 'spiffe://';
-
-/** regexp.QuoteMeta: RE2 meta characters escaped, so a policy value is always a literal. */
-export function quoteMeta(s: string): string {
-  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
-}
 
 const regex = (r: string): Json => ({ safeRegex: { regex: r } });
 const exact = (v: string, ignoreCase = false): Json => (ignoreCase ? { exact: v, ignoreCase } : { exact: v });

@@ -24,6 +24,10 @@ describe("safe_regex on the automaton (RE2's FullMatch)", () => {
     expect(compileRegex('a|b')('b')).toBe(true);
     expect(compileRegex('(?:ab)+')('ababab')).toBe(true);
     expect(compileRegex('(?:ab)+')('aba')).toBe(false);
+    // uri_template segments: one or more characters but "/".
+    expect(compileRegex('/a/[^/]+/c')('/a/b/c')).toBe(true);
+    expect(compileRegex('/a/[^/]+/c')('/a/b/d/c')).toBe(false);
+    expect(compileRegex('/a/[^/]+/c')('/a//c')).toBe(false);
   });
 
   it('a quoted meta character is a literal', () => {
@@ -32,7 +36,7 @@ describe("safe_regex on the automaton (RE2's FullMatch)", () => {
   });
 
   it('refuses syntax it does not run, when the config is compiled', () => {
-    for (const bad of ['[a-z]', 'a{2}', '^a', '(?i)a', '(a', 'a)', '\\d', 'a**']) expect(() => compileRegex(bad), bad).toThrow(UnsupportedRegexError);
+    for (const bad of ['[a-z]', '[^ab]', 'a{2}', '^a', '(?i)a', '(a', 'a)', '\\d', 'a**']) expect(() => compileRegex(bad), bad).toThrow(UnsupportedRegexError);
   });
 });
 

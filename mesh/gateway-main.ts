@@ -16,7 +16,7 @@ import { createGatewayMetrics } from './gateway-metrics.js';
 import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
 import { PolicyError } from './policies.js';
 import { startSidecar, type RunningSidecar } from './envoy/sidecar.js';
-import { translateWorkload } from './translate/index.js';
+import { prepareSidecar } from './evaluate.js';
 import { freePort } from '../lib/ports.js';
 import { loadInputs, watchInputs } from './sources.js';
 
@@ -126,24 +126,25 @@ async function main(): Promise<void> {
   const login = parseLogin(values, env, { logger, onEvent: metrics?.login });
   if (login && values.envoy !== undefined) throw new UsageError('--envoy runs the real Envoy alone: the login mode (--login-issuer) needs the engine');
 
-  const load = async (): Promise<GatewayRules & { digest: string }> => {
+  // One translation per load, shared by the engine and the real Envoy (istiod's push, not per request).
+  const load = async (): Promise<Required<GatewayRules> & { digest: string }> => {
     const { policies, jwks, notes, digest } = await loadInputs(values.policies!, values['jwks-file'], { timeoutMs: fetchTimeout });
     for (const note of notes) logger.info({ note }, 'jwks');
-    return { policies, jwks, digest };
+    const sidecar = prepareSidecar({ policies, jwks, workload, rootNamespace: values['root-namespace'], istio });
+    return { policies, jwks, digest, sidecar };
   };
   const first = await load();
   let version = 1;
   logger.info({ policies: first.policies.length, version, digest: first.digest }, 'policies loaded');
 
   rulesRef.current = first;
-  const translated = (r: GatewayRules) => translateWorkload({ policies: r.policies, jwks: r.jwks, workload, rootNamespace: values['root-namespace'], istio });
   let sidecar: RunningSidecar | undefined;
   let sidecarDir: string | undefined;
   if (values.envoy !== undefined) {
     sidecarDir = await mkdtemp(path.join(tmpdir(), 'mesh-gateway-envoy-'));
     const listenPort = port === 0 ? await freePort(values.host!) : port;
     const upstreamPort = Number(upstream.port || 80);
-    sidecar = await startSidecar(translated(first), {
+    sidecar = await startSidecar(first.sidecar.config, {
       binary: values.envoy,
       dir: sidecarDir,
       host: values.host!,
@@ -181,7 +182,7 @@ async function main(): Promise<void> {
     reloading = load()
       .then(async (next) => {
         // The real sidecar takes the new listener before the reload counts as done.
-        if (sidecar) await sidecar.apply(translated(next));
+        if (sidecar) await sidecar.apply(next.sidecar.config);
         rulesRef.current = next;
         version += 1;
         metrics?.reloaded('ok');

@@ -3,7 +3,8 @@ import https from 'node:https';
 import { isIP } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { errorFields, type Logger } from '../lib/logger.js';
-import { evaluate, type Verdict, type Workload } from './evaluate.js';
+import { evaluatePrepared, prepareSidecar, type Verdict, type Workload } from './evaluate.js';
+import type { CompiledSidecar } from './envoy/enforce.js';
 import type { LoginHook } from './login/handler.js';
 import type { MeshPolicy } from './policies.js';
 
@@ -14,10 +15,12 @@ import type { MeshPolicy } from './policies.js';
  * removed unless forwardOriginalToken, outputPayloadToHeader / outputClaimToHeaders added).
  */
 
-/** What the gateway enforces; swapped as a whole on reload. */
+/** What the gateway enforces; swapped as a whole on reload (each object is translated once). */
 export interface GatewayRules {
   policies: MeshPolicy[];
   jwks: Record<string, unknown>;
+  /** The policies already translated for this gateway's workload and release (else translated on first use). */
+  sidecar?: CompiledSidecar;
 }
 
 export interface GatewayDeps {
@@ -67,6 +70,16 @@ export function createGateway(deps: GatewayDeps): http.Server {
   const basePath = deps.upstream.pathname.replace(/\/$/, '');
   // Node's `ca` replaces the trusted roots; keep the system ones and add the given CA.
   const ca = deps.ca ? [...rootCertificates, deps.ca.toString()] : undefined;
+  // istiod translates once per push, not per request: one translation per rules object (a reload swaps it).
+  const translated = new WeakMap<GatewayRules, CompiledSidecar>();
+  const sidecarFor = (rules: GatewayRules): CompiledSidecar => {
+    let sidecar = rules.sidecar ?? translated.get(rules);
+    if (!sidecar) {
+      sidecar = prepareSidecar({ policies: rules.policies, jwks: rules.jwks, workload: deps.workload, rootNamespace: deps.rootNamespace, istio: deps.istio });
+      translated.set(rules, sidecar);
+    }
+    return sidecar;
+  };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     let incoming = requestHeaders(req);
@@ -75,15 +88,9 @@ export function createGateway(deps: GatewayDeps): http.Server {
       if (!forwarded) return;
       incoming = forwarded;
     }
-    const rules = deps.rules();
-    const verdict = await evaluate({
-      policies: rules.policies,
-      jwks: rules.jwks,
-      now: deps.now?.() ?? new Date(),
-      workload: deps.workload,
-      rootNamespace: deps.rootNamespace,
-      istio: deps.istio,
-      request: {
+    const verdict = await evaluatePrepared(
+      sidecarFor(deps.rules()),
+      {
         method: req.method ?? 'GET',
         path: req.url ?? '/',
         headers: incoming,
@@ -92,7 +99,8 @@ export function createGateway(deps: GatewayDeps): http.Server {
         sourcePrincipal: deps.sourcePrincipal,
         sourceIp: req.socket.remoteAddress,
       },
-    });
+      { now: deps.now?.() ?? new Date() },
+    );
     deps.onDecision?.(verdict);
     const log = { method: req.method, path: (req.url ?? '/').split('?')[0], status: verdict.status, decidedBy: verdict.decidedBy };
     if (verdict.status !== 200) {

@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { Router } from 'express';
 import { ISTIO_RANGE, releaseProblem } from './istio/releases.js';
 import { z } from 'zod';
 import { AppError, badRequest } from '../lib/errors.js';
-import { evaluate } from './evaluate.js';
+import type { CompiledSidecar } from './envoy/enforce.js';
+import { evaluatePrepared, prepareSidecar, type TranslationInput } from './evaluate.js';
 import { PolicyError, loadPolicyObjects, parsePolicyText, type MeshPolicy } from './policies.js';
 import { resolveJwks, type Fetcher } from './sources.js';
 
@@ -76,9 +78,26 @@ function loadPolicies(body: z.infer<typeof bodySchema>): MeshPolicy[] {
   }
 }
 
+/** How many translations the router keeps, by the digest of what was translated (least recently used goes first). */
+const TRANSLATIONS_KEPT = 32;
+
 /** The mesh router: `POST /evaluate`. */
 export function createMeshRouter(deps: MeshRouterDeps = {}): Router {
   const router = Router();
+  // A caller that sends the same policies and JWKS again (another request, another clock) pays
+  // only the enforcement, as a sidecar does between two pushes.
+  const translations = new Map<string, CompiledSidecar>();
+  const prepared = (input: TranslationInput): CompiledSidecar => {
+    const key = createHash('sha256')
+      .update(JSON.stringify([input.policies, input.jwks ?? null, input.workload ?? null, input.rootNamespace ?? null, input.istio ?? null]))
+      .digest('hex');
+    let sidecar = translations.get(key);
+    if (sidecar) translations.delete(key);
+    else sidecar = prepareSidecar(input);
+    translations.set(key, sidecar);
+    if (translations.size > TRANSLATIONS_KEPT) translations.delete(translations.keys().next().value!);
+    return sidecar;
+  };
   router.post('/evaluate', async (req, res) => {
     const body = parseBody(req.body);
     const policies = loadPolicies(body);
@@ -99,16 +118,8 @@ export function createMeshRouter(deps: MeshRouterDeps = {}): Router {
       jwks = resolved.jwks;
       notes = resolved.notes;
     }
-    const verdict = await evaluate({
-      policies,
-      request: body.request,
-      jwks,
-      now,
-      workload: body.workload,
-      rootNamespace: body.rootNamespace,
-      customAuthz: body.customAuthz,
-      istio: body.istioVersion,
-    });
+    const sidecar = prepared({ policies, jwks, workload: body.workload, rootNamespace: body.rootNamespace, istio: body.istioVersion });
+    const verdict = await evaluatePrepared(sidecar, body.request, { now, customAuthz: body.customAuthz });
     res.json({ ...verdict, steps: [...notes, ...verdict.steps] });
   });
   return router;

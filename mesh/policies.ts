@@ -116,6 +116,12 @@ const metadataSchema = z
   .passthrough();
 
 export type JwtRuleSpec = z.infer<typeof jwtRuleSchema>;
+/** The spec of a RequestAuthentication, as the CRD schema reads it. */
+export type RequestAuthenticationSpec = z.infer<typeof requestAuthenticationSpec>;
+/** The spec of an AuthorizationPolicy, as the CRD schema reads it. */
+export type AuthorizationPolicySpec = z.infer<typeof authorizationPolicySpec>;
+/** The metadata of an object, as read. */
+export type ObjectMetadata = z.infer<typeof metadataSchema>;
 
 /** The key of a supplied JWKS that serves every rule no other key names (a bare `--jwks-file`). */
 export const ANY_RULE = '*';

@@ -8,7 +8,7 @@ import { SERVICE_NAMES } from '../app/config.js';
 import { parseEncryptionKey } from '../jwt-factory/store/encryption.js';
 import { certificatePaths } from '../lib/certs.js';
 import { readIfExists, writeFileAtomic } from '../lib/files.js';
-import { DNS_LABEL, renderYaml } from '../lib/meshrules.js';
+import { DNS_LABEL, renderYaml } from '../lib/k8s.js';
 import { DEFAULT_NAMESPACE } from '../lib/suite.js';
 import type { CommandIo } from './mesh-rules.js';
 

@@ -13,9 +13,9 @@ import {
   keyJwksUrl,
   validateOptions,
   publicJwks,
-  renderYaml,
   type MeshRulesOptions,
-} from '../lib/meshrules.js';
+} from '../mesh/istio/rules.js';
+import { renderYaml } from '../lib/k8s.js';
 
 /**
  * `npm run mesh-rules -- --key servicea --audience serviceb [...]` prints an Istio

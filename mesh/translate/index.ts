@@ -1,7 +1,7 @@
 import { suppliedJwks, type AuthorizationPolicy, type JwtRuleSpec, type MeshPolicy, type RequestAuthentication } from '../policies.js';
 import { release as releaseOf, type Release } from '../istio/releases.js';
 import { whyNotInScope, type WorkloadRef } from '../istio/scope.js';
-import { buildRbac, type Json } from './rbac.js';
+import { buildRbac, type AuthzOrigin, type Json } from './rbac.js';
 
 /**
  * istiod's half: Istio objects + the workload + the Istio release → the HTTP filters of the
@@ -13,12 +13,51 @@ import { buildRbac, type Json } from './rbac.js';
  * convertToEnvoyJwtConfig, pilot/pkg/model/jwks_resolver.go, pilot/pkg/security/authz/builder.
  */
 
-export type { Json } from './rbac.js';
+export type { AuthzOrigin, FieldRef, Json, RuleOrigin } from './rbac.js';
 
 /** One entry of the HTTP connection manager's http_filters. */
 export interface HttpFilter {
   name: string;
   typedConfig: Json;
+}
+
+/** One jwt_authn provider and the jwtRule it came from. */
+export interface ProviderOrigin {
+  /** origins-N. */
+  name: string;
+  /** "namespace/name" of the RequestAuthentication. */
+  policy: string;
+  /** The index of the rule in its jwtRules. */
+  rule: number;
+  issuer?: string;
+  /** istiod had no JWKS for it and inlined the release's fallback. */
+  fallback: boolean;
+  /** The jwksUri (or discovery URL) istiod would fetch. */
+  uri: string;
+}
+
+/** Which policies reached the workload (istiod's per-proxy scoping). */
+export interface ScopeOrigin {
+  /** How many policies were given before scoping. */
+  given: number;
+  /** Those left out, each "Kind ns/name (why)". */
+  skipped: string[];
+  workload?: WorkloadRef;
+  /** No workload was given, and some policy has a selector. */
+  selectorsIgnored: boolean;
+}
+
+/**
+ * Where each part of the config came from, so the explanation can speak of the user's objects:
+ * the names Envoy sees (origins-N, ns[..]-policy[..]-rule[N]) mapped back to them.
+ */
+export interface Origins {
+  scope: ScopeOrigin;
+  providers: ProviderOrigin[];
+  /** Every AuthorizationPolicy that applies, in the order given. */
+  authz: AuthzOrigin[];
+  /** The CUSTOM providers named, sorted. */
+  customProviders: string[];
 }
 
 /** What the sidecar runs for one workload: its HTTP filters, in order, and istiod's notes. */
@@ -27,6 +66,7 @@ export interface SidecarConfig {
   httpFilters: HttpFilter[];
   /** What istiod logged while translating (skipped rules, fallback JWKS). */
   notes: string[];
+  origins: Origins;
 }
 
 export interface TranslateInput {
@@ -92,6 +132,8 @@ export interface TranslatedRule {
   name: string;
   rule: JwtRuleSpec;
   policy: string;
+  /** The index of the rule in its RequestAuthentication's jwtRules. */
+  index?: number;
   jwks: string;
   fallback: boolean;
 }
@@ -99,7 +141,7 @@ export interface TranslatedRule {
 /** istiod merges every RequestAuthentication's jwtRules and sorts them by issuer (policy_applier.go). */
 export function jwtProviders(reqAuthn: readonly RequestAuthentication[], input: TranslateInput, rel: Release): TranslatedRule[] {
   return reqAuthn
-    .flatMap((p) => p.jwtRules.map((rule) => ({ rule, policy: `${p.namespace ?? input.defaultNamespace}/${p.name}`, ...jwksOf(rule, input, rel) })))
+    .flatMap((p) => p.jwtRules.map((rule, index) => ({ rule, index, policy: `${p.namespace ?? input.defaultNamespace}/${p.name}`, ...jwksOf(rule, input, rel) })))
     .sort((a, b) => ((a.rule.issuer ?? '') < (b.rule.issuer ?? '') ? -1 : (a.rule.issuer ?? '') > (b.rule.issuer ?? '') ? 1 : 0))
     .map((r, i) => ({ name: `origins-${i}`, ...r }));
 }
@@ -164,10 +206,14 @@ export function translate(input: TranslateInput): SidecarConfig {
   const custom = authz.filter((p) => p.action === 'CUSTOM');
   const providers = [...new Set(custom.map((p) => p.provider ?? ''))].sort();
   const customFilters: HttpFilter[] = [];
+  const authzOrigins = new Map<AuthorizationPolicy, AuthzOrigin>();
+  const keep = (ps: readonly AuthorizationPolicy[], origins: AuthzOrigin[]) => ps.forEach((p, i) => authzOrigins.set(p, origins[i]!));
   if (providers.length > 1) {
     notes.push(`CUSTOM policies name ${providers.length} providers (${providers.join(', ')}); istiod allows one per workload and turns their rules into DENY rules`);
     for (const provider of providers) {
-      const built = buildRbac(custom.filter((p) => (p.provider ?? '') === provider), 'DENY', nsOf, rel.has.customProviderInName ? provider : '');
+      const mine = custom.filter((p) => (p.provider ?? '') === provider);
+      const built = buildRbac(mine, 'DENY', nsOf, rel.has.customProviderInName ? provider : '');
+      keep(mine, built.origins.map((o) => ({ ...o, rules: o.rules.map((r) => ({ ...r, envoyName: `${r.envoyName}-deny-due-to-bad-CUSTOM-action` })) })));
       const policies: Json = {};
       for (const [k, v] of Object.entries((built.rules?.policies ?? {}) as Json)) policies[`${k}-deny-due-to-bad-CUSTOM-action`] = v;
       customFilters.push({ name: 'envoy.filters.http.rbac', typedConfig: { '@type': TYPE.rbac, rules: { action: 'DENY', policies } } });
@@ -175,6 +221,7 @@ export function translate(input: TranslateInput): SidecarConfig {
   } else if (providers.length === 1) {
     const provider = providers[0]!;
     const built = buildRbac(custom, 'DENY', nsOf, rel.has.customProviderInName ? provider : '');
+    keep(custom, built.origins);
     notes.push(...built.skipped);
     customFilters.push(
       { name: 'envoy.filters.http.rbac', typedConfig: { '@type': TYPE.rbac, ...(built.rules ? { shadowRules: built.rules } : {}), ...(built.shadowRules ? { rules: built.shadowRules } : {}), shadowRulesStatPrefix: 'istio_ext_authz_' } },
@@ -195,6 +242,7 @@ export function translate(input: TranslateInput): SidecarConfig {
     const ps = authz.filter((p) => p.action === action);
     if (ps.length === 0) continue;
     const built = buildRbac(ps, rbacAction, nsOf);
+    keep(ps, built.origins);
     notes.push(...built.skipped);
     // builder.go shadowRuleStatPrefix reads the action of the shadow rules; without any, proto's
     // default action (ALLOW) gives istio_dry_run_allow_ even to a DENY filter.
@@ -205,11 +253,29 @@ export function translate(input: TranslateInput): SidecarConfig {
       typedConfig: { '@type': TYPE.rbac, ...(built.rules ? { rules: built.rules } : {}), ...(built.shadowRules ? { shadowRules: built.shadowRules } : {}), ...(prefix ? { shadowRulesStatPrefix: prefix } : {}) },
     });
   }
-  return { release: rel, httpFilters: filters, notes };
+  const origins: Origins = {
+    scope: { given: input.policies.length, skipped: [], selectorsIgnored: false },
+    providers: jwt.map((p) => ({ name: p.name, policy: p.policy, rule: p.index ?? 0, ...(p.rule.issuer ? { issuer: p.rule.issuer } : {}), fallback: p.fallback, uri: p.rule.jwksUri ?? discoveryUrl(p.rule.issuer) })),
+    authz: authz.flatMap((p) => authzOrigins.get(p) ?? []),
+    customProviders: providers,
+  };
+  return { release: rel, httpFilters: filters, notes, origins };
+}
+
+/** The OpenID discovery document istiod reads for a rule without jwksUri. */
+function discoveryUrl(issuer: string | undefined): string {
+  return `${(issuer ?? '').replace(/\/$/, '')}/.well-known/openid-configuration`;
 }
 
 /** translate() for one workload: scopes the policies first (selectors, namespaces, targetRefs), as istiod does per proxy. */
 export function translateWorkload(input: { policies: readonly MeshPolicy[]; jwks?: Record<string, unknown>; workload?: WorkloadRef; rootNamespace?: string; istio?: string }): SidecarConfig {
-  const policies = input.policies.filter((p) => whyNotInScope(p, input) === undefined);
-  return translate({ policies, jwks: input.jwks, defaultNamespace: input.workload?.namespace ?? 'default', istio: input.istio });
+  const skipped: string[] = [];
+  const policies = input.policies.filter((p) => {
+    const why = whyNotInScope(p, input);
+    if (why) skipped.push(`${p.kind} ${p.namespace ?? '(no namespace)'}/${p.name} (${why})`);
+    return why === undefined;
+  });
+  const config = translate({ policies, jwks: input.jwks, defaultNamespace: input.workload?.namespace ?? 'default', istio: input.istio });
+  const scope: ScopeOrigin = { given: input.policies.length, skipped, workload: input.workload, selectorsIgnored: !input.workload && input.policies.some((p) => p.matchLabels) };
+  return { ...config, origins: { ...config.origins, scope } };
 }

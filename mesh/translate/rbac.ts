@@ -1,3 +1,4 @@
+import { quoteMeta } from '../envoy/regex.js';
 import { requestPrincipalParts, type PrincipalPart } from '../istio/match.js';
 import { claimPath, type AuthorizationPolicy, type RuleSpec } from '../policies.js';
 
@@ -18,11 +19,6 @@ export type Json = Record<string, unknown>;
 
 const JWT_FILTER = 'envoy.filters.http.jwt_authn';
 const SPIFFE = 'spiffe://';
-
-/** regexp.QuoteMeta: RE2 meta characters escaped, so a policy value is always a literal. */
-export function quoteMeta(s: string): string {
-  return s.replace(/[\\.+*?()|[\]{}^$]/g, '\\$&');
-}
 
 const regex = (r: string): Json => ({ safeRegex: { regex: r } });
 const exact = (v: string, ignoreCase = false): Json => (ignoreCase ? { exact: v, ignoreCase } : { exact: v });
@@ -168,9 +164,31 @@ function attrFor(key: string, policyNamespace: string): Attr | undefined {
 
 interface RuleEntry {
   key: string;
+  /** The part of the Istio rule it came from. */
+  from: FieldRef['from'];
   values: readonly string[];
   notValues: readonly string[];
 }
+
+/** Which Istio field one AND entry of a permission or principal came from (values, or notValues when negated). */
+export interface FieldRef {
+  key: string;
+  from: 'source' | 'operation' | 'when';
+  values: readonly string[];
+  negated: boolean;
+}
+
+/** The Istio fields behind each permission and principal of a generated policy, entry by entry. */
+export interface PolicyFields {
+  permissions: FieldRef[][];
+  principals: FieldRef[][];
+}
+
+const fieldRefs = (entries: readonly RuleEntry[]): FieldRef[] =>
+  entries.flatMap((e) => [
+    ...(e.values.length ? [{ key: e.key, from: e.from, values: e.values, negated: false }] : []),
+    ...(e.notValues.length ? [{ key: e.key, from: e.from, values: e.notValues, negated: true }] : []),
+  ]);
 
 /** rule.permission / rule.principal: OR of the values, then NOT(OR of the notValues). */
 function entryMatchers(e: RuleEntry, attr: Attr): Json[] {
@@ -191,16 +209,17 @@ function entryMatchers(e: RuleEntry, attr: Attr): Json[] {
 const has = (v?: readonly string[], n?: readonly string[]) => (v?.length ?? 0) > 0 || (n?.length ?? 0) > 0;
 
 /** model.New + Generate for one rule: permissions and principals of the Envoy Policy. */
-export function generatePolicy(rule: RuleSpec, policyNamespace: string): { policy?: Json; error?: string } {
+export function generatePolicy(rule: RuleSpec, policyNamespace: string): { policy?: Json; fields?: PolicyFields; error?: string } {
   const basePermission: RuleEntry[] = [];
   const basePrincipal: RuleEntry[] = [];
   for (const w of rule.when ?? []) {
     const attr = attrFor(w.key, policyNamespace);
     if (!attr) return { error: `unknown attribute ${w.key}` };
-    (attr.kind === 'permission' ? basePermission : basePrincipal).push({ key: w.key, values: w.values ?? [], notValues: w.notValues ?? [] });
+    (attr.kind === 'permission' ? basePermission : basePrincipal).push({ key: w.key, from: 'when', values: w.values ?? [], notValues: w.notValues ?? [] });
   }
   const front = (list: RuleEntry[], key: string, values?: string[], notValues?: string[]) => {
-    if (has(values, notValues)) list.unshift({ key, values: values ?? [], notValues: notValues ?? [] });
+    const from = key.startsWith('source.') || key.startsWith('request.') || key === 'remote.ip' ? 'source' : 'operation';
+    if (has(values, notValues)) list.unshift({ key, from, values: values ?? [], notValues: notValues ?? [] });
   };
   const principals: RuleEntry[][] = (rule.from?.length ? rule.from : [undefined]).map((f) => {
     const merged = [...basePrincipal];
@@ -231,7 +250,10 @@ export function generatePolicy(rule: RuleSpec, policyNamespace: string): { polic
     if (kind === 'permission') return andRules(and.length ? and : [{ any: true }]);
     return andIds(and.length ? and : [{ any: true }]);
   };
-  return { policy: { permissions: permissions.map((p) => build(p, 'permission')), principals: principals.map((p) => build(p, 'principal')) } };
+  return {
+    policy: { permissions: permissions.map((p) => build(p, 'permission')), principals: principals.map((p) => build(p, 'principal')) },
+    fields: { permissions: permissions.map(fieldRefs), principals: principals.map(fieldRefs) },
+  };
 }
 
 /** builder.go rbacPolicyMatchNever: a policy without rules never matches. */
@@ -246,12 +268,36 @@ export function rbacPolicyName(namespace: string, name: string, rule: number, cu
   return `${prefix}ns[${namespace}]-policy[${name}]-rule[${rule}]`;
 }
 
+/** Where one generated RBAC policy came from: the Istio rule, by its Envoy and its Istio name. */
+export interface RuleOrigin {
+  /** The policy name in the RBAC config. */
+  envoyName: string;
+  /** `ns[NS]-policy[NAME]-rule[N]`. */
+  istioName: string;
+  /** istiod skipped it (a nil rule, or one it could not translate). */
+  skipped?: string;
+  fields?: PolicyFields;
+  hasFrom: boolean;
+  hasTo: boolean;
+}
+
+/** One AuthorizationPolicy as translated: its rules' origins in order (none for a policy without rules). */
+export interface AuthzOrigin {
+  action: AuthorizationPolicy['action'];
+  /** "namespace/name". */
+  policy: string;
+  provider?: string;
+  dryRun: boolean;
+  rules: RuleOrigin[];
+}
+
 /** The rules of one action: enforced and dry-run (shadow) policies by name. */
 export interface BuiltRbac {
   rules: Json | undefined;
   shadowRules: Json | undefined;
   /** Rules istiod skipped, with why (its logger's errors). */
   skipped: string[];
+  origins: AuthzOrigin[];
 }
 
 /** Builder.build for one action's policies (ALLOW, DENY, AUDIT as LOG; CUSTOM as DENY, named for its provider). */
@@ -261,23 +307,33 @@ export function buildRbac(policies: readonly AuthorizationPolicy[], action: 'ALL
   const skipped: string[] = [];
   let hasEnforce = false;
   let hasShadow = false;
+  const origins: AuthzOrigin[] = [];
   for (const p of policies) {
     const target = p.dryRun ? shadow : enforce;
     if (p.dryRun) hasShadow = true;
     else hasEnforce = true;
     const ns = nsOf(p);
+    const rules: RuleOrigin[] = [];
+    origins.push({ action: p.action, policy: `${ns}/${p.name}`, ...(p.provider ? { provider: p.provider } : {}), dryRun: p.dryRun, rules });
     p.rules.forEach((rule, i) => {
       const name = rbacPolicyName(ns, p.name, i, customProvider);
+      const origin = { envoyName: name, istioName: rbacPolicyName(ns, p.name, i), hasFrom: (rule?.from?.length ?? 0) > 0, hasTo: (rule?.to?.length ?? 0) > 0 };
       if (!rule) {
         skipped.push(`skipped nil rule ${name}`);
+        rules.push({ ...origin, skipped: 'nil' });
         return;
       }
       const g = generatePolicy(rule, ns);
-      if (g.error) skipped.push(`skipped invalid rule ${name}: ${g.error}`);
-      else target[name] = g.policy;
+      if (g.error) {
+        skipped.push(`skipped invalid rule ${name}: ${g.error}`);
+        rules.push({ ...origin, skipped: g.error });
+      } else {
+        target[name] = g.policy;
+        rules.push({ ...origin, fields: g.fields });
+      }
     });
     if (p.rules.length === 0) target[rbacPolicyName(ns, p.name, 0, customProvider)] = MATCH_NEVER;
   }
   const wrap = (policiesByName: Json): Json => (action === 'ALLOW' ? { policies: policiesByName } : { action, policies: policiesByName });
-  return { rules: hasEnforce ? wrap(enforce) : undefined, shadowRules: hasShadow ? wrap(shadow) : undefined, skipped };
+  return { rules: hasEnforce ? wrap(enforce) : undefined, shadowRules: hasShadow ? wrap(shadow) : undefined, skipped, origins };
 }

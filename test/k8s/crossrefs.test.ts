@@ -3,7 +3,7 @@ import path from 'node:path';
 import { FACTORY_SETTINGS, loadFactoryConfig } from '../../jwt-factory/config.js';
 import { parseOidcConfig, type OidcConfig } from '../../jwt-factory/oidc/config.js';
 import { loadServiceConfig, type ServiceName } from '../../app/config.js';
-import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../lib/meshrules.js';
+import { buildMeshRules, peerPrincipal, requestPrincipal } from '../../mesh/istio/rules.js';
 import { BASE, OVERLAY, named, ofKind } from './manifests.js';
 import { kustomizeBuild, type K8sObject } from './kustomize.js';
 import { mountFor, resolvePort, selects, settingsOf, type ConfigMap, type Deployment, type IstioPolicy, type Service } from './workloads.js';

@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
-import { buildMeshRules, MeshRulesError, publicJwks, renderYaml } from '../../lib/meshrules.js';
+import { renderYaml } from '../../lib/k8s.js';
+import { buildMeshRules, MeshRulesError, publicJwks } from '../../mesh/istio/rules.js';
+import { loadPolicyObjects } from '../../mesh/policies.js';
 import { parseMeshRulesArgs, renderMeshRules, runCommand, USAGE } from '../../scripts/mesh-rules.js';
 import { ROOT, runScript } from '../helpers/process.js';
 import { validateObject } from './manifests.js';
@@ -94,8 +96,23 @@ describe('mesh-rules: inline keys', () => {
 
   it('inlines jwks as a JSON string and drops jwksUri', () => {
     const [ra] = buildMeshRules({ key: 'servicea', audiences: ['serviceb'], jwks: { keys: [rsa] } });
-    expect(ra!.spec.jwtRules).toEqual([{ issuer: 'https://jwt-factory/', jwks: JSON.stringify({ keys: [rsa] }), audiences: ['serviceb'], forwardOriginalToken: true }]);
+    if (ra?.kind !== 'RequestAuthentication') throw new Error('expected the RequestAuthentication first');
+    expect(ra.spec.jwtRules).toEqual([{ issuer: 'https://jwt-factory/', jwks: JSON.stringify({ keys: [rsa] }), audiences: ['serviceb'], forwardOriginalToken: true }]);
     expect(() => validateObject(ra as unknown as K8sObject)).not.toThrow();
+  });
+});
+
+describe('mesh-rules and the engine share one CRD type', () => {
+  it("its objects load through the engine's own schemas, field for field", () => {
+    const objects = buildMeshRules({ key: 'servicea', audiences: ['serviceb', 'servicec'], port: 3001, userKey: 'oidc', userAudiences: ['webui'] });
+    const loaded = loadPolicyObjects(objects, 'mesh-rules');
+    expect(loaded.map((p) => [p.kind, p.name, p.namespace, p.matchLabels])).toEqual(objects.map((o) => [o.kind, o.metadata.name, o.metadata.namespace, o.spec.selector?.matchLabels]));
+    loaded.forEach((p, i) => {
+      const o = objects[i]!;
+      if (p.kind === 'RequestAuthentication' && o.kind === 'RequestAuthentication') expect(p.jwtRules).toEqual(o.spec.jwtRules);
+      else if (p.kind === 'AuthorizationPolicy' && o.kind === 'AuthorizationPolicy') expect([p.action, p.rules]).toEqual([o.spec.action, o.spec.rules]);
+      else throw new Error(`object ${i} changed kind`);
+    });
   });
 });
 

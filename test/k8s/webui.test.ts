@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { peerPrincipal } from '../../lib/meshrules.js';
+import { peerPrincipal } from '../../mesh/istio/rules.js';
 import { evaluate } from '../../mesh/evaluate.js';
 import { loadPolicyObjects } from '../../mesh/policies.js';
 import { loadWebuiConfig } from '../../webui/config.js';

@@ -177,6 +177,8 @@ export const POLICY_SETS: Record<string, (c: Ctx) => unknown[]> = {
     reqAuthn('users', [{ issuer: ISS, jwks: c.jwks(c.rs), forwardOriginalToken: true }]),
     authz('users-on-api', { rules: [{ to: [{ operation: { notPaths: ['/api/*'] } }] }, { from: [{ source: { requestPrincipals: [`${ISS}/*`] } }], to: [{ operation: { paths: ['/api/*'] } }] }] }),
   ],
+  // A dry-run CUSTOM policy: istiod writes it into the enforced rules (action DENY) of CUSTOM's RBAC filter.
+  'custom-dry-run': () => [authz('ext-dry', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/dry/*'] } }] }] }, 'jwt-suite', { annotations: { 'istio.io/dry-run': 'true' } })],
   'custom-two-providers': () => [
     authz('ext-a', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/a'] } }] }] }),
     authz('ext-b', { action: 'CUSTOM', provider: { name: 'oauth2-proxy' }, rules: [{ to: [{ operation: { paths: ['/b'] } }] }] }),
@@ -405,6 +407,8 @@ export const CASES: Case[] = [
   // ---- CUSTOM ------------------------------------------------------------------------------------------------------------
   { name: 'a CUSTOM policy hands matching requests to its provider (assumed to allow)', cite: `${AUTHZ}/builder/builder.go BuildHTTP (CUSTOM → RBAC shadow + ext_authz)`, set: 'custom', request: () => get('/ext/x'), expect: { status: 200, step: 'external authorizer "opa"' } },
   { name: 'CUSTOM policies naming two providers: istiod turns their rules into DENY rules, so a matching path is denied', cite: `${AUTHZ}/builder/builder.go buildHTTP (getExtAuthz error → getBadCustomDenyRules)`, set: 'custom-two-providers', request: () => get('/a'), expect: { status: 403, body: 'RBAC: access denied', decidedBy: 'several providers' } },
+  { name: 'a dry-run CUSTOM policy denies what it matches: istiod puts dry-run CUSTOM rules in the RBAC filter\'s enforced DENY rules', cite: `${AUTHZ}/builder/builder.go buildHTTP (providerShadowRules → rbac.Rules, "limitation")`, set: 'custom-dry-run', request: () => get('/dry/x'), expect: { status: 403, body: 'RBAC: access denied', decidedBy: 'dry-run' } },
+  { name: 'a dry-run CUSTOM policy lets through what it does not match, and no provider is asked', cite: `${AUTHZ}/builder/builder.go buildHTTP; generateFilterMatcherForProvider (no shadow policy id, no ext_authz)`, set: 'custom-dry-run', request: () => get('/other'), expect: { status: 200 } },
   { name: 'CUSTOM policies naming two providers deny nothing their rules do not match', cite: `${AUTHZ}/builder/builder.go getBadCustomDenyRules (only the CUSTOM rules, as DENY)`, set: 'custom-two-providers', request: () => get('/elsewhere'), expect: { status: 200 } },
   { name: 'CUSTOM at the edge: a page of the webui host is handed to oauth2-proxy first', cite: `${AUTHZ}/builder/builder.go BuildHTTP (ext_authz before jwt_authn and RBAC); istio.io docs "External Authorization" (oauth2-proxy)`, set: 'custom-edge', request: () => get('/', { host: 'webui.example' }), expect: { status: 200, step: 'external authorizer "oauth2-proxy"' } },
   { name: 'CUSTOM at the edge: the user token oauth2-proxy set is then verified, and the rule sees the user', cite: `${AUTHZ}/builder/builder.go BuildHTTP; oauth2-proxy docs "--set-authorization-header"; ${ENVOY}/authenticator.cc`, set: 'custom-edge', request: async (c) => get('/api/me', { host: 'webui.example', ...bearer(await c.token('alice')) }), expect: { status: 200, principal: `${ISS}/alice`, step: 'external authorizer "oauth2-proxy"' } },

@@ -7,7 +7,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureCertificates, loadServerTls } from '../../lib/certs.js';
 import { silentLogger } from '../../lib/logger.js';
-import { createGateway } from '../../mesh/gateway.js';
+import { createGateway, type GatewayRules } from '../../mesh/gateway.js';
+import { prepareSidecar } from '../../mesh/evaluate.js';
 import { inputDigest } from '../../mesh/sources.js';
 import { startProcess, type Started } from '../helpers/process.js';
 import { loadPolicyObjects } from '../../mesh/policies.js';
@@ -200,6 +201,26 @@ describe('gateway behaviour around the table', () => {
       );
       expect(mapped!.status).toBe(200);
       expect(unmapped).toMatchObject({ status: 403, body: 'RBAC: access denied' });
+    } finally {
+      for (const g of gateways) await new Promise((resolve) => g.close(resolve));
+    }
+  });
+
+  it('translates once per rules object (one reload), not per request: it enforces the translation it made first', async () => {
+    const denyAll = loadPolicyObjects([{ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-all' }, spec: { action: 'DENY', rules: [{}] } }], 'deny');
+    const upstreamUrl = new URL(`http://127.0.0.1:${upstreamPort}`);
+    const rules: GatewayRules = { policies: [], jwks: {} };
+    const prepared: GatewayRules = { policies: [], jwks: {}, sidecar: prepareSidecar({ policies: denyAll }) };
+    const gateways = [createGateway({ rules: () => rules, upstream: upstreamUrl, logger: silentLogger() }), createGateway({ rules: () => prepared, upstream: upstreamUrl, logger: silentLogger() })];
+    try {
+      const [plain, withSidecar] = await Promise.all(gateways.map(async (g) => new Promise<number>((resolve) => g.listen(0, '127.0.0.1', () => resolve((g.address() as AddressInfo).port)))));
+      const get = (port: number) => send(port, { method: 'GET', path: '/p', headers: { host: 'serviceb' } });
+      expect((await get(plain!)).status).toBe(200);
+      // Editing the object a reload already handed over changes nothing: a reload swaps the whole object.
+      rules.policies.push(...denyAll);
+      expect((await get(plain!)).status).toBe(200);
+      // A translation made at load time (gateway-main's) is the one enforced.
+      expect(await get(withSidecar!)).toMatchObject({ status: 403, body: 'RBAC: access denied' });
     } finally {
       for (const g of gateways) await new Promise((resolve) => g.close(resolve));
     }

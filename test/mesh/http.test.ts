@@ -41,6 +41,19 @@ describe('the mesh table through POST /mesh/evaluate', () => {
 describe('POST /mesh/evaluate input handling', () => {
   const minimal = { request: { method: 'GET', path: '/' }, now: NOW.toISOString() };
 
+  it('the same policies sent again reuse their translation, and any change of JWKS, workload or release is translated anew', async () => {
+    const policies = [{ apiVersion: 'security.istio.io/v1', kind: 'RequestAuthentication', metadata: { name: 'ra', namespace: 'jwt-suite' }, spec: { jwtRules: [{ issuer: ISS, jwksUri: 'https://keys.example/jwks' }] } }];
+    const send = async (jwks: Record<string, unknown> | undefined, sub: string, extra: Record<string, unknown> = {}) =>
+      (await request(app).post('/mesh/evaluate').send({ policies, jwks, request: { method: 'GET', path: '/', headers: { authorization: `Bearer ${await ctx.token(sub)}` } }, now: NOW.toISOString(), workload: WORKLOAD, ...extra })).body;
+    const trusted = { 'https://keys.example/jwks': ctx.jwks(ctx.rs) };
+    expect(await send(trusted, 'servicea')).toMatchObject({ status: 200, principal: `${ISS}/servicea` });
+    expect(await send(trusted, 'servicec')).toMatchObject({ status: 200, principal: `${ISS}/servicec` });
+    expect(await send({ 'https://keys.example/jwks': ctx.jwks(ctx.es) }, 'servicea')).toMatchObject({ status: 401, body: "Jwks doesn't have key to match kid or alg from Jwt" });
+    expect(await send(undefined, 'servicea')).toMatchObject({ status: 401, body: 'Jwt verification fails' });
+    expect(await send(trusted, 'servicea', { istioVersion: '1.28' })).toMatchObject({ status: 200, istio: '1.28' });
+    expect(await send(trusted, 'servicea', { workload: { namespace: 'elsewhere', labels: {} } })).toMatchObject({ status: 200, principal: null });
+  });
+
   it('accepts the policies as YAML text', async () => {
     const yaml = `apiVersion: security.istio.io/v1\nkind: AuthorizationPolicy\nmetadata: {name: allow-nothing, namespace: jwt-suite}\nspec: {}\n---\napiVersion: security.istio.io/v1beta1\nkind: PeerAuthentication\nmetadata: {name: default}\nspec: {mtls: {mode: STRICT}}\n`;
     const res = await request(app).post('/mesh/evaluate').send({ ...minimal, yaml, workload: WORKLOAD });

@@ -1,15 +1,17 @@
-import { stringify } from 'yaml';
-import { pickPublicMembers } from './jwk.js';
-import { KEY_ID_PATTERN } from './keyid.js';
-import { DEFAULT_ISSUER, DEFAULT_NAMESPACE } from './suite.js';
+import { pickPublicMembers } from '../../lib/jwk.js';
+import { DNS_LABEL } from '../../lib/k8s.js';
+import { KEY_ID_PATTERN } from '../../lib/keyid.js';
+import { DEFAULT_ISSUER, DEFAULT_NAMESPACE } from '../../lib/suite.js';
+import type { IstioObject } from './crd.js';
 
 /**
- * The pure core of `npm run mesh-rules`: Istio RequestAuthentication + AuthorizationPolicy objects
+ * The generator behind `npm run mesh-rules`, beside the schemas that read its output back
+ * (mesh/policies.ts): Istio RequestAuthentication + AuthorizationPolicy objects
  * that let one caller (a factory keyId, which is also its `sub` and its service account) reach
  * one or more workloads with a factory token. No I/O here: the command fetches or reads the JWKS.
  */
 
-export { DEFAULT_ISSUER, DEFAULT_NAMESPACE } from './suite.js';
+export { DEFAULT_ISSUER, DEFAULT_NAMESPACE } from '../../lib/suite.js';
 /** Istio's default trust domain: peer principals read cluster.local/ns/<ns>/sa/<service account>. */
 export const TRUST_DOMAIN = 'cluster.local';
 
@@ -44,9 +46,6 @@ export class MeshRulesError extends Error {
     this.name = 'MeshRulesError';
   }
 }
-
-/** RFC 1123 label: what Kubernetes accepts for namespaces, and what we accept for app labels. */
-export const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 const METADATA_MEMBERS = ['kid', 'alg', 'use'] as const;
 
@@ -118,14 +117,6 @@ export function validateOptions(options: MeshRulesOptions): Required<Pick<MeshRu
   return { issuer, namespace, factoryUrl };
 }
 
-/** An Istio object as plain data (validated by the tests against @kubernetes-models/istio). */
-export interface IstioObject {
-  apiVersion: 'security.istio.io/v1beta1';
-  kind: 'RequestAuthentication' | 'AuthorizationPolicy';
-  metadata: { name: string; namespace: string; labels: Record<string, string> };
-  spec: Record<string, unknown>;
-}
-
 /**
  * Builds, per receiving workload, a RequestAuthentication (issuer, per-key JWKS or inline keys,
  * audiences, token forwarded to the app) and an ALLOW AuthorizationPolicy that demands both the
@@ -136,10 +127,10 @@ export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
   const jwks = options.jwks === undefined ? undefined : publicJwks(options.jwks);
   const groups = options.workload !== undefined ? [{ workload: options.workload, audiences: options.audiences }] : options.audiences.map((a) => ({ workload: a, audiences: [a] }));
   const labels = { 'app.kubernetes.io/part-of': 'jwt-suite', 'app.kubernetes.io/managed-by': 'mesh-rules' };
-  return groups.flatMap(({ workload, audiences }) => [
+  return groups.flatMap(({ workload, audiences }): IstioObject[] => [
     {
-      apiVersion: 'security.istio.io/v1beta1' as const,
-      kind: 'RequestAuthentication' as const,
+      apiVersion: 'security.istio.io/v1beta1',
+      kind: 'RequestAuthentication',
       metadata: { name: `${workload}-jwt`, namespace, labels },
       spec: {
         selector: { matchLabels: { app: workload } },
@@ -157,8 +148,8 @@ export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
       },
     },
     {
-      apiVersion: 'security.istio.io/v1beta1' as const,
-      kind: 'AuthorizationPolicy' as const,
+      apiVersion: 'security.istio.io/v1beta1',
+      kind: 'AuthorizationPolicy',
       metadata: { name: `${workload}-allow-${options.key}`, namespace, labels },
       spec: {
         selector: { matchLabels: { app: workload } },
@@ -172,10 +163,4 @@ export function buildMeshRules(options: MeshRulesOptions): IstioObject[] {
       },
     },
   ]);
-}
-
-/** Renders objects as a multi-document YAML stream, one object per document. */
-export function renderYaml(objects: readonly object[], header?: string): string {
-  const docs = objects.map((o) => stringify(o, { lineWidth: 0 }));
-  return `${header ? `${header.split('\n').map((l) => `# ${l}`.trimEnd()).join('\n')}\n` : ''}${docs.join('---\n')}`;
 }

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { parseDocument, stringify } from 'yaml';
 import { ROOT } from './bench/launch.js';
-import { CHROMIUM, CHROMIUM_ARGS } from './chromium.js';
+import { CHROMIUM, CHROMIUM_ARGS } from './tools.js';
 
 /**
  * `npm run demo`'s browser scenario: headless chromium logs alice in at the factory through

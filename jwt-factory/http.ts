@@ -17,11 +17,14 @@ export type { FactoryDeps } from './deps.js';
 
 /**
  * The factory's routers, in mounting order. Another feature mounts its own router next to
- * these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
+ * these in createApp (e.g. `app.use('/mesh', ...)`), never inside them. Issuance and
+ * verification come first: they are the calls a mesh makes on every request, no path of
+ * the other routers overlaps theirs, and every router mounted before them is one more walk
+ * over its routes for each of those calls.
  */
 export function factoryRouters(deps: FactoryDeps): Router[] {
   const jwks = createJwksCache(deps.keystore, deps.clock, rotationDefaults(deps));
-  return [healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks), tokensRouter(deps)];
+  return [tokensRouter(deps), healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks)];
 }
 
 /** Builds the factory's express app (only main listens). */

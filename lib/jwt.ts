@@ -80,8 +80,7 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
  */
 export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): asserts token is string {
   if (typeof token !== 'string' || token.length === 0) throw malformed('jwt must be provided');
-  // TextEncoder, not Buffer: the browser console verifies with this same code.
-  if (new TextEncoder().encode(token).length > maxBytes) {
+  if (overBytes(token, maxBytes)) {
     throw new TokenError('JsonWebTokenError', 'too_large', `jwt is larger than ${maxBytes} bytes`);
   }
   const parts = token.split('.');
@@ -95,6 +94,18 @@ export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): a
     // and the signature covers the spelling (Wycheproof "MacOfIncorrectlyEncodedMessage").
     if (!canonicalBase64url(part)) throw malformed();
   }
+}
+
+/**
+ * Whether `text` is longer than `limit` bytes in UTF-8, encoded only when its length alone cannot
+ * tell: a UTF-16 code unit is 1 to 3 bytes (a surrogate pair 4 for its two units), so up to
+ * limit / 3 units always fit and over `limit` units never do; an ordinary token is never copied.
+ * TextEncoder, not Buffer: the browser console verifies with this same code.
+ */
+function overBytes(text: string, limit: number): boolean {
+  if (text.length * 3 <= limit) return false;
+  if (text.length > limit) return true;
+  return new TextEncoder().encode(text).length > limit;
 }
 
 const B64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';

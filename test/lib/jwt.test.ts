@@ -22,4 +22,17 @@ describe('canonical base64url (RFC 4648 §3.5: the pad bits are zero)', () => {
     expect(() => assertCompactForm('eyJhbGciOiJFUzI1NiJ9.e30.AQ')).not.toThrow();
     expect(() => assertCompactForm('eyJhbGciOiJFUzI1NiJ9.e30.AR')).toThrow(expect.objectContaining({ name: 'JsonWebTokenError', code: 'malformed' }));
   });
+
+  it('measures the size cap in UTF-8 bytes, not characters, on either side of the limit', () => {
+    const tooLarge = expect.objectContaining({ code: 'too_large' });
+    const malformedForm = expect.objectContaining({ code: 'malformed' });
+    // 30 bytes fit a 30-byte cap, ASCII or three-byte characters; one character more does not.
+    expect(() => assertCompactForm('a'.repeat(30), 30)).toThrow(malformedForm);
+    expect(() => assertCompactForm('a'.repeat(31), 30)).toThrow(tooLarge);
+    expect(() => assertCompactForm('€'.repeat(10), 30)).toThrow(malformedForm);
+    expect(() => assertCompactForm('€'.repeat(11), 30)).toThrow(tooLarge);
+    // 16 UTF-16 units, 32 bytes: over a 30-byte cap though shorter than it in characters.
+    expect(() => assertCompactForm('😀'.repeat(8), 30)).toThrow(tooLarge);
+    expect(() => assertCompactForm('😀'.repeat(7), 30)).toThrow(malformedForm);
+  });
 });

@@ -125,8 +125,28 @@ export function canonicalBase64url(part: string): boolean {
   return value >= 0 && (value & (rest === 2 ? 0b1111 : 0b11)) === 0;
 }
 
+/**
+ * Header segments already read and accepted, by their exact spelling: every token of one key
+ * version carries the same header, so a few entries serve a whole mesh. Bounded: when full, the
+ * oldest goes. A refused header is never kept (it is read, and refused, each time).
+ */
+const acceptedHeaders = new Map<string, Readonly<JWTHeaderParameters>>();
+const MAX_ACCEPTED_HEADERS = 256;
+
 /** Reads the protected header after the strict form check, and refuses what we never accept. */
 export function readHeader(token: string): JWTHeaderParameters {
+  const segment = token.slice(0, Math.max(0, token.indexOf('.')));
+  const known = acceptedHeaders.get(segment);
+  if (known) return known;
+  const header = parseHeader(token);
+  if (segment !== '') {
+    if (acceptedHeaders.size >= MAX_ACCEPTED_HEADERS) acceptedHeaders.delete(acceptedHeaders.keys().next().value!);
+    acceptedHeaders.set(segment, Object.freeze(header));
+  }
+  return header;
+}
+
+function parseHeader(token: string): JWTHeaderParameters {
   let header: JWTHeaderParameters;
   try {
     header = decodeProtectedHeader(token) as JWTHeaderParameters;

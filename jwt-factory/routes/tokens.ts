@@ -82,7 +82,6 @@ const verifyBody = z.object({
  * mesh makes on every request do not enter a nested router).
  */
 export function tokensRouter<T extends IRouter>(deps: FactoryDeps, router: T = Router() as T): T {
-
   router.post('/issueToken/:keyId', async (req, res) => {
     const keyId = assertKeyId(req.params.keyId);
     // The provider's key signs only what the provider decided (a logged-in user, an authenticated client).

@@ -16,12 +16,12 @@ import { tokensRouter } from './routes/tokens.js';
 export type { FactoryDeps } from './deps.js';
 
 /**
- * The factory's routers, in mounting order. Another feature mounts its own router next to
- * these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
+ * The factory's routers after the token routes, in mounting order. Another feature mounts its
+ * own router next to these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
  */
 export function factoryRouters(deps: FactoryDeps): Router[] {
   const jwks = createJwksCache(deps.keystore, deps.clock, rotationDefaults(deps));
-  return [healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks), tokensRouter(deps)];
+  return [healthRouter(deps), discoveryRouter(deps, jwks), keysRouter(deps, jwks)];
 }
 
 /** Builds the factory's express app (only main listens). */
@@ -44,6 +44,10 @@ export function createApp(given: FactoryDeps): Express {
 
   const access = accessRouter(deps);
   if (access) app.use(access);
+  // Issuance and verification, the calls a mesh makes on every request, on the app itself and
+  // before every router: no other path overlaps theirs, and each router in front of them would
+  // be one more walk over its routes for each of those calls (the access guard stays in front).
+  tokensRouter(deps, app);
   for (const router of factoryRouters(deps)) app.use(router);
   app.get('/metrics', async (_req, res) => {
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());

@@ -80,8 +80,7 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
  */
 export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): asserts token is string {
   if (typeof token !== 'string' || token.length === 0) throw malformed('jwt must be provided');
-  // TextEncoder, not Buffer: the browser console verifies with this same code.
-  if (new TextEncoder().encode(token).length > maxBytes) {
+  if (overBytes(token, maxBytes)) {
     throw new TokenError('JsonWebTokenError', 'too_large', `jwt is larger than ${maxBytes} bytes`);
   }
   const parts = token.split('.');
@@ -95,6 +94,18 @@ export function assertCompactForm(token: unknown, maxBytes = MAX_TOKEN_BYTES): a
     // and the signature covers the spelling (Wycheproof "MacOfIncorrectlyEncodedMessage").
     if (!canonicalBase64url(part)) throw malformed();
   }
+}
+
+/**
+ * Whether `text` is longer than `limit` bytes in UTF-8, encoded only when its length alone cannot
+ * tell: a UTF-16 code unit is 1 to 3 bytes (a surrogate pair 4 for its two units), so up to
+ * limit / 3 units always fit and over `limit` units never do; an ordinary token is never copied.
+ * TextEncoder, not Buffer: the browser console verifies with this same code.
+ */
+function overBytes(text: string, limit: number): boolean {
+  if (text.length * 3 <= limit) return false;
+  if (text.length > limit) return true;
+  return new TextEncoder().encode(text).length > limit;
 }
 
 const B64URL_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
@@ -114,8 +125,28 @@ export function canonicalBase64url(part: string): boolean {
   return value >= 0 && (value & (rest === 2 ? 0b1111 : 0b11)) === 0;
 }
 
+/**
+ * Header segments already read and accepted, by their exact spelling: every token of one key
+ * version carries the same header, so a few entries serve a whole mesh. Bounded: when full, the
+ * oldest goes. A refused header is never kept (it is read, and refused, each time).
+ */
+const acceptedHeaders = new Map<string, Readonly<JWTHeaderParameters>>();
+const MAX_ACCEPTED_HEADERS = 256;
+
 /** Reads the protected header after the strict form check, and refuses what we never accept. */
 export function readHeader(token: string): JWTHeaderParameters {
+  const segment = token.slice(0, Math.max(0, token.indexOf('.')));
+  const known = acceptedHeaders.get(segment);
+  if (known) return known;
+  const header = parseHeader(token);
+  if (segment !== '') {
+    if (acceptedHeaders.size >= MAX_ACCEPTED_HEADERS) acceptedHeaders.delete(acceptedHeaders.keys().next().value!);
+    acceptedHeaders.set(segment, Object.freeze(header));
+  }
+  return header;
+}
+
+function parseHeader(token: string): JWTHeaderParameters {
   let header: JWTHeaderParameters;
   try {
     header = decodeProtectedHeader(token) as JWTHeaderParameters;

@@ -20,6 +20,32 @@ export const REDACTED_PATHS = [
   'authorization',
 ];
 
+const CENSOR = '[redacted]';
+
+/** The `*.name` paths of REDACTED_PATHS: a name redacted one level down under any field. */
+const NESTED_NAMES = REDACTED_PATHS.filter((p) => p.startsWith('*.')).map((p) => p.slice(2));
+
+/**
+ * Redacts the `*.name` paths before pino serializes the line. Given to pino's `redact`, a
+ * wildcard path runs pino's redactor on every field of every line, strings and numbers too
+ * (a clone and a walk each: a third of the cost of the per-request line); here only a field
+ * whose value is an object holding one of the names is copied, with the name censored.
+ */
+function redactNested(fields: Record<string, unknown>): Record<string, unknown> {
+  let out = fields;
+  for (const key of Object.keys(fields)) {
+    const value = fields[key];
+    if (value === null || typeof value !== 'object') continue;
+    const names = NESTED_NAMES.filter((name) => Object.hasOwn(value, name));
+    if (names.length === 0) continue;
+    if (out === fields) out = { ...fields };
+    const copy: Record<string, unknown> = { ...value };
+    for (const name of names) copy[name] = CENSOR;
+    out[key] = copy;
+  }
+  return out;
+}
+
 /** Creates the JSON logger used by every process of the suite. */
 export function createLogger(
   options: { level?: string; name?: string } = {},
@@ -30,7 +56,8 @@ export function createLogger(
       level: options.level ?? 'info',
       name: options.name,
       base: { pid: process.pid, ...(options.name ? { service: options.name } : {}) },
-      redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
+      redact: { paths: REDACTED_PATHS.filter((p) => !p.startsWith('*.')), censor: CENSOR },
+      formatters: { log: redactNested },
       timestamp: pino.stdTimeFunctions.isoTime,
     },
     destination,

@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from 'express';
+import { Router, type IRouter, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { AppError, badRequest } from '../../lib/errors.js';
 import { TokenError } from '../../lib/jwt.js';
@@ -76,10 +76,12 @@ const verifyBody = z.object({
   iss: z.string().min(1).optional(),
 });
 
-/** Issuance and verification: `/issueToken/:keyId` and `/verify/:keyId`. */
-export function tokensRouter(deps: FactoryDeps): Router {
-  const router = Router();
-
+/**
+ * Issuance and verification: `/issueToken/:keyId` and `/verify/:keyId`, added to `router`
+ * (a router of their own by default; the factory's app adds them to itself, so the calls a
+ * mesh makes on every request do not enter a nested router).
+ */
+export function tokensRouter<T extends IRouter>(deps: FactoryDeps, router: T = Router() as T): T {
   router.post('/issueToken/:keyId', async (req, res) => {
     const keyId = assertKeyId(req.params.keyId);
     // The provider's key signs only what the provider decided (a logged-in user, an authenticated client).

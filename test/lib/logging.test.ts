@@ -74,3 +74,32 @@ describe('error log lines', () => {
     expect(quiet.lines.find((l) => l.msg === 'request received')).toBeUndefined();
   });
 });
+
+describe('redaction', () => {
+  it('censors tokens, keys, secrets and credentials at the top level, one field down and in request headers, and leaves the rest', async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const sink = new Writable({
+      write(chunk, _enc, cb) {
+        for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+        cb();
+      },
+    });
+    const logger = createLogger({ level: 'info', name: 'test' }, sink);
+    const given = { token: 'tok-1', secret: 'sec-1', privateKey: 'key-1', authorization: 'Bearer tok-2' };
+    const nested = { body: { token: 'tok-3', keep: 'visible' }, err: { secret: 'sec-2', message: 'm' }, client: { privateKey: 'key-2' } };
+    const headers = { req: { headers: { authorization: 'Bearer tok-4', cookie: 'sid=tok-5', host: 'h' } }, headers: { authorization: 'Bearer tok-6', cookie: 'sid=tok-7' } };
+    logger.info(given, 'top');
+    logger.info(nested, 'nested');
+    logger.info(headers, 'headers');
+    logger.info({ keyIds: ['a', 'b'], status: 200 }, 'plain');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(lines.map((l) => l.msg)).toEqual(['top', 'nested', 'headers', 'plain']);
+    expect(lines[0]).toMatchObject({ token: '[redacted]', secret: '[redacted]', privateKey: '[redacted]', authorization: '[redacted]' });
+    expect(lines[1]).toMatchObject({ body: { token: '[redacted]', keep: 'visible' }, err: { secret: '[redacted]', message: 'm' }, client: { privateKey: '[redacted]' } });
+    expect(lines[2]).toMatchObject({ req: { headers: { authorization: '[redacted]', cookie: '[redacted]', host: 'h' } }, headers: { authorization: '[redacted]', cookie: '[redacted]' } });
+    expect(lines[3]).toMatchObject({ keyIds: ['a', 'b'], status: 200 });
+    expect(JSON.stringify(lines)).not.toMatch(/tok-|sec-|key-\d/);
+    // The caller's objects are not changed by the censoring.
+    expect(nested.body.token).toBe('tok-3');
+  });
+});

@@ -72,9 +72,18 @@ export function isUnavailable(err: unknown): boolean {
  * Whether the database answers: set by every operation's outcome; while it does not, a probe
  * (`SELECT 1`) runs every `probeMs` so readiness comes back without waiting for traffic.
  */
-export function createReachability(options: { pool: pg.Pool; logger: Logger; what: string; probeMs?: number }) {
+export function createReachability(options: {
+  pool: pg.Pool;
+  logger: Logger;
+  /** The database's name in the log lines ("key database"). */
+  what: string;
+  /** What the unreachable line says goes on meanwhile; default: requests that need it answer 503. */
+  meanwhile?: string;
+  probeMs?: number;
+}) {
   const { pool, logger, what } = options;
   const probeMs = options.probeMs ?? 1000;
+  const meanwhile = options.meanwhile ?? 'requests that need it answer 503';
   let reachable = true;
   let probe: NodeJS.Timeout | undefined;
   let closed = false;
@@ -88,7 +97,7 @@ export function createReachability(options: { pool: pg.Pool; logger: Logger; wha
       probe = undefined;
       return;
     }
-    logger.error({ reason }, `${what} unreachable: requests that need it answer 503`);
+    logger.error({ reason }, `${what} unreachable: ${meanwhile}`);
     schedule();
   };
   const schedule = () => {
@@ -107,6 +116,8 @@ export function createReachability(options: { pool: pg.Pool; logger: Logger; wha
 
   return {
     isReachable: () => reachable,
+    /** Records what another path learnt (a LISTEN connection made or lost, a periodic re-read). */
+    mark: set,
     /**
      * Runs one database operation: success marks the database reachable; an unavailability
      * error marks it unreachable and is replaced by `unavailable(err)`; any other error passes.

@@ -6,7 +6,7 @@ import type { Algorithm } from '../config.js';
 import { generateSigningKey, importStoredJwk, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
 import { createEntryMemory, createKeyedQueue, memoryReaders, rotationRefused } from './memory.js';
-import { inTransaction } from '../../lib/postgres.js';
+import { createReachability, inTransaction } from '../../lib/postgres.js';
 import { migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
@@ -51,7 +51,6 @@ const SELECT_VERSIONS = `SELECT k.key_id, k.alg, k.revision, k.rotation_interval
 
 /** 503 for an operation that needs the database while it cannot be reached. */
 function unavailable(err: unknown): AppError {
-  if (err instanceof AppError) return err;
   return new AppError('key_store_unavailable', 503, 'The key database cannot be reached: keys cannot be created or rotated right now (existing keys keep signing). Retry shortly.', {
     expose: true,
     cause: err,
@@ -80,21 +79,13 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   /** Opened versions by keyId and kid: a re-read decrypts and imports only what is new. */
   const opened = new Map<string, KeyVersion>();
   const pool = new pg.Pool({ connectionString: options.url, connectionTimeoutMillis: connectTimeoutMs, max: 10, statement_timeout: 10_000 });
+  const reachability = createReachability({ pool, logger, what: 'key database', meanwhile: 'signing goes on with the keys held; creating and rotating answer 503' });
+  const setReachable = reachability.mark;
   let loaded = false;
   let closed = false;
-  let reachable = false;
   let listener: pg.Client | undefined;
   let reconnect: NodeJS.Timeout | undefined;
   let poller: NodeJS.Timeout | undefined;
-
-  const setReachable = (now: boolean, reason?: string) => {
-    if (now === reachable) return;
-    reachable = now;
-    if (now) logger.info('key database reachable');
-    else logger.error({ reason }, 'key database unreachable: signing goes on with the keys held; creating and rotating answer 503');
-  };
-  // An idle client whose server went away emits here; without a handler the process would exit.
-  pool.on('error', (err) => setReachable(false, err.message));
 
   async function versionOf(row: VersionRow): Promise<KeyVersion> {
     const createdAt = row.created_at;
@@ -220,18 +211,8 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   /** Remembers a version this process made, so a re-read of its own change neither decrypts nor churns. */
   const own = (keyId: string, version: KeyVersion) => opened.set(`${keyId}\0${version.kid}`, version);
 
-  /** Runs a database operation for a request: failures of the connection answer 503. */
-  async function guarded<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      const result = await work();
-      setReachable(true);
-      return result;
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      setReachable(false, (err as Error).message);
-      throw unavailable(err);
-    }
-  }
+  /** Runs a database operation for a request: an outage answers 503, any other error passes as it is. */
+  const guarded = <T>(work: () => Promise<T>): Promise<T> => reachability.guard(work, unavailable);
 
   return {
     async load() {
@@ -387,12 +368,13 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
     },
 
     health() {
-      const missing = [...(loaded ? [] : ['keys not loaded']), ...(reachable ? [] : ['key database'])];
+      const missing = [...(loaded ? [] : ['keys not loaded']), ...(reachability.isReachable() ? [] : ['key database'])];
       return { ready: missing.length === 0, missing };
     },
 
     async close() {
       closed = true;
+      reachability.close();
       if (poller) clearInterval(poller);
       if (reconnect) clearTimeout(reconnect);
       const client = listener;

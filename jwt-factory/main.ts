@@ -6,12 +6,13 @@ import dotenv from 'dotenv';
 import { serverLimits } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, errorFields, type Logger } from '../lib/logger.js';
+import { createPoolSet } from '../lib/postgres.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
 import { FACTORY_SETTINGS, isLoopbackHost, listeningConfig, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
 import { createKeyGenerator } from './keygen.js';
 import { createRotationScheduler } from './rotation.js';
-import { openKeyStore, openOidcStore } from './store/open.js';
+import { FACTORY_POOL, openKeyStore, openOidcStore } from './store/open.js';
 import { loadOidcConfig, ownedKeyIds, type OidcConfig } from './oidc/config.js';
 import { createOidcProvider } from './oidc/provider.js';
 import { hashSecret } from './oidc/secrets.js';
@@ -38,9 +39,12 @@ function fail(sentence: string): never {
 /** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
 async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConfig | undefined): Promise<void> {
   const clock = () => new Date();
+  // One pool per database for the process: the keys and the OIDC state share KEY_STORE's.
+  const pools = createPoolSet(FACTORY_POOL);
   const keystore = openKeyStore(config, {
     clock,
     logger,
+    pools,
     generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE, maxWaitMs: config.KEYGEN_MAX_WAIT_MS }).generate,
   });
   await keystore.load();
@@ -55,7 +59,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
       if (message.type === 'key-changed') void keystore.reload(message.keyId);
     });
   }
-  const oidcStore = oidcConfig ? await openOidcStore(config, { clock, logger }) : undefined;
+  const oidcStore = oidcConfig ? await openOidcStore(config, { clock, logger, pools }) : undefined;
   // Bind before building the app: with PORT=0 the default PUBLIC_URL (jwks_uri, the OpenID
   // endpoints, the login form) can only name the port once the server has it. A request that
   // arrives meanwhile waits for the app rather than finding no handler.
@@ -94,7 +98,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
   appReady(handle);
   drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => {
     rotation.stop();
-    return Promise.all([keystore.close(), oidcStore?.close()]).then(() => undefined);
+    return Promise.all([keystore.close(), oidcStore?.close()]).then(() => pools.end());
   });
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
   else logger.info({ port, host: config.HOST, publicUrl: config.PUBLIC_URL, keysDir: config.KEYS_DIR, workers: 1, oidc: oidc !== undefined }, 'listening');

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { Logger } from './logger.js';
 
 /**
@@ -139,3 +139,44 @@ export function createReachability(options: {
     },
   };
 }
+
+/** What every pool of the suite is opened with. */
+export interface PoolSettings {
+  /** Connections at most. */
+  max: number;
+  /** How long an operation waits for a connection before it fails (and its store answers 503). */
+  connectTimeoutMs: number;
+  /** PostgreSQL's statement_timeout for every query of the pool. */
+  statementTimeoutMs: number;
+}
+
+/**
+ * One pool per database URL for the stores of one process: stores on the same database share
+ * its connections (they are busy at different moments, and each replica counts against
+ * max_connections), stores on different databases keep apart. `end` closes every pool, after
+ * the stores that borrowed them are closed.
+ */
+export function createPoolSet(settings: PoolSettings) {
+  const pools = new Map<string, pg.Pool>();
+  return {
+    /** The pool of `url`, opened on first use. */
+    poolFor(url: string): pg.Pool {
+      let pool = pools.get(url);
+      if (!pool) {
+        pool = new pg.Pool({ connectionString: url, max: settings.max, connectionTimeoutMillis: settings.connectTimeoutMs, statement_timeout: settings.statementTimeoutMs });
+        pools.set(url, pool);
+      }
+      return pool;
+    },
+    /** How many pools are open (one per distinct URL). */
+    size: () => pools.size,
+    async end(): Promise<void> {
+      const open = [...pools.values()];
+      pools.clear();
+      await Promise.all(open.map((pool) => pool.end()));
+    },
+  };
+}
+
+/** The pools of one process (createPoolSet). */
+export type PoolSet = ReturnType<typeof createPoolSet>;

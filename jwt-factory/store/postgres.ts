@@ -11,8 +11,10 @@ import { migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
 export interface PostgresKeyStoreOptions {
-  /** A postgres:// URL (the pg driver's connection string). */
+  /** A postgres:// URL (the pg driver's connection string); the LISTEN connection always opens its own. */
   url: string;
+  /** A pool on `url`'s database to share with other stores: used as given and left open on close, for its owner to end. Default: a pool of 10 of the store's own. */
+  pool?: pg.Pool;
   /** Seals private keys before they reach the database (required: the database never holds a plain key). */
   sealer: KeySealer;
   clock: Clock;
@@ -25,7 +27,7 @@ export interface PostgresKeyStoreOptions {
   maxVersions?: number;
   /** How often the store re-reads what changed, in case a notification was missed. Default 5000 ms. */
   pollIntervalMs?: number;
-  /** How long an operation waits for a connection before answering 503. Default 2000 ms. */
+  /** How long an operation (or the LISTEN connection) waits for a connection before answering 503. Default 2000 ms. */
   connectTimeoutMs?: number;
   /** Generates a new signing key: the bounded queue of jwt-factory/keygen.ts in the factory. Default: generateSigningKey, unbounded. */
   generateKey?: (alg: Algorithm) => Promise<KeyObject>;
@@ -78,7 +80,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   const revisions = new Map<string, number>();
   /** Opened versions by keyId and kid: a re-read decrypts and imports only what is new. */
   const opened = new Map<string, KeyVersion>();
-  const pool = new pg.Pool({ connectionString: options.url, connectionTimeoutMillis: connectTimeoutMs, max: 10, statement_timeout: 10_000 });
+  const pool = options.pool ?? new pg.Pool({ connectionString: options.url, connectionTimeoutMillis: connectTimeoutMs, max: 10, statement_timeout: 10_000 });
   const reachability = createReachability({ pool, logger, what: 'key database', meanwhile: 'signing goes on with the keys held; creating and rotating answer 503' });
   const setReachable = reachability.mark;
   let loaded = false;
@@ -380,7 +382,7 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
       const client = listener;
       listener = undefined;
       await client?.end().catch(() => undefined);
-      await pool.end();
+      if (!options.pool) await pool.end();
     },
   };
 }

@@ -36,7 +36,7 @@ function fail(sentence: string): never {
   process.exit(1);
 }
 
-/** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
+/** One serving process: load keys, listen, build the app for the port it got; tells the primary about key changes when clustered. */
 async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConfig | undefined): Promise<void> {
   const clock = () => new Date();
   // One pool per database for the process: the keys and the OIDC state share KEY_STORE's.

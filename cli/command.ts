@@ -113,6 +113,8 @@ export interface Io {
   /** stdin's whole text (a token piped in). */
   stdin(): Promise<string>;
   now(): Date;
+  /** The environment the command may read (JWT_FACTORY_URL); absent: none. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** A command: its definition and what it does; resolves with the exit code. */

@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { TokenError, verificationKeysFromJwks, verifyJwt, type VerificationKey } from '../lib/jwt.js';
 import { decodeToken, MalformedTokenError } from '../lib/tokeninfo.js';
 import { CommandFailed, UsageError, parseCommand, type Command, type CommandSpec, type Io } from './command.js';
-import { FACTORY_OPTION, call, factoryUrl, printJson, readTokenInput, refusal } from './io.js';
+import { FACTORY_OPTION, call, factoryBase, factoryUrl, printJson, readTokenInput, refusal } from './io.js';
 
 const TOKEN_FILE = { 'token-file': { type: 'string', value: '<file>', help: 'read the token from this file (else the argument, else stdin)' } } as const;
 
@@ -102,7 +102,7 @@ export const verify: Command = {
     if (modes.length > 1) throw new UsageError(`--${modes.join(' and --')} are alternatives: pick one`);
     const aud = values.aud as string[] | undefined;
     const token = await readTokenInput(positionals[0], values['token-file'] as string | undefined, io);
-    const base = values.factory as string;
+    const base = factoryBase(values, io);
     let result: { valid: boolean; claims?: unknown; kid?: string; error?: Record<string, unknown> };
     if (values.key !== undefined) {
       if (!aud?.length || values.sub === undefined) throw new UsageError('the factory\'s /verify needs --aud and --sub');

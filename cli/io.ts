@@ -1,10 +1,28 @@
 import { readFile } from 'node:fs/promises';
-import { CommandFailed, UsageError, type Io, type OptionSpec } from './command.js';
+import { loadFactoryConfig } from '../jwt-factory/config.js';
+import { CommandFailed, UsageError, type Io, type OptionSpec, type Values } from './command.js';
 
 /** How the commands reach the factory: one option, one client. */
 
-/** The factory's URL: the flag, else the default port on loopback (where `npm run jwt-factory` listens). */
-export const FACTORY_OPTION = { factory: { type: 'string', value: '<url>', help: 'the jwt-factory to talk to', default: 'http://localhost:5555' } } as const satisfies Record<string, OptionSpec>;
+/** Where `npm run jwt-factory` listens with no settings: its default PUBLIC_URL (HOST 127.0.0.1, PORT 5555), read from its schema so the two cannot drift. */
+export const DEFAULT_FACTORY_URL = loadFactoryConfig({}).PUBLIC_URL;
+
+/** The environment variable that names the factory when --factory is not given. */
+export const FACTORY_URL_ENV = 'JWT_FACTORY_URL';
+
+export const FACTORY_OPTION = {
+  factory: { type: 'string', value: '<url>', help: `the jwt-factory to talk to (default: $${FACTORY_URL_ENV}, else ${DEFAULT_FACTORY_URL}, where npm run jwt-factory listens)` },
+} as const satisfies Record<string, OptionSpec>;
+
+/** The factory's base URL: --factory, else $JWT_FACTORY_URL, else the factory's default address; a URL that is not http(s) is a UsageError naming where it came from. */
+export function factoryBase(values: Values, io: Io): string {
+  const flag = values.factory as string | undefined;
+  const fromEnv = io.env?.[FACTORY_URL_ENV];
+  const [raw, source] = flag !== undefined ? [flag, '--factory'] : fromEnv ? [fromEnv, FACTORY_URL_ENV] : [DEFAULT_FACTORY_URL, 'the default factory URL'];
+  const url = URL.parse(raw);
+  if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`${source} must be an http(s) URL such as ${DEFAULT_FACTORY_URL} (got "${raw}")`);
+  return raw;
+}
 
 /** Seconds one call to the factory or a provider may take before the command gives up. */
 const CALL_TIMEOUT_MS = 10_000;

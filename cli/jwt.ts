@@ -1,6 +1,7 @@
 import { CommandFailed, EXIT, UsageError, helpOf, type Command, type Io } from './command.js';
 import { decode, verify } from './inspect.js';
 import { explain } from './explain.js';
+import { FACTORY_URL_ENV } from './io.js';
 import { jwks, rotate } from './keys.js';
 import { mint } from './mint.js';
 import { exchange, login } from './oidc.js';
@@ -50,7 +51,7 @@ export async function main(argv: string[], io: Io): Promise<number> {
     }
     if (err instanceof CommandFailed) {
       if (json) io.out(`${JSON.stringify({ ok: false, message: err.message, ...err.details }, null, 2)}\n`);
-      io.err(`jwt ${name}: ${err.message}${nothingListens(err) ? '\n  nothing listens there: start the factory (npm run jwt-factory), or name where it runs with --factory <url> (--issuer <url> for a provider)' : ''}\n`);
+      io.err(`jwt ${name}: ${err.message}${nothingListens(err) ? `\n  nothing listens there: start the factory (npm run jwt-factory), or name where it runs with --factory <url> or ${FACTORY_URL_ENV}=<url> (--issuer <url> for a provider)` : ''}\n`);
       return EXIT.failed;
     }
     io.err(`jwt ${name}: ${err instanceof Error ? err.message : String(err)}\n`);

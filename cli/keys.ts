@@ -1,6 +1,6 @@
 import { writeFileAtomic } from '../lib/files.js';
 import { integerFlag, parseCommand, UsageError, type Command, type CommandSpec } from './command.js';
-import { FACTORY_OPTION, call, factoryUrl, printJson, refusal } from './io.js';
+import { FACTORY_OPTION, call, factoryBase, factoryUrl, printJson, refusal } from './io.js';
 
 const jwksSpec = {
   name: 'jwks',
@@ -17,7 +17,7 @@ export const jwks: Command = {
   async run(argv, io) {
     const { values, positionals } = parseCommand(jwksSpec, argv);
     const path = positionals[0] === undefined ? '/.well-known/jwks.json' : `/keys/${encodeURIComponent(positionals[0])}/jwks.json`;
-    const answer = await call(factoryUrl(values.factory as string, path));
+    const answer = await call(factoryUrl(factoryBase(values, io), path));
     if (answer.status !== 200) throw refusal(answer, `GET ${path}`);
     const text = `${JSON.stringify(answer.body, null, 2)}\n`;
     // A JWKS holds public members only: readable by others, like any published key.
@@ -47,7 +47,7 @@ export const rotate: Command = {
     if (keyId === undefined) throw new UsageError('name the keyId to rotate');
     const ahead = integerFlag('publish-ahead', values['publish-ahead'] as string | undefined);
     const path = `/keys/${encodeURIComponent(keyId)}/rotate${ahead === undefined ? '' : `?publishAhead=${ahead}`}`;
-    const answer = await call(factoryUrl(values.factory as string, path), { method: 'POST' });
+    const answer = await call(factoryUrl(factoryBase(values, io), path), { method: 'POST' });
     if (answer.status !== 200) throw refusal(answer, `rotating ${keyId}`);
     const body = answer.body as { kid: string; alg: string; activateAt: string; previous: Array<{ kid: string; retireAt: string }> };
     if (values.json) printJson(io, body);

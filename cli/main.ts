@@ -7,6 +7,7 @@ function processIo(): Io {
     out: (text) => process.stdout.write(text),
     err: (text) => process.stderr.write(text),
     now: () => new Date(),
+    env: process.env,
     async stdin() {
       if (process.stdin.isTTY) process.stderr.write('jwt: reading the token from stdin (end with Ctrl-D)\n');
       let text = '';

@@ -10,7 +10,7 @@ import { epochSeconds } from '../lib/jwt.js';
 import { KEY_ID_PATTERN } from '../lib/keyid.js';
 import { humanDuration } from '../lib/tokeninfo.js';
 import { CommandFailed, UsageError, integerFlag, parseCommand, type Command, type CommandSpec, type Io, type Values } from './command.js';
-import { FACTORY_OPTION, call, factoryUrl, printJson, refusal, type CallAnswer } from './io.js';
+import { FACTORY_OPTION, call, factoryBase, factoryUrl, printJson, refusal, type CallAnswer } from './io.js';
 
 /** gen-jwt.py's default issuer (istio/istio security/tools/jwt/samples/gen-jwt.py). */
 export const GEN_JWT_ISSUER = 'testing@secure.istio.io';
@@ -117,7 +117,7 @@ function lifetimeRefused(answer: CallAnswer, asked: string): CommandFailed {
   );
 }
 
-async function mintWithFactory(keyId: string, values: Values) {
+async function mintWithFactory(keyId: string, values: Values, io: Io) {
   if (values.alg !== undefined) throw new UsageError('--alg applies to a key file; a factory key has its own algorithm');
   const variant = values.variant as string | undefined;
   if (variant !== undefined && !(VARIANTS as readonly string[]).includes(variant)) throw new UsageError(`--variant must be one of ${VARIANTS.join(', ')} (got "${variant}")`);
@@ -128,7 +128,7 @@ async function mintWithFactory(keyId: string, values: Values) {
   const query = new URLSearchParams({ format: 'json', ttl: String(integerFlag('expire', values.expire as string, 1)) });
   if (variant) query.set('variant', variant);
   if (values.expired) query.set('expired', '1');
-  const base = values.factory as string;
+  const base = factoryBase(values, io);
   const answer = await call(factoryUrl(base, `/issueToken/${encodeURIComponent(keyId)}?${query}`), { method: 'POST', body: claims });
   if (answer.status === 400 && errorCode(answer.body) === 'invalid_ttl') throw lifetimeRefused(answer, query.get('ttl')!);
   if (answer.status !== 200) throw refusal(answer, `the factory refused to mint for ${keyId}`);
@@ -149,7 +149,7 @@ export const mint: Command = {
     const target = (values['key-file'] as string | undefined) ?? positionals[0];
     if (target === undefined) throw new UsageError('name a factory keyId or a PEM key file');
     const isFile = values['key-file'] !== undefined || target.endsWith('.pem') || target.includes('/') || !KEY_ID_PATTERN.test(target);
-    const { issued, jwks } = isFile ? await mintWithKeyFile(target, values, io) : await mintWithFactory(target, values);
+    const { issued, jwks } = isFile ? await mintWithKeyFile(target, values, io) : await mintWithFactory(target, values, io);
     if (values.jwks !== undefined) {
       if (!jwks) throw new CommandFailed('no JWKS to write');
       // Public keys only (the factory's allow-list, or the key file's public JWK): readable by others.

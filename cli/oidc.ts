@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../lib/files.js';
 import { listen } from '../lib/server.js';
 import { decodeToken } from '../lib/tokeninfo.js';
 import { CommandFailed, UsageError, integerFlag, parseCommand, type CommandSpec, type Command, type Io, type Values } from './command.js';
-import { FACTORY_OPTION, printJson } from './io.js';
+import { FACTORY_OPTION, factoryBase, printJson } from './io.js';
 import { discoveryUrl } from './inspect.js';
 
 /**
@@ -15,7 +15,7 @@ import { discoveryUrl } from './inspect.js';
 
 const PROVIDER_OPTIONS = {
   ...FACTORY_OPTION,
-  issuer: { type: 'string', value: '<url>', help: 'the OpenID provider: its issuer URL or discovery URL (default: --factory)' },
+  issuer: { type: 'string', value: '<url>', help: 'the OpenID provider: its issuer URL or discovery URL (default: the factory, as --factory finds it)' },
   'client-id': { type: 'string', value: '<id>', help: 'the client registered at the provider (required)' },
   'client-secret-file': { type: 'string', value: '<file>', help: 'a confidential client\'s secret, read from a file (never a flag: it would show in ps and shell history)' },
   out: { type: 'string', value: '<file>', help: 'store the token response in this file (mode 0600)' },
@@ -28,14 +28,14 @@ function isLoopback(url: URL): boolean {
 }
 
 /** Discovers the provider and returns openid-client's configuration for our client. */
-async function configure(values: Values): Promise<client.Configuration> {
+async function configure(values: Values, io: Io): Promise<client.Configuration> {
   const clientId = values['client-id'] as string | undefined;
   if (!clientId) throw new UsageError('--client-id is required');
   const secretFile = values['client-secret-file'] as string | undefined;
   const secret = secretFile === undefined ? undefined : (await readFile(secretFile, 'utf8').catch((err: NodeJS.ErrnoException) => {
     throw new UsageError(`--client-secret-file ${secretFile}: ${err.code ?? err.message}`);
   })).trim();
-  const where = new URL(discoveryUrl((values.issuer as string | undefined) ?? (values.factory as string)));
+  const where = new URL(discoveryUrl((values.issuer as string | undefined) ?? factoryBase(values, io)));
   const execute = where.protocol === 'http:' && isLoopback(where) ? [client.allowInsecureRequests] : [];
   try {
     return await client.discovery(where, clientId, secret, secret === undefined ? client.None() : client.ClientSecretBasic(secret), { execute, timeout: 10 });
@@ -138,7 +138,7 @@ export const login: Command = {
     const timeoutMs = integerFlag('timeout', values.timeout as string, 1)! * 1000;
     const port = integerFlag('port', values.port as string)!;
     if (port > 65535) throw new UsageError('--port must be at most 65535');
-    const config = await configure(values);
+    const config = await configure(values, io);
     const scope = values.scope as string;
     let tokens: Tokens;
     try {
@@ -220,7 +220,7 @@ export const exchange: Command = {
     for (const r of (values.resource as string[] | undefined) ?? []) params.append('resource', r);
     if (values.scope !== undefined) params.set('scope', values.scope as string);
     if (values['requested-token-type'] !== undefined) params.set('requested_token_type', typeUri(values['requested-token-type'] as string));
-    const config = await configure(values);
+    const config = await configure(values, io);
     let tokens: Tokens;
     try {
       tokens = await client.genericGrantRequest(config, 'urn:ietf:params:oauth:grant-type:token-exchange', params);

@@ -32,7 +32,12 @@ const schema = z
     KEYS_DIR: z.string().min(1).default('keys'),
     ISSUER: z.string().min(1, 'must not be empty').default(DEFAULT_ISSUER),
     // Unset: http://<HOST>:<PORT> (defaultPublicUrl), so jwks_uri names the address the factory listens on.
-    PUBLIC_URL: z.string().url('must be an absolute URL such as http://host:port').optional(),
+    // Port 0 is refused: it names no reachable address, and in the default it stands for the port not yet bound.
+    PUBLIC_URL: z
+      .string()
+      .url('must be an absolute URL such as http://host:port')
+      .refine((url) => !URL.canParse(url) || new URL(url).port !== '0', 'must not name port 0 (leave PUBLIC_URL unset with PORT=0: it then names the port the factory gets)')
+      .optional(),
     ALGORITHM: z.enum(ALGORITHMS, { message: `must be one of ${ALGORITHMS.join(', ')}` }).default('RS256'),
     TOKEN_TTL: setting.seconds(3600, 1),
     MAX_TOKEN_TTL: setting.seconds(86_400, 1),
@@ -130,12 +135,22 @@ export function isLoopbackHost(host: string): boolean {
  * PUBLIC_URL when none is set: the address the factory listens on, as a client on this machine
  * reaches it. A wildcard HOST (0.0.0.0, ::) listens on loopback too, so 127.0.0.1 stands for it;
  * an IPv6 address gets its brackets (RFC 3986 §3.2.2). With PORT=0 the port is not known before
- * listening: the URL then says port 0, and PUBLIC_URL has to be set for a working jwks_uri.
+ * listening: the URL says port 0 until `listeningConfig` puts in the one the server got.
  */
 export function defaultPublicUrl(host: string, port: number): string {
   const bare = host.replace(/^\[(.*)\]$/, '$1');
   const name = bare === '0.0.0.0' || bare === '::' || bare === '' ? '127.0.0.1' : isIP(bare) === 6 ? `[${bare}]` : bare;
   return `http://${name}:${port}`;
+}
+
+/**
+ * The config a listening factory serves with: a PUBLIC_URL left to its default with PORT=0 names
+ * the port the server actually bound. An explicit PUBLIC_URL (never port 0, the schema refuses it)
+ * is kept as given, and so is every config whose PORT was not 0.
+ */
+export function listeningConfig(config: FactoryConfig, port: number): FactoryConfig {
+  if (config.PORT !== 0 || new URL(config.PUBLIC_URL).port !== '0') return config;
+  return Object.freeze({ ...config, PUBLIC_URL: defaultPublicUrl(config.HOST, port) });
 }
 
 /** Every setting's name, in schema order (optional ones included, which a parsed config may lack). */

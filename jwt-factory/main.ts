@@ -1,17 +1,18 @@
 import cluster from 'node:cluster';
 import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
+import { createServer, type RequestListener } from 'node:http';
 import path from 'node:path';
 import dotenv from 'dotenv';
 import { serverLimits } from '../lib/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { createLogger, errorFields, type Logger } from '../lib/logger.js';
+import { createPoolSet } from '../lib/postgres.js';
 import { describeListenError, drainOnSignal, listen } from '../lib/server.js';
-import { FACTORY_SETTINGS, isLoopbackHost, loadFactoryConfig, type FactoryConfig } from './config.js';
+import { FACTORY_SETTINGS, isLoopbackHost, listeningConfig, loadFactoryConfig, type FactoryConfig } from './config.js';
 import { createApp } from './http.js';
 import { createKeyGenerator } from './keygen.js';
 import { createRotationScheduler } from './rotation.js';
-import { openKeyStore, openOidcStore } from './store/open.js';
+import { FACTORY_POOL, openKeyStore, openOidcStore } from './store/open.js';
 import { loadOidcConfig, ownedKeyIds, type OidcConfig } from './oidc/config.js';
 import { createOidcProvider } from './oidc/provider.js';
 import { hashSecret } from './oidc/secrets.js';
@@ -35,12 +36,15 @@ function fail(sentence: string): never {
   process.exit(1);
 }
 
-/** One serving process: load keys, build the app, listen; tells the primary about key changes when clustered. */
+/** One serving process: load keys, listen, build the app for the port it got; tells the primary about key changes when clustered. */
 async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConfig | undefined): Promise<void> {
   const clock = () => new Date();
+  // One pool per database for the process: the keys and the OIDC state share KEY_STORE's.
+  const pools = createPoolSet(FACTORY_POOL);
   const keystore = openKeyStore(config, {
     clock,
     logger,
+    pools,
     generateKey: createKeyGenerator({ concurrency: config.KEYGEN_CONCURRENCY, maxQueued: config.KEYGEN_QUEUE, maxWaitMs: config.KEYGEN_MAX_WAIT_MS }).generate,
   });
   await keystore.load();
@@ -55,7 +59,24 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
       if (message.type === 'key-changed') void keystore.reload(message.keyId);
     });
   }
-  const oidcStore = oidcConfig ? await openOidcStore(config, { clock, logger }) : undefined;
+  const oidcStore = oidcConfig ? await openOidcStore(config, { clock, logger, pools }) : undefined;
+  // Bind before building the app: with PORT=0 the default PUBLIC_URL (jwks_uri, the OpenID
+  // endpoints, the login form) can only name the port once the server has it. A request that
+  // arrives meanwhile waits for the app rather than finding no handler.
+  let appReady!: (app: RequestListener) => void;
+  const app = new Promise<RequestListener>((resolve) => (appReady = resolve));
+  const early: RequestListener = (req, res) => void app.then((handle) => handle(req, res));
+  const server = createServer(early);
+  let port: number;
+  try {
+    port = await listen(server, config.PORT, config.HOST, serverLimits(config));
+  } catch (err) {
+    const sentence = describeListenError(err as NodeJS.ErrnoException, config.PORT, config.HOST);
+    if (cluster.isWorker) process.send?.({ type: 'listen-failed', message: sentence } satisfies WorkerMessage, () => process.exit(1));
+    else fail(sentence);
+    return;
+  }
+  config = listeningConfig(config, port);
   const oidc = oidcConfig
     ? await createOidcProvider({
         config: oidcConfig,
@@ -71,22 +92,16 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
         clockTolerance: config.CLOCK_TOLERANCE,
       })
     : undefined;
-  const server = createServer(createApp({ config, keystore, logger, clock, oidc, ...(oidcStore ? { health: oidcStore.health } : {}) }));
-  let port: number;
-  try {
-    port = await listen(server, config.PORT, config.HOST, serverLimits(config));
-  } catch (err) {
-    const sentence = describeListenError(err as NodeJS.ErrnoException, config.PORT, config.HOST);
-    if (cluster.isWorker) process.send?.({ type: 'listen-failed', message: sentence } satisfies WorkerMessage, () => process.exit(1));
-    else fail(sentence);
-    return;
-  }
+  const handle = createApp({ config, keystore, logger, clock, oidc, ...(oidcStore ? { health: oidcStore.health } : {}) });
+  server.off('request', early);
+  server.on('request', handle);
+  appReady(handle);
   drainOnSignal([server], logger, config.SHUTDOWN_GRACE * 1000, () => {
     rotation.stop();
-    return Promise.all([keystore.close(), oidcStore?.close()]).then(() => undefined);
+    return Promise.all([keystore.close(), oidcStore?.close()]).then(() => pools.end());
   });
   if (cluster.isWorker) process.send?.({ type: 'listening', port } satisfies WorkerMessage);
-  else logger.info({ port, host: config.HOST, keysDir: config.KEYS_DIR, workers: 1, oidc: oidc !== undefined }, 'listening');
+  else logger.info({ port, host: config.HOST, publicUrl: config.PUBLIC_URL, keysDir: config.KEYS_DIR, workers: 1, oidc: oidc !== undefined }, 'listening');
 }
 
 /**
@@ -104,7 +119,7 @@ function supervise(config: FactoryConfig, logger: Logger): void {
         listeningCount += 1;
         if (!announced && listeningCount === config.WORKERS) {
           announced = true;
-          logger.info({ port: message.port, host: config.HOST, keysDir: config.KEYS_DIR, workers: config.WORKERS }, 'listening');
+          logger.info({ port: message.port, host: config.HOST, publicUrl: listeningConfig(config, message.port).PUBLIC_URL, keysDir: config.KEYS_DIR, workers: config.WORKERS }, 'listening');
         }
       } else if (message.type === 'listen-failed') {
         stopping = true;

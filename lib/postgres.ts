@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import type { Logger } from './logger.js';
 
 /**
@@ -72,9 +72,18 @@ export function isUnavailable(err: unknown): boolean {
  * Whether the database answers: set by every operation's outcome; while it does not, a probe
  * (`SELECT 1`) runs every `probeMs` so readiness comes back without waiting for traffic.
  */
-export function createReachability(options: { pool: pg.Pool; logger: Logger; what: string; probeMs?: number }) {
+export function createReachability(options: {
+  pool: pg.Pool;
+  logger: Logger;
+  /** The database's name in the log lines ("key database"). */
+  what: string;
+  /** What the unreachable line says goes on meanwhile; default: requests that need it answer 503. */
+  meanwhile?: string;
+  probeMs?: number;
+}) {
   const { pool, logger, what } = options;
   const probeMs = options.probeMs ?? 1000;
+  const meanwhile = options.meanwhile ?? 'requests that need it answer 503';
   let reachable = true;
   let probe: NodeJS.Timeout | undefined;
   let closed = false;
@@ -88,7 +97,7 @@ export function createReachability(options: { pool: pg.Pool; logger: Logger; wha
       probe = undefined;
       return;
     }
-    logger.error({ reason }, `${what} unreachable: requests that need it answer 503`);
+    logger.error({ reason }, `${what} unreachable: ${meanwhile}`);
     schedule();
   };
   const schedule = () => {
@@ -107,6 +116,8 @@ export function createReachability(options: { pool: pg.Pool; logger: Logger; wha
 
   return {
     isReachable: () => reachable,
+    /** Records what another path learnt (a LISTEN connection made or lost, a periodic re-read). */
+    mark: set,
     /**
      * Runs one database operation: success marks the database reachable; an unavailability
      * error marks it unreachable and is replaced by `unavailable(err)`; any other error passes.
@@ -128,3 +139,44 @@ export function createReachability(options: { pool: pg.Pool; logger: Logger; wha
     },
   };
 }
+
+/** What every pool of the suite is opened with. */
+export interface PoolSettings {
+  /** Connections at most. */
+  max: number;
+  /** How long an operation waits for a connection before it fails (and its store answers 503). */
+  connectTimeoutMs: number;
+  /** PostgreSQL's statement_timeout for every query of the pool. */
+  statementTimeoutMs: number;
+}
+
+/**
+ * One pool per database URL for the stores of one process: stores on the same database share
+ * its connections (they are busy at different moments, and each replica counts against
+ * max_connections), stores on different databases keep apart. `end` closes every pool, after
+ * the stores that borrowed them are closed.
+ */
+export function createPoolSet(settings: PoolSettings) {
+  const pools = new Map<string, pg.Pool>();
+  return {
+    /** The pool of `url`, opened on first use. */
+    poolFor(url: string): pg.Pool {
+      let pool = pools.get(url);
+      if (!pool) {
+        pool = new pg.Pool({ connectionString: url, max: settings.max, connectionTimeoutMillis: settings.connectTimeoutMs, statement_timeout: settings.statementTimeoutMs });
+        pools.set(url, pool);
+      }
+      return pool;
+    },
+    /** How many pools are open (one per distinct URL). */
+    size: () => pools.size,
+    async end(): Promise<void> {
+      const open = [...pools.values()];
+      pools.clear();
+      await Promise.all(open.map((pool) => pool.end()));
+    },
+  };
+}
+
+/** The pools of one process (createPoolSet). */
+export type PoolSet = ReturnType<typeof createPoolSet>;

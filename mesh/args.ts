@@ -1,5 +1,5 @@
 import type { Workload } from './evaluate.js';
-import { ANY_RULE } from './policies.js';
+import { ANY_RULE } from './istio/policies.js';
 import { DEFAULT_ISTIO, releaseProblem } from './istio/releases.js';
 
 /** Command-line pieces shared by `npm run mesh` and `npm run mesh-gateway`. */

@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { UsageError, parseIstio, parseNow, parseWorkload } from './args.js';
 import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { evaluate, type Verdict } from './evaluate.js';
-import { PolicyError } from './policies.js';
+import { PolicyError } from './istio/policies.js';
 import { loadInputs } from './sources.js';
 
 const HELP = `Usage: npm run mesh -- explain --policies <dir|file> [options]

@@ -1,4 +1,4 @@
-import type { MeshPolicy } from './policies.js';
+import type { MeshPolicy } from './istio/policies.js';
 import { compileSidecar, enforce, type CompiledSidecar } from './envoy/enforce.js';
 import type { MeshRequest } from './envoy/request.js';
 import { explain } from './explain/index.js';

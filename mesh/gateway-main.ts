@@ -14,7 +14,7 @@ import { DEFAULT_ISTIO, ISTIO_RANGE } from './istio/releases.js';
 import { createGateway, type GatewayRules } from './gateway.js';
 import { createGatewayMetrics } from './gateway-metrics.js';
 import { LOGIN_ENV, LOGIN_FLAGS, LOGIN_HELP, parseLogin } from './login/args.js';
-import { PolicyError } from './policies.js';
+import { PolicyError } from './istio/policies.js';
 import { startSidecar, type RunningSidecar } from './envoy/sidecar.js';
 import { prepareSidecar } from './evaluate.js';
 import { freePort } from '../lib/ports.js';

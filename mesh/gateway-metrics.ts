@@ -2,7 +2,7 @@ import { Counter, Gauge } from 'prom-client';
 import { createRegistry } from '../lib/metrics.js';
 import type { Verdict } from './evaluate.js';
 import type { LoginEvent } from './login/handler.js';
-import type { MeshPolicy } from './policies.js';
+import type { MeshPolicy } from './istio/policies.js';
 
 /**
  * `mesh-gateway`'s Prometheus metrics, one registry per gateway. Every label value comes from a

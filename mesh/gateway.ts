@@ -6,7 +6,7 @@ import { errorFields, type Logger } from '../lib/logger.js';
 import { evaluatePrepared, prepareSidecar, type Verdict, type Workload } from './evaluate.js';
 import type { CompiledSidecar } from './envoy/enforce.js';
 import type { LoginHook } from './login/handler.js';
-import type { MeshPolicy } from './policies.js';
+import type { MeshPolicy } from './istio/policies.js';
 
 /**
  * A local reverse proxy that enforces RequestAuthentication and AuthorizationPolicy objects the

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { AppError, badRequest } from '../lib/errors.js';
 import type { CompiledSidecar } from './envoy/enforce.js';
 import { evaluatePrepared, prepareSidecar, type TranslationInput } from './evaluate.js';
-import { PolicyError, loadPolicyObjects, parsePolicyText, type MeshPolicy } from './policies.js';
+import { PolicyError, loadPolicyObjects, parsePolicyText, type MeshPolicy } from './istio/policies.js';
 import { resolveJwks, type Fetcher } from './sources.js';
 
 /**

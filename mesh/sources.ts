@@ -3,7 +3,7 @@ import { statSync, watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { UsageError, parseJwksFile } from './args.js';
-import { parsePolicyText, suppliedJwks, type MeshPolicy } from './policies.js';
+import { parsePolicyText, suppliedJwks, type MeshPolicy } from './istio/policies.js';
 
 /**
  * The impure edges of the engine, shared by the command, the HTTP router and the gateway:

@@ -7,15 +7,17 @@ import { temporarilyUnavailable } from './errors.js';
 import type { CodeRecord, MarkKind, OidcStore, RefreshRecord, SessionRecord } from './store.js';
 
 export interface PostgresOidcStoreOptions {
-  /** A postgres:// URL (KEY_STORE): the same database as the keys. */
-  url: string;
+  /** A postgres:// URL (KEY_STORE): the same database as the keys. Unused when `pool` is given. */
+  url?: string;
+  /** A pool to share with the key store (the factory's): used as given and left open on close, for its owner to end. */
+  pool?: pg.Pool;
   clock: Clock;
   logger: Logger;
   /** How often expired rows are deleted (ms). Default 60 000. */
   sweepIntervalMs?: number;
-  /** How long an operation waits for a connection before answering 503. Default 2000 ms. */
+  /** Without `pool`: how long an operation waits for a connection before answering 503. Default 2000 ms. */
   connectTimeoutMs?: number;
-  /** Connections at most. Default 5 (the key store keeps its own pool). */
+  /** Without `pool`: connections at most. Default 5. */
   maxConnections?: number;
 }
 
@@ -60,7 +62,7 @@ function recordOf<T>(id: string, row: Row, usedAt: Date | null | undefined = row
  */
 export function createPostgresOidcStore(options: PostgresOidcStoreOptions): PostgresOidcStore {
   const { clock, logger } = options;
-  const pool = new pg.Pool({
+  const pool = options.pool ?? new pg.Pool({
     connectionString: options.url,
     connectionTimeoutMillis: options.connectTimeoutMs ?? 2000,
     max: options.maxConnections ?? 5,
@@ -171,7 +173,7 @@ export function createPostgresOidcStore(options: PostgresOidcStoreOptions): Post
     async close() {
       if (sweeper) clearInterval(sweeper);
       reachability.close();
-      await pool.end();
+      if (!options.pool) await pool.end();
     },
   };
 }

@@ -6,13 +6,15 @@ import type { Algorithm } from '../config.js';
 import { generateSigningKey, importStoredJwk, toVersion, versionsKeptByRotation, withRotationInterval, type Clock, type KeyEntry, type KeyVersion } from '../keys.js';
 import type { KeySealer } from './encryption.js';
 import { createEntryMemory, createKeyedQueue, memoryReaders, rotationRefused } from './memory.js';
-import { inTransaction } from '../../lib/postgres.js';
+import { createReachability, inTransaction } from '../../lib/postgres.js';
 import { migrate } from './migrations.js';
 import type { KeyStore } from './types.js';
 
 export interface PostgresKeyStoreOptions {
-  /** A postgres:// URL (the pg driver's connection string). */
+  /** A postgres:// URL (the pg driver's connection string); the LISTEN connection always opens its own. */
   url: string;
+  /** A pool on `url`'s database to share with other stores: used as given and left open on close, for its owner to end. Default: a pool of 10 of the store's own. */
+  pool?: pg.Pool;
   /** Seals private keys before they reach the database (required: the database never holds a plain key). */
   sealer: KeySealer;
   clock: Clock;
@@ -25,7 +27,7 @@ export interface PostgresKeyStoreOptions {
   maxVersions?: number;
   /** How often the store re-reads what changed, in case a notification was missed. Default 5000 ms. */
   pollIntervalMs?: number;
-  /** How long an operation waits for a connection before answering 503. Default 2000 ms. */
+  /** How long an operation (or the LISTEN connection) waits for a connection before answering 503. Default 2000 ms. */
   connectTimeoutMs?: number;
   /** Generates a new signing key: the bounded queue of jwt-factory/keygen.ts in the factory. Default: generateSigningKey, unbounded. */
   generateKey?: (alg: Algorithm) => Promise<KeyObject>;
@@ -51,7 +53,6 @@ const SELECT_VERSIONS = `SELECT k.key_id, k.alg, k.revision, k.rotation_interval
 
 /** 503 for an operation that needs the database while it cannot be reached. */
 function unavailable(err: unknown): AppError {
-  if (err instanceof AppError) return err;
   return new AppError('key_store_unavailable', 503, 'The key database cannot be reached: keys cannot be created or rotated right now (existing keys keep signing). Retry shortly.', {
     expose: true,
     cause: err,
@@ -79,22 +80,14 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   const revisions = new Map<string, number>();
   /** Opened versions by keyId and kid: a re-read decrypts and imports only what is new. */
   const opened = new Map<string, KeyVersion>();
-  const pool = new pg.Pool({ connectionString: options.url, connectionTimeoutMillis: connectTimeoutMs, max: 10, statement_timeout: 10_000 });
+  const pool = options.pool ?? new pg.Pool({ connectionString: options.url, connectionTimeoutMillis: connectTimeoutMs, max: 10, statement_timeout: 10_000 });
+  const reachability = createReachability({ pool, logger, what: 'key database', meanwhile: 'signing goes on with the keys held; creating and rotating answer 503' });
+  const setReachable = reachability.mark;
   let loaded = false;
   let closed = false;
-  let reachable = false;
   let listener: pg.Client | undefined;
   let reconnect: NodeJS.Timeout | undefined;
   let poller: NodeJS.Timeout | undefined;
-
-  const setReachable = (now: boolean, reason?: string) => {
-    if (now === reachable) return;
-    reachable = now;
-    if (now) logger.info('key database reachable');
-    else logger.error({ reason }, 'key database unreachable: signing goes on with the keys held; creating and rotating answer 503');
-  };
-  // An idle client whose server went away emits here; without a handler the process would exit.
-  pool.on('error', (err) => setReachable(false, err.message));
 
   async function versionOf(row: VersionRow): Promise<KeyVersion> {
     const createdAt = row.created_at;
@@ -220,18 +213,8 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
   /** Remembers a version this process made, so a re-read of its own change neither decrypts nor churns. */
   const own = (keyId: string, version: KeyVersion) => opened.set(`${keyId}\0${version.kid}`, version);
 
-  /** Runs a database operation for a request: failures of the connection answer 503. */
-  async function guarded<T>(work: () => Promise<T>): Promise<T> {
-    try {
-      const result = await work();
-      setReachable(true);
-      return result;
-    } catch (err) {
-      if (err instanceof AppError) throw err;
-      setReachable(false, (err as Error).message);
-      throw unavailable(err);
-    }
-  }
+  /** Runs a database operation for a request: an outage answers 503, any other error passes as it is. */
+  const guarded = <T>(work: () => Promise<T>): Promise<T> => reachability.guard(work, unavailable);
 
   return {
     async load() {
@@ -387,18 +370,19 @@ export function createPostgresKeyStore(options: PostgresKeyStoreOptions): KeySto
     },
 
     health() {
-      const missing = [...(loaded ? [] : ['keys not loaded']), ...(reachable ? [] : ['key database'])];
+      const missing = [...(loaded ? [] : ['keys not loaded']), ...(reachability.isReachable() ? [] : ['key database'])];
       return { ready: missing.length === 0, missing };
     },
 
     async close() {
       closed = true;
+      reachability.close();
       if (poller) clearInterval(poller);
       if (reconnect) clearTimeout(reconnect);
       const client = listener;
       listener = undefined;
       await client?.end().catch(() => undefined);
-      await pool.end();
+      if (!options.pool) await pool.end();
     },
   };
 }

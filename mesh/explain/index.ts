@@ -1,4 +1,4 @@
-import { claimPath } from '../policies.js';
+import { claimPath } from '../istio/policies.js';
 import type { AlternativeTrace, PolicyTrace, RbacAttributes, TokenLocation, TokenRejection, TraceEvent } from '../envoy/events.js';
 import type { Enforcement } from '../envoy/enforce.js';
 import { STATUS } from '../envoy/jwt_verify.js';

@@ -1,8 +1,8 @@
-import type { AuthorizationPolicySpec, ObjectMetadata, RequestAuthenticationSpec } from '../policies.js';
+import type { AuthorizationPolicySpec, ObjectMetadata, RequestAuthenticationSpec } from './policies.js';
 
 /**
  * The Istio security objects as Kubernetes carries them (apiVersion, kind, metadata, spec), with
- * the spec types the loader validates (mesh/policies.ts, from istio/api security/v1beta1): what
+ * the spec types the loader validates (policies.ts, from istio/api security/v1beta1): what
  * the generator writes is, by type, what the engine reads.
  */
 

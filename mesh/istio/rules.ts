@@ -6,7 +6,7 @@ import type { IstioObject } from './crd.js';
 
 /**
  * The generator behind `npm run mesh-rules`, beside the schemas that read its output back
- * (mesh/policies.ts): Istio RequestAuthentication + AuthorizationPolicy objects
+ * (mesh/istio/policies.ts): Istio RequestAuthentication + AuthorizationPolicy objects
  * that let one caller (a factory keyId, which is also its `sub` and its service account) reach
  * one or more workloads with a factory token. No I/O here: the command fetches or reads the JWKS.
  */

@@ -1,4 +1,4 @@
-import type { MeshPolicy } from '../policies.js';
+import type { MeshPolicy } from './policies.js';
 
 /** The workload a request reaches: its namespace and labels. */
 export interface WorkloadRef {

@@ -1,4 +1,4 @@
-import { suppliedJwks, type AuthorizationPolicy, type JwtRuleSpec, type MeshPolicy, type RequestAuthentication } from '../policies.js';
+import { suppliedJwks, type AuthorizationPolicy, type JwtRuleSpec, type MeshPolicy, type RequestAuthentication } from '../istio/policies.js';
 import { release as releaseOf, type Release } from '../istio/releases.js';
 import { whyNotInScope, type WorkloadRef } from '../istio/scope.js';
 import { buildRbac, type AuthzOrigin, type Json } from './rbac.js';

@@ -1,6 +1,6 @@
 import { quoteMeta } from '../envoy/regex.js';
 import { requestPrincipalParts, type PrincipalPart } from '../istio/match.js';
-import { claimPath, type AuthorizationPolicy, type RuleSpec } from '../policies.js';
+import { claimPath, type AuthorizationPolicy, type RuleSpec } from '../istio/policies.js';
 
 /**
  * istiod's AuthorizationPolicy → Envoy RBAC translation, as data: the same policy names and

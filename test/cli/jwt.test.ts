@@ -75,6 +75,31 @@ describe('jwt mint, as gen-jwt.py is called', () => {
     expect(down.stderr).toMatch(/cannot reach http:\/\/127\.0\.0\.1:\d+ \(ECONNREFUSED\)\n  nothing listens there: start the factory \(npm run jwt-factory\)/);
   });
 
+  it('finds the factory with no --factory: JWT_FACTORY_URL, else the address the factory listens on by default; --factory wins', async () => {
+    const fromEnv = await runScript('cli/main.ts', ['jwks', '--json'], { env: { JWT_FACTORY_URL: base } });
+    expect(fromEnv.code, fromEnv.stderr).toBe(0);
+    expect(JSON.parse(fromEnv.stdout)).toEqual(await (await fetch(`${base}/.well-known/jwks.json`)).json());
+
+    const nowhere = `http://127.0.0.1:${await freePort()}`;
+    const flagWins = await runScript('cli/main.ts', ['jwks', '--factory', base], { env: { JWT_FACTORY_URL: nowhere } });
+    expect(flagWins.code, flagWins.stderr).toBe(0);
+
+    const refused = await runScript('cli/main.ts', ['jwks'], { env: { JWT_FACTORY_URL: nowhere } });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`jwt jwks: cannot reach ${nowhere} (ECONNREFUSED)`);
+    expect(refused.stderr).toContain('--factory <url> or JWT_FACTORY_URL=<url>');
+
+    const bad = await runScript('cli/main.ts', ['jwks'], { env: { JWT_FACTORY_URL: 'localhost:5555' } });
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('JWT_FACTORY_URL must be an http(s) URL such as http://127.0.0.1:5555 (got "localhost:5555")');
+
+    // The default is the factory's own default PUBLIC_URL, as its --help prints it.
+    const factoryHelp = await runScript('jwt-factory/main.ts', ['--help']);
+    const factoryDefault = /^\s+PUBLIC_URL\s+(\S+)$/m.exec(factoryHelp.stdout)?.[1];
+    expect(factoryDefault).toBe('http://127.0.0.1:5555');
+    expect((await jwt('jwks', '--help')).stdout).toContain(`else ${factoryDefault}, where npm run jwt-factory listens`);
+  });
+
   it("signs gen-jwt.py's century-long --expire with a key file, and with a keyId names MAX_TOKEN_TTL and the largest lifetime allowed", async () => {
     const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' });
     await writeFile(path.join(dir, 'century.pem'), pem, { mode: 0o600 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadFactoryConfig } from '../../jwt-factory/config.js';
+import { listeningConfig, loadFactoryConfig } from '../../jwt-factory/config.js';
 
 describe('loadFactoryConfig', () => {
   it('applies the documented defaults and freezes the result', () => {
@@ -54,6 +54,20 @@ describe('loadFactoryConfig', () => {
     expect(loadFactoryConfig({ HOST: '::1', PORT: '7000' }).PUBLIC_URL).toBe('http://[::1]:7000');
     expect(loadFactoryConfig({ HOST: '10.1.2.3', PORT: '7001', ISSUE_AUTH: 'open' }).PUBLIC_URL).toBe('http://10.1.2.3:7001');
     expect(loadFactoryConfig({ HOST: '0.0.0.0', PORT: '7002', ISSUE_AUTH: 'open', PUBLIC_URL: 'https://factory.example/' }).PUBLIC_URL).toBe('https://factory.example');
+  });
+
+  it('with PORT=0 puts the bound port into a defaulted PUBLIC_URL once listening, and keeps an explicit one as given', () => {
+    const defaulted = loadFactoryConfig({ PORT: '0', HOST: '::', ISSUE_AUTH: 'open' });
+    expect(defaulted.PUBLIC_URL).toBe('http://127.0.0.1:0');
+    const listening = listeningConfig(defaulted, 41234);
+    expect(listening.PUBLIC_URL).toBe('http://127.0.0.1:41234');
+    expect(listening.PORT).toBe(0);
+    expect(Object.isFrozen(listening)).toBe(true);
+    const explicit = loadFactoryConfig({ PORT: '0', PUBLIC_URL: 'http://factory.local' });
+    expect(listeningConfig(explicit, 41234).PUBLIC_URL).toBe('http://factory.local');
+    const fixed = loadFactoryConfig({ PORT: '5600' });
+    expect(listeningConfig(fixed, 5600)).toBe(fixed);
+    expect(() => loadFactoryConfig({ PORT: '0', PUBLIC_URL: 'http://127.0.0.1:0' })).toThrow(/PUBLIC_URL: must not name port 0/);
   });
 
   it('drops a trailing slash from PUBLIC_URL so jwks_uri has one slash', () => {

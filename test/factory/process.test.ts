@@ -90,4 +90,33 @@ describe('jwt-factory as a real process', () => {
       await rm(cwd, { recursive: true, force: true });
     }
   });
+
+  it('with PORT=0 and no PUBLIC_URL names the port it got: in discovery, the OpenID endpoints, the login form and its listening line', async () => {
+    const demo = path.join(process.cwd(), 'jwt-factory', 'oidc.demo.yaml');
+    const factory = await startProcess('jwt-factory/main.ts', { env: { ...env(), OIDC_CONFIG: demo, OIDC_KEY_ID: 'oidc-port0' } });
+    try {
+      const own = base(factory);
+      expect(factory.port).toBeGreaterThan(0);
+      expect(factory.listening.publicUrl).toBe(own);
+      const discovery = await client.get(`${own}/.well-known/openid-configuration`);
+      expect(discovery.status).toBe(200);
+      expect(discovery.data).toMatchObject({ jwks_uri: `${own}/.well-known/jwks.json`, authorization_endpoint: `${own}/authorize`, token_endpoint: `${own}/token` });
+      expect(JSON.stringify(discovery.data)).not.toContain('127.0.0.1:0');
+      expect((await client.get(discovery.data.jwks_uri)).status).toBe(200);
+
+      const query = new URLSearchParams({ client_id: 'spa', redirect_uri: 'http://localhost:3000/spa', response_type: 'code', scope: 'openid', state: 's', code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256' });
+      const login = await client.get(`${own}/authorize?${query}`);
+      expect(login.status).toBe(200);
+      expect(login.headers['content-type']).toMatch(/^text\/html/);
+      expect(login.data).toContain(`action="${own}/login"`);
+    } finally {
+      expect(await factory.stop()).toBe(0);
+    }
+  });
+
+  it('refuses a PUBLIC_URL on port 0 in one sentence, exit 1', async () => {
+    const failure = await runScript('jwt-factory/main.ts', [], { env: { ...env(), PUBLIC_URL: 'http://127.0.0.1:0' } });
+    expect(failure.code).toBe(1);
+    expect(failure.stderr).toMatch(/Invalid setting PUBLIC_URL: must not name port 0/);
+  });
 });

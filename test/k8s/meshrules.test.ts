@@ -3,7 +3,7 @@ import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { renderYaml } from '../../lib/k8s.js';
 import { buildMeshRules, MeshRulesError, publicJwks } from '../../mesh/istio/rules.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { parseMeshRulesArgs, renderMeshRules, runCommand, USAGE } from '../../scripts/mesh-rules.js';
 import { ROOT, runScript } from '../helpers/process.js';
 import { validateObject } from './manifests.js';

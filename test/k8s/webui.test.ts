@@ -3,7 +3,7 @@ import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { describe, expect, it } from 'vitest';
 import { peerPrincipal } from '../../mesh/istio/rules.js';
 import { evaluate } from '../../mesh/evaluate.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { loadWebuiConfig } from '../../webui/config.js';
 import { K8S, WEBUI, named, ofKind, readYamlDocuments } from './manifests.js';
 import { kustomizeBuild, type K8sObject } from './kustomize.js';

@@ -1,5 +1,5 @@
 import { evaluate, evaluatePrepared, prepareSidecar } from '../../mesh/evaluate.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { CASES, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx } from './cases.js';
 
 /**

@@ -2,7 +2,7 @@ import { exportJWK, generateKeyPair, generateSecret, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, type EvaluateInput, type MeshRequest } from '../../mesh/evaluate.js';
 import { parseJwt, sanitizeAudience, loadJwks } from '../../mesh/envoy/jwt_verify.js';
-import { PolicyError, loadPolicyObjects, parsePolicyText } from '../../mesh/policies.js';
+import { PolicyError, loadPolicyObjects, parsePolicyText } from '../../mesh/istio/policies.js';
 import { resolveJwks, type Fetcher } from '../../mesh/sources.js';
 import { ISS, NOW, NOW_S, WORKLOAD, createCtx, type Ctx } from './cases.js';
 

@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../../mesh/evaluate.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { CASES, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx, type Ctx } from './cases.js';
 import { assertOutcome, fromVerdict } from './outcome.js';
 

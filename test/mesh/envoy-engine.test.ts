@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { compileSidecar, enforce } from '../../mesh/envoy/enforce.js';
 import type { TraceEvent } from '../../mesh/envoy/events.js';
 import { UnsupportedRegexError, compileRegex } from '../../mesh/envoy/regex.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { translateWorkload } from '../../mesh/translate/index.js';
 import { ISS, NOW, WORKLOAD, createCtx } from './cases.js';
 

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, whyNotInScope, type MeshRequest } from '../../mesh/evaluate.js';
 import { renderBootstrap, type ListenerSpec } from '../../mesh/envoy/bootstrap.js';
 import { ENVOY_OF } from '../../mesh/istio/releases.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { translate } from '../../mesh/translate/index.js';
 import { freePort } from '../helpers/process.js';
 import { authorizerServer, echoServer, listen, send, startEnvoy, waitForPorts, type RunningEnvoy, type SidecarAnswer } from '../helpers/envoy.js';

@@ -11,7 +11,7 @@ import { createGateway, type GatewayRules } from '../../mesh/gateway.js';
 import { prepareSidecar } from '../../mesh/evaluate.js';
 import { inputDigest } from '../../mesh/sources.js';
 import { startProcess, type Started } from '../helpers/process.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { CASES, JWKS_SETS, NOW, POLICY_SETS, WORKLOAD, createCtx, type Ctx } from './cases.js';
 import { assertOutcome, type Outcome } from './outcome.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PUBLIC_ONLY_JWKS, jwksText, jwtAuthnConfig, jwtProviders, type TranslatedRule } from '../../mesh/translate/index.js';
 import { release } from '../../mesh/istio/releases.js';
-import { loadPolicyObjects, type JwtRuleSpec, type RequestAuthentication } from '../../mesh/policies.js';
+import { loadPolicyObjects, type JwtRuleSpec, type RequestAuthentication } from '../../mesh/istio/policies.js';
 
 /**
  * The jwt_authn filter against istiod's own expectations: istio/istio

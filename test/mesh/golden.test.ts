@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { whyNotInScope } from '../../mesh/evaluate.js';
-import { parsePolicyText } from '../../mesh/policies.js';
+import { parsePolicyText } from '../../mesh/istio/policies.js';
 import { translate } from '../../mesh/translate/index.js';
 import { ROOT } from '../helpers/process.js';
 

@@ -2,7 +2,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Express } from 'express';
 import type { MeshRequest } from '../../mesh/envoy/request.js';
-import type { RuleSpec } from '../../mesh/policies.js';
+import type { RuleSpec } from '../../mesh/istio/policies.js';
 import { makeFactory } from '../factory/harness.js';
 import { compiledRule } from './rbac-rule.js';
 

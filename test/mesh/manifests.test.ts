@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { evaluate, type MeshRequest } from '../../mesh/evaluate.js';
-import type { MeshPolicy } from '../../mesh/policies.js';
+import type { MeshPolicy } from '../../mesh/istio/policies.js';
 import { loadPolicyPath } from '../../mesh/sources.js';
 import { ROOT, runScript, startProcess, type Started } from '../helpers/process.js';
 

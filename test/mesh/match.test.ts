@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { evaluate } from '../../mesh/evaluate.js';
-import { loadPolicyObjects, type RuleSpec } from '../../mesh/policies.js';
+import { loadPolicyObjects, type RuleSpec } from '../../mesh/istio/policies.js';
 import { NOW, WORKLOAD } from './cases.js';
 import { compiledRule } from './rbac-rule.js';
 

@@ -1,6 +1,6 @@
 import { compileRbac, runRbac } from '../../mesh/envoy/rbac.js';
 import { streamOf, type MeshRequest } from '../../mesh/envoy/request.js';
-import type { AuthorizationPolicy, RuleSpec } from '../../mesh/policies.js';
+import type { AuthorizationPolicy, RuleSpec } from '../../mesh/istio/policies.js';
 import { translate } from '../../mesh/translate/index.js';
 
 /**

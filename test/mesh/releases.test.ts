@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../../mesh/evaluate.js';
 import { DEFAULT_ISTIO, RELEASE_BEHAVIOURS, release, releaseProblem } from '../../mesh/istio/releases.js';
-import { loadPolicyObjects } from '../../mesh/policies.js';
+import { loadPolicyObjects } from '../../mesh/istio/policies.js';
 import { runScript } from '../helpers/process.js';
 import { ISS, NOW, WORKLOAD, createCtx, type Ctx } from './cases.js';
 

@@ -13,6 +13,7 @@ import { createOidcProvider } from '../../../jwt-factory/oidc/provider.js';
 import { createFileOidcStore } from '../../../jwt-factory/oidc/store.js';
 import { silentLogger } from '../../../lib/logger.js';
 import { manualClock } from '../harness.js';
+import { cookieJar } from '../../helpers/cookies.js';
 
 export const ISSUER = 'http://factory.test:5555';
 
@@ -100,17 +101,8 @@ export function hiddenField(html: string, name: string): string {
   return match[1]!.replace(/&amp;/g, '&').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&lt;/g, '<').replace(/&gt;/g, '>');
 }
 
-/** Cookie pairs from Set-Cookie headers, merged into a jar string. */
-export function cookieJar(previous: string, setCookie: string[] | string | undefined): string {
-  const jar = new Map(previous.split('; ').filter(Boolean).map((c) => c.split('=') as [string, string]));
-  for (const line of [setCookie ?? []].flat()) {
-    const [pair] = line.split(';');
-    const [name, value] = pair!.split('=') as [string, string];
-    if (value === '') jar.delete(name);
-    else jar.set(name, value);
-  }
-  return [...jar].map(([n, v]) => `${n}=${v}`).join('; ');
-}
+/** Cookie pairs from Set-Cookie headers, merged into a jar string (the suite's one jar). */
+export { cookieJar };
 
 /**
  * The browser's part of the code flow over supertest: GET /authorize, the login form, POST

@@ -11,7 +11,7 @@ import { createGateway, type GatewayRules } from '../../../mesh/gateway.js';
 import { createLogin } from '../../../mesh/login/handler.js';
 import { createOidcClient } from '../../../mesh/login/oidc.js';
 import { createMemorySessionStore, type SessionRecord } from '../../../mesh/login/store.js';
-import { loadPolicyObjects } from '../../../mesh/policies.js';
+import { loadPolicyObjects } from '../../../mesh/istio/policies.js';
 import { createWebui } from '../../../webui/app.js';
 import { startTestProvider, type TestProvider } from '../../helpers/oidc-provider.js';
 import { freePort, ROOT } from '../../helpers/process.js';

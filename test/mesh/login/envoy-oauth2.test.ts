@@ -92,18 +92,6 @@ function bootstrap(o: { port: number; admin: number; factoryPort: number; upstre
   };
 }
 
-/** Set-Cookie lines into a Cookie header (values may hold `=`); a deletion (Max-Age=0 or an expiry in 1970) removes the name. */
-function absorb(jar: string, lines: string[]): string {
-  const pairs = new Map(jar ? jar.split('; ').map((c) => [c.slice(0, c.indexOf('=')), c.slice(c.indexOf('=') + 1)] as const) : []);
-  for (const line of lines) {
-    const pair = line.split(';')[0]!;
-    const name = pair.slice(0, pair.indexOf('='));
-    if (/;\s*(max-age=0|expires=thu, 01 jan 1970)/i.test(line) || pair.length === name.length + 1) pairs.delete(name);
-    else pairs.set(name, pair.slice(pair.indexOf('=') + 1));
-  }
-  return [...pairs].map(([n, v]) => `${n}=${v}`).join('; ');
-}
-
 const get = (url: string, cookie: string, headers: Record<string, string> = {}) => fetch(url, { redirect: 'manual', headers: { ...headers, ...(cookie ? { cookie } : {}) } });
 
 describe("Envoy's oauth2 filter against the factory, on the comparison's points", () => {
@@ -174,7 +162,7 @@ describe("Envoy's oauth2 filter against the factory, on the comparison's points"
 
   it('after the login the browser holds the tokens themselves, encrypted, in five cookies of over 2 KB; the upstream gets two of them as well', async () => {
     const start = await get(`${front}/orders`, jar);
-    jar = absorb(jar, start.headers.getSetCookie());
+    jar = cookieJar(jar, start.headers.getSetCookie());
     const form = await fetch(start.headers.get('location')!, { redirect: 'manual' });
     const html = await form.text();
     const posted = await fetch(`${issuer}/login`, {
@@ -186,7 +174,7 @@ describe("Envoy's oauth2 filter against the factory, on the comparison's points"
     const callback = await get(posted.headers.get('location')!, jar);
     expect(callback.status, envoy.output().split('\n').filter((l) => l.includes('Responding with')).join('\n')).toBe(302);
     const set = callback.headers.getSetCookie();
-    jar = absorb(jar, set);
+    jar = cookieJar(jar, set);
     for (const line of set) {
       const age = /;\s*max-age=(\d+)/i.exec(line)?.[1];
       if (age !== undefined) maxAge.set(line.split('=')[0]!, Number(age));
@@ -223,7 +211,7 @@ describe("Envoy's oauth2 filter against the factory, on the comparison's points"
     const res = await get(`${front}/api/orders`, expired, { 'x-requested-with': 'fetch' });
     expect(res.status).toBe(200);
     expect(upstreamSaw.at(-1)!.authorization).not.toBe(before);
-    jar = absorb(jar, res.headers.getSetCookie());
+    jar = cookieJar(jar, res.headers.getSetCookie());
   });
 
   it("logout clears the cookies and sends to the factory's end_session_endpoint, but a copied cookie jar still works afterwards", async () => {

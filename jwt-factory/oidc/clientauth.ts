@@ -3,6 +3,7 @@ import { epochSeconds, TokenError, verificationKeyFromJwk, verifyJwt, type Verif
 import type { Client } from './config.js';
 import type { ProviderContext } from './context.js';
 import { invalidClient, oauthError } from './errors.js';
+import { limitedClientCheck } from './limiter.js';
 import type { Params } from './params.js';
 import { secretMatches } from './secrets.js';
 
@@ -127,7 +128,7 @@ export async function authenticateClient(ctx: ProviderContext, credentials: Clie
     case 'client_secret_basic':
     case 'client_secret_post': {
       const secret = method === 'client_secret_basic' ? basic!.secret : params.client_secret!;
-      if (!client.secret || !(await secretMatches(client.secret, secret))) throw invalidClient('Unknown client or bad credentials');
+      if (!client.secret || !(await limitedClientCheck(ctx.limiter, client.client_id, () => secretMatches(client.secret!, secret)))) throw invalidClient('Unknown client or bad credentials');
       return client;
     }
     case 'private_key_jwt':

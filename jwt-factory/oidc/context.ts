@@ -2,7 +2,7 @@ import type { JWK } from 'jose';
 import type { Clock } from '../keys.js';
 import type { KeyStore } from '../keystore.js';
 import type { OidcConfig, TrustedIssuer } from './config.js';
-import type { LoginLimiter } from './limiter.js';
+import type { FailureLimiter } from './limiter.js';
 import type { OidcStore } from './store.js';
 import type { TokenSigner } from './tokens.js';
 
@@ -40,7 +40,8 @@ export interface ProviderContext {
   readonly issuer: string;
   readonly endpoints: Endpoints;
   readonly clock: Clock;
-  readonly limiter: LoginLimiter;
+  /** Failed logins and client authentications, counted in the store (shared by replicas). */
+  readonly limiter: FailureLimiter;
   /** Seconds a login session lasts. */
   readonly sessionTtl: number;
   /** Seconds of skew accepted on client assertions and id_token_hint. */

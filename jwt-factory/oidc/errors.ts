@@ -85,6 +85,17 @@ export const oauthError = (code: OAuthErrorCode, description: string) => new OAu
 export const invalidClient = (description: string) =>
   new OAuthError('invalid_client', description, { wwwAuthenticate: 'Basic realm="jwt-factory", charset="UTF-8"' });
 
+/**
+ * A client locked after failed authentications: still 401 invalid_client (RFC 6749 §5.2 has no
+ * rate-limit error, and every client library handles this one), with Retry-After (RFC 9110
+ * §10.2.3) saying when it may try again.
+ */
+export const clientLocked = (retryAfterSeconds: number) =>
+  new OAuthError('invalid_client', `Too many failed authentications for this client: try again in ${retryAfterSeconds} seconds`, {
+    wwwAuthenticate: 'Basic realm="jwt-factory", charset="UTF-8"',
+    headers: { 'Retry-After': String(retryAfterSeconds) },
+  });
+
 /** An authorization request whose client or redirect_uri is not trusted: an error page, never a redirect. */
 export function pageError(description: string): OAuthError {
   const err = new OAuthError('invalid_request', description);

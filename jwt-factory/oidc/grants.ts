@@ -162,17 +162,15 @@ async function clientCredentials(ctx: ProviderContext, client: Client, params: P
 
 /** Checks a username and password with the limiter; answers the user, or why not. */
 export async function checkPassword(ctx: ProviderContext, username: string, password: string, address: string): Promise<{ user: User } | { refused: 'locked' | 'bad_credentials'; retryAfter?: number }> {
-  const lockedUntil = ctx.limiter.lockedUntil(username, address);
-  if (lockedUntil > 0) return { refused: 'locked', retryAfter: Math.ceil((lockedUntil - ctx.clock().getTime()) / 1000) };
   const user = ctx.config.users.get(username);
+  const userKey = { kind: 'user', value: username } as const;
   // An unknown user costs one scrypt too, so timing does not tell which usernames exist.
-  const matches = await secretMatches(user?.secret ?? decoySecret(), password);
-  if (!user || !matches) {
-    ctx.limiter.failed(username, address);
-    return { refused: 'bad_credentials' };
-  }
-  ctx.limiter.succeeded(username);
-  return { user };
+  const attempt = await ctx.limiter.attempt([userKey, { kind: 'address', value: address }], async () => (await secretMatches(user?.secret ?? decoySecret(), password)) && user !== undefined, {
+    clears: [userKey],
+  });
+  if (attempt.outcome === 'locked') return { refused: 'locked', retryAfter: attempt.retryAfter };
+  if (attempt.outcome === 'failed') return { refused: 'bad_credentials' };
+  return { user: user! };
 }
 
 /** RFC 6749 §4.3, for clients that list it (the WSO2 flow: Basic client auth, scope openid, an id_token back). */

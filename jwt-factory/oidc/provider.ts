@@ -5,7 +5,7 @@ import type { KeyStore } from '../keystore.js';
 import { ASSERTION_ALGS, AUTH_METHODS, GRANT_TYPES, SCOPES, type OidcConfig } from './config.js';
 import { endpointsUnder, type ProviderContext } from './context.js';
 import { createTrustedJwks } from './jwtbearer.js';
-import { createLoginLimiter } from './limiter.js';
+import { createFailureLimiter } from './limiter.js';
 import type { OidcStore } from './store.js';
 import { SCOPE_CLAIMS, createTokenSigner } from './tokens.js';
 
@@ -20,6 +20,7 @@ export interface OidcProviderOptions {
   publicUrl: string;
   clock: Clock;
   sessionTtl: number;
+  /** Failures in a row before a username or a client is locked (OIDC_LOCKOUT_AFTER). */
   lockoutAfter: number;
   clockTolerance: number;
   /** Fetches a client's jwks_uri; default: a GET with a 5 s limit. */
@@ -59,7 +60,7 @@ export async function createOidcProvider(options: OidcProviderOptions): Promise<
     issuer: options.issuer,
     endpoints,
     clock: options.clock,
-    limiter: createLoginLimiter({ threshold: options.lockoutAfter, clock: options.clock }),
+    limiter: createFailureLimiter({ store: options.store, threshold: options.lockoutAfter, clock: options.clock }),
     sessionTtl: options.sessionTtl,
     clockTolerance: options.clockTolerance,
     // Five minutes of caching: a client rotating its keys is seen soon, a flood of assertions fetches once.

@@ -4,7 +4,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { Clock } from '../keys.js';
 import { migrate } from '../store/migrations.js';
 import { temporarilyUnavailable } from './errors.js';
-import type { CodeRecord, MarkKind, OidcStore, RefreshRecord, SessionRecord } from './store.js';
+import type { CodeRecord, FailureRecord, MarkKind, OidcStore, RefreshRecord, SessionRecord } from './store.js';
 
 export interface PostgresOidcStoreOptions {
   /** A postgres:// URL (KEY_STORE): the same database as the keys. Unused when `pool` is given. */
@@ -31,6 +31,9 @@ export interface PostgresOidcStore extends OidcStore {
   isReachable(): boolean;
   close(): Promise<void>;
 }
+
+type FailureRow = { failures: number; last_failure_at: Date; expires_at: Date };
+const failureOf = (row: FailureRow): FailureRecord => ({ failures: row.failures, lastFailureAt: row.last_failure_at.getTime(), expiresAt: row.expires_at.getTime() });
 
 type Row = { record: Record<string, unknown>; expires_at: Date; used_at?: Date | null; issued?: CodeRecord['issued'] | null };
 
@@ -96,7 +99,7 @@ export function createPostgresOidcStore(options: PostgresOidcStoreOptions): Post
   async function sweep(): Promise<number> {
     const t = now();
     let removed = 0;
-    for (const table of ['jf_oidc_codes', 'jf_oidc_sessions', 'jf_oidc_refresh', 'jf_oidc_marks']) {
+    for (const table of ['jf_oidc_codes', 'jf_oidc_sessions', 'jf_oidc_refresh', 'jf_oidc_marks', 'jf_oidc_failures']) {
       removed += (await query(`DELETE FROM ${table} WHERE expires_at <= $1`, [t])).rowCount ?? 0;
     }
     return removed;
@@ -168,6 +171,24 @@ export function createPostgresOidcStore(options: PostgresOidcStoreOptions): Post
     async isRemembered(kind, value) {
       const { rows } = await query('SELECT 1 FROM jf_oidc_marks WHERE kind = $1 AND value = $2 AND expires_at > $3', [kind, value, now()]);
       return rows.length > 0;
+    },
+
+    async countFailure(key, expiresAt) {
+      // One statement: the row is locked by the conflict, so racing failures on any replicas each add one.
+      const { rows } = await query<FailureRow>(
+        `INSERT INTO jf_oidc_failures AS f (key, failures, last_failure_at, expires_at) VALUES ($1, 1, $2, $3)
+           ON CONFLICT (key) DO UPDATE SET failures = CASE WHEN f.expires_at <= $2 THEN 1 ELSE f.failures + 1 END, last_failure_at = $2, expires_at = $3
+           RETURNING failures, last_failure_at, expires_at`,
+        [key, now(), new Date(expiresAt)],
+      );
+      return failureOf(rows[0]!);
+    },
+    async getFailures(key) {
+      const { rows } = await query<FailureRow>('SELECT failures, last_failure_at, expires_at FROM jf_oidc_failures WHERE key = $1 AND expires_at > $2', [key, now()]);
+      return rows[0] && failureOf(rows[0]);
+    },
+    async clearFailures(key) {
+      await query('DELETE FROM jf_oidc_failures WHERE key = $1', [key]);
     },
 
     async close() {

@@ -59,6 +59,18 @@ export interface RefreshRecord {
  */
 export type MarkKind = 'assertion' | 'revoked_jti' | 'revoked_family';
 
+/**
+ * A failure counter of the limiter (limiter.ts): how many failures in a row for one key (a
+ * username, an address, a client_id, stored under its SHA-256 so a copy lists nobody) and when
+ * the last one happened; the limiter derives the lock from these two.
+ */
+export interface FailureRecord {
+  failures: number;
+  /** Epoch ms of the last failure counted. */
+  lastFailureAt: number;
+  expiresAt: number;
+}
+
 /** The provider's state. Implementations make each method atomic with respect to the others. */
 export interface OidcStore {
   saveCode(record: CodeRecord): Promise<void>;
@@ -79,6 +91,17 @@ export interface OidcStore {
   /** Remembers `value` of `kind` until `expiresAt`; false when it was already remembered. */
   remember(kind: MarkKind, value: string, expiresAt: number): Promise<boolean>;
   isRemembered(kind: MarkKind, value: string): Promise<boolean>;
+
+  /**
+   * Counts one failure for `key` at the injected clock, in one atomic step: a missing or
+   * expired counter starts again at 1; the counter then lives until `expiresAt`. Answers it as
+   * it is after this failure, so of racing failures on any replicas each sees its own count.
+   */
+  countFailure(key: string, expiresAt: number): Promise<FailureRecord>;
+  /** The live counter of `key`; undefined when there is none or it expired. */
+  getFailures(key: string): Promise<FailureRecord | undefined>;
+  /** Forgets the counter of `key` (after a success). */
+  clearFailures(key: string): Promise<void>;
 }
 
 interface StateFile {
@@ -87,17 +110,27 @@ interface StateFile {
   sessions: Record<string, SessionRecord>;
   refresh: Record<string, RefreshRecord>;
   marks: Record<string, number>;
+  /** Failure counters in the order of their last failure (oldest first), so the oldest is dropped first. */
+  failures: Record<string, FailureRecord>;
 }
 
-const emptyState = (): StateFile => ({ format: 'jwt-factory-oidc/1', codes: {}, sessions: {}, refresh: {}, marks: {} });
+const emptyState = (): StateFile => ({ format: 'jwt-factory-oidc/1', codes: {}, sessions: {}, refresh: {}, marks: {}, failures: {} });
+
+/**
+ * The most failure counters the file keeps by default: it is rewritten on every change, so a
+ * flood of made-up usernames must not grow it without bound. The counter whose last failure is
+ * oldest goes first (each address is locked after its own failures, so one caller cannot flood it).
+ */
+const MAX_FAILURE_COUNTERS = 10_000;
 
 /**
  * The file store: one JSON file (`<dir>/state.json`, mode 0600, written atomically) read once
  * and rewritten after each change, operations serialized in this process. One process only:
  * the factory refuses OIDC_CONFIG with WORKERS > 1 for this reason.
  */
-export function createFileOidcStore(options: { dir: string; clock: Clock }): OidcStore {
+export function createFileOidcStore(options: { dir: string; clock: Clock; maxFailureCounters?: number }): OidcStore {
   const file = path.join(options.dir, 'state.json');
+  const maxFailureCounters = options.maxFailureCounters ?? MAX_FAILURE_COUNTERS;
   let state: StateFile | undefined;
   let queue: Promise<unknown> = Promise.resolve();
 
@@ -115,7 +148,7 @@ export function createFileOidcStore(options: { dir: string; clock: Clock }): Oid
   /** Drops every expired record (called before each write, so the file never grows with dead state). */
   function sweep(s: StateFile): void {
     const t = now();
-    for (const table of [s.codes, s.sessions, s.refresh] as Array<Record<string, { expiresAt: number }>>) {
+    for (const table of [s.codes, s.sessions, s.refresh, s.failures] as Array<Record<string, { expiresAt: number }>>) {
       for (const [id, record] of Object.entries(table)) if (record.expiresAt <= t) delete table[id];
     }
     for (const [id, expiresAt] of Object.entries(s.marks)) if (expiresAt <= t) delete s.marks[id];
@@ -176,5 +209,18 @@ export function createFileOidcStore(options: { dir: string; clock: Clock }): Oid
         const known = s.marks[markKey(kind, value)];
         return known !== undefined && known > now();
       }, false),
+    countFailure: (key, expiresAt) =>
+      run((s) => {
+        const before = live(s.failures[key]);
+        const record: FailureRecord = { failures: (before?.failures ?? 0) + 1, lastFailureAt: now(), expiresAt };
+        // Re-inserted at the end: the object keeps the order of last failures.
+        delete s.failures[key];
+        s.failures[key] = record;
+        const keys = Object.keys(s.failures);
+        for (const old of keys.slice(0, Math.max(0, keys.length - maxFailureCounters))) delete s.failures[old];
+        return { ...record };
+      }, true),
+    getFailures: (key) => run((s) => live(s.failures[key]), false),
+    clearFailures: (key) => run((s) => void delete s.failures[key], true),
   };
 }

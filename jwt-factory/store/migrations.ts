@@ -75,6 +75,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX jf_oidc_marks_expiry ON jf_oidc_marks (expires_at);
     `,
   },
+  {
+    version: 3,
+    name: 'OIDC failure counters of the login and client-authentication lockout',
+    sql: `
+      -- key is the SHA-256 (base64url) of 'user:<name>', 'address:<ip>' or 'client:<client_id>': a dump lists nobody.
+      CREATE TABLE jf_oidc_failures (
+        key             text PRIMARY KEY,
+        failures        integer NOT NULL CHECK (failures > 0),
+        last_failure_at timestamptz NOT NULL,
+        expires_at      timestamptz NOT NULL
+      );
+      CREATE INDEX jf_oidc_failures_expiry ON jf_oidc_failures (expires_at);
+    `,
+  },
 ];
 
 /** An arbitrary constant naming the factory's migration lock (pg_advisory_xact_lock takes a bigint). */

@@ -20,6 +20,8 @@ const KEK = randomBytes(32).toString('base64');
 const ISSUER = 'http://factory.test';
 const REDIRECT = 'http://localhost:8080/callback';
 const SECRET = 'replica-test-secret';
+const GUESSED_SECRET = 'guessed-client-secret';
+let env: Record<string, string>;
 
 beforeAll(async () => {
   db = await startPostgres();
@@ -37,13 +39,19 @@ beforeAll(async () => {
       '    token_endpoint_auth_method: client_secret_basic',
       '    scope: openid profile offline_access',
       '    audiences: [serviceb]',
+      '  - client_id: guessed-client',
+      `    client_secret: ${GUESSED_SECRET}`,
+      '    grant_types: [client_credentials]',
+      '    audiences: [serviceb]',
       'users:',
       '  - username: alice',
       '    password: alice-password',
+      '  - username: carol-replica',
+      '    password: carol-password',
       '',
     ].join('\n'),
   );
-  const env = { PORT: '0', HOST: '127.0.0.1', KEY_STORE: db.url, KEY_ENCRYPTION_KEY: KEK, OIDC_CONFIG: config, OIDC_ALG: 'ES256', ISSUER, PUBLIC_URL: ISSUER };
+  env = { PORT: '0', HOST: '127.0.0.1', KEY_STORE: db.url, KEY_ENCRYPTION_KEY: KEK, OIDC_CONFIG: config, OIDC_ALG: 'ES256', ISSUER, PUBLIC_URL: ISSUER };
   // One first, so the provider's key is made once; the second loads it.
   a = await startProcess('jwt-factory/main.ts', { env });
   b = await startProcess('jwt-factory/main.ts', { env });
@@ -56,21 +64,29 @@ afterAll(async () => {
 
 const at = (p: Started, route: string) => `http://127.0.0.1:${p.port}${route}`;
 
-/** GET /authorize and POST /login on `p`, as a browser would: answers the code and the cookie jar. */
-async function login(p: Started): Promise<{ code: string; jar: string; verifier: string }> {
+/** GET /authorize and POST /login on `p` with these credentials, as a browser would: answers the login's response, the cookie jar and the PKCE verifier. */
+async function tryLogin(p: Started, username: string, password: string): Promise<{ done: Response; jar: string; verifier: string }> {
   const { verifier, challenge } = pkce();
   const query = new URLSearchParams({ client_id: 'gateway', redirect_uri: REDIRECT, response_type: 'code', scope: 'openid offline_access', state: 's', code_challenge: challenge, code_challenge_method: 'S256' });
   const page = await fetch(at(p, `/authorize?${query}`));
   expect(page.status).toBe(200);
   const html = await page.text();
-  let jar = cookieJar('', page.headers.getSetCookie());
-  const form = new URLSearchParams({ csrf: hiddenField(html, 'csrf'), request: hiddenField(html, 'request'), username: 'alice', password: 'alice-password' });
+  const jar = cookieJar('', page.headers.getSetCookie());
+  const form = new URLSearchParams({ csrf: hiddenField(html, 'csrf'), request: hiddenField(html, 'request'), username, password });
   const done = await fetch(at(p, '/login'), { method: 'POST', redirect: 'manual', headers: { cookie: jar, 'content-type': 'application/x-www-form-urlencoded' }, body: form });
+  return { done, jar: cookieJar(jar, done.headers.getSetCookie()), verifier };
+}
+
+/** A successful login of alice on `p`: answers the code, the cookie jar and the verifier. */
+async function login(p: Started): Promise<{ code: string; jar: string; verifier: string }> {
+  const { done, jar, verifier } = await tryLogin(p, 'alice', 'alice-password');
   expect(done.status).toBe(303);
-  jar = cookieJar(jar, done.headers.getSetCookie());
   const code = new URL(done.headers.get('location')!).searchParams.get('code')!;
   return { code, jar, verifier };
 }
+
+const guessedClient = (p: Started, secret: string) =>
+  fetch(at(p, '/token'), { method: 'POST', headers: { authorization: basic('guessed-client', secret), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ grant_type: 'client_credentials' }) });
 
 const token = (p: Started, params: Record<string, string>) =>
   fetch(at(p, '/token'), { method: 'POST', headers: { authorization: basic('gateway', SECRET), 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(params) });
@@ -139,6 +155,38 @@ describe('two factory replicas with OIDC over one PostgreSQL database', () => {
     for (const secret of [code, refresh, cookie, verifier]) expect(dump).not.toContain(secret);
   });
 
+  it('5 failed logins split across A (3) and B (2) lock the user on both, and on a process started afterwards; the database lists no username', async () => {
+    for (const p of [a, a, a, b, b]) expect((await tryLogin(p, 'carol-replica', 'wrong-password')).done.status).toBe(401);
+    for (const p of [a, b]) {
+      const { done: locked } = await tryLogin(p, 'carol-replica', 'carol-password');
+      expect(locked.status).toBe(429);
+      expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
+      expect(Number(locked.headers.get('retry-after'))).toBeLessThanOrEqual(30);
+    }
+    // A restart forgives nothing: a fresh process over the same database refuses her too.
+    const c = await startProcess('jwt-factory/main.ts', { env });
+    try {
+      expect((await tryLogin(c, 'carol-replica', 'carol-password')).done.status).toBe(429);
+    } finally {
+      await c.stop();
+    }
+    expect(Number(await db.sql('SELECT count(*) FROM jf_oidc_failures'))).toBeGreaterThan(0);
+    const dump = await db.dump();
+    expect(dump).toContain('jf_oidc_failures');
+    expect(dump).not.toContain('carol-replica');
+  }, 60_000);
+
+  it('5 wrong client secrets split across A and B lock the client on both: 401 invalid_client with Retry-After, even for the right secret', async () => {
+    for (const p of [b, a, b, a, b]) expect((await guessedClient(p, 'a-guess')).status).toBe(401);
+    for (const p of [a, b]) {
+      const locked = await guessedClient(p, GUESSED_SECRET);
+      expect(locked.status).toBe(401);
+      expect(await locked.json()).toMatchObject({ error: 'invalid_client', error_description: expect.stringMatching(/^Too many failed authentications/) });
+      expect(Number(locked.headers.get('retry-after'))).toBeGreaterThan(0);
+    }
+    expect(await db.dump()).not.toContain('guessed-client');
+  });
+
   it('WORKERS=2 share the state too: 20 logins and redemptions, each step on whichever worker takes it, all succeed', async () => {
     const workers = await startProcess('jwt-factory/main.ts', {
       env: { PORT: '0', HOST: '127.0.0.1', KEY_STORE: db.url, KEY_ENCRYPTION_KEY: KEK, OIDC_CONFIG: path.join(dir, 'oidc.yaml'), OIDC_ALG: 'ES256', ISSUER, PUBLIC_URL: ISSUER, WORKERS: '2' },
@@ -158,7 +206,7 @@ describe('two factory replicas with OIDC over one PostgreSQL database', () => {
     }
   }, 120_000);
 
-  it('while PostgreSQL is down: a login answers 503 temporarily_unavailable, never a 500; signing and the JWKS go on; readiness names the database and comes back', async () => {
+  it('while PostgreSQL is down: a login (code redemption and the login form) answers 503 temporarily_unavailable, never a 500; signing and the JWKS go on; readiness names the database and comes back', async () => {
     const { code, verifier, jar } = await login(a);
     await db.stop();
     try {
@@ -171,8 +219,16 @@ describe('two factory replicas with OIDC over one PostgreSQL database', () => {
       const page = await fetch(at(a, `/authorize?${query}`), { redirect: 'manual', headers: { cookie: jar } });
       expect(page.status).toBe(503);
       expect(page.headers.get('content-type')).toMatch(/^text\/html/);
-      // client_credentials needs no stored state: it signs with the key in memory.
+      // The login form checks no password without its failure counters: 503 as a page, never a 500, never failing open.
+      const { done: refused } = await tryLogin(a, 'alice', 'alice-password');
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('2');
+      expect(refused.headers.get('content-type')).toMatch(/^text\/html/);
+      expect(refused.headers.get('location')).toBeNull();
+      // client_credentials needs no stored state: it signs with the key in memory, and a
+      // client's failures are counted in the process meanwhile (a wrong secret is still 401).
       expect((await token(a, { grant_type: 'client_credentials' })).status).toBe(200);
+      expect((await guessedClient(b, 'outage-guess')).status).toBe(401);
       expect((await fetch(at(b, '/.well-known/jwks.json'))).status).toBe(200);
       const ready = await fetch(at(a, '/readyz'));
       expect(ready.status).toBe(503);

@@ -166,7 +166,46 @@ export function oidcStoreContract(name: string, subject: StoreUnderTest): void {
       expect((await store.getSession(session.id))!.sub).toBe('bob');
     });
 
-    it('keeps everything across a restart: a used code stays used, a mark stays, a session stays', async () => {
+    it('countFailure counts 1, 2, 3 at the clock, getFailures answers the counter, clearFailures forgets it; keys are apart', async () => {
+      const { store, time } = await fresh();
+      const key = id();
+      expect(await store.getFailures(key)).toBeUndefined();
+      expect(await store.countFailure(key, t0 + 60_000)).toEqual({ failures: 1, lastFailureAt: t0, expiresAt: t0 + 60_000 });
+      time.advance(1000);
+      expect(await store.countFailure(key, t0 + 61_000)).toEqual({ failures: 2, lastFailureAt: t0 + 1000, expiresAt: t0 + 61_000 });
+      time.advance(1000);
+      expect(await store.countFailure(key, t0 + 62_000)).toEqual({ failures: 3, lastFailureAt: t0 + 2000, expiresAt: t0 + 62_000 });
+      expect(await store.getFailures(key)).toEqual({ failures: 3, lastFailureAt: t0 + 2000, expiresAt: t0 + 62_000 });
+      const other = id();
+      expect((await store.countFailure(other, t0 + 60_000)).failures).toBe(1);
+      await store.clearFailures(key);
+      expect(await store.getFailures(key)).toBeUndefined();
+      expect((await store.getFailures(other))?.failures).toBe(1);
+      expect((await store.countFailure(key, t0 + 60_000)).failures).toBe(1);
+      await expect(store.clearFailures(id())).resolves.toBeUndefined();
+    });
+
+    it('forgets a failure counter from its expiresAt on (to the millisecond): the next failure counts 1 again', async () => {
+      const { store, time } = await fresh();
+      const key = id();
+      await store.countFailure(key, t0 + 10_000);
+      await store.countFailure(key, t0 + 10_000);
+      time.set(new Date(t0 + 9_999));
+      expect((await store.getFailures(key))?.failures).toBe(2);
+      time.set(new Date(t0 + 10_000));
+      expect(await store.getFailures(key)).toBeUndefined();
+      expect(await store.countFailure(key, t0 + 20_000)).toEqual({ failures: 1, lastFailureAt: t0 + 10_000, expiresAt: t0 + 20_000 });
+    });
+
+    it('of 20 failures of one key counted at once, each sees its own count: 1 to 20', async () => {
+      const { store } = await fresh();
+      const key = id();
+      const answers = await Promise.all(Array.from({ length: 20 }, () => store.countFailure(key, t0 + 60_000)));
+      expect(answers.map((a) => a.failures).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+      expect((await store.getFailures(key))?.failures).toBe(20);
+    });
+
+    it('keeps everything across a restart: a used code stays used, a mark stays, a session stays, a failure counter goes on counting', async () => {
       const { store, time, place } = await fresh();
       const code = codeRecord(t0 + 60_000);
       const session = sessionRecord(t0 + 60_000);
@@ -177,7 +216,12 @@ export function oidcStoreContract(name: string, subject: StoreUnderTest): void {
       await store.saveRefresh(refresh);
       await store.useRefresh(refresh.id);
       await store.remember('revoked_family', refresh.familyId, t0 + 60_000);
+      const failures = id();
+      await store.countFailure(failures, t0 + 60_000);
+      await store.countFailure(failures, t0 + 60_000);
       const again = await subject.open(time.clock, place);
+      expect(await again.getFailures(failures)).toEqual({ failures: 2, lastFailureAt: t0, expiresAt: t0 + 60_000 });
+      expect((await again.countFailure(failures, t0 + 60_000)).failures).toBe(3);
       expect((await again.useCode(code.id))?.usedAt).toBe(t0);
       expect(await again.getSession(session.id)).toEqual(session);
       expect((await again.getRefresh(refresh.id))?.usedAt).toBe(t0);

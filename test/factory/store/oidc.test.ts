@@ -52,7 +52,7 @@ describe('the PostgreSQL OIDC store', () => {
     const time = manualClock();
     await Promise.all([pgStore(time.clock), pgStore(time.clock), pgStore(time.clock)]);
     expect(await db.sql('SELECT version FROM jf_migrations ORDER BY version')).toBe(MIGRATIONS.map((m) => m.version).join('\n'));
-    expect(await db.sql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE tablename LIKE 'jf_oidc_%'")).toBe('jf_oidc_codes,jf_oidc_marks,jf_oidc_refresh,jf_oidc_sessions');
+    expect(await db.sql("SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE tablename LIKE 'jf_oidc_%'")).toBe('jf_oidc_codes,jf_oidc_failures,jf_oidc_marks,jf_oidc_refresh,jf_oidc_sessions');
   });
 
   it('of two replicas (two pools) redeeming one code and rotating one refresh token at once, exactly one wins each time (20 trials)', async () => {
@@ -79,6 +79,16 @@ describe('the PostgreSQL OIDC store', () => {
     expect([codeWins, refreshWins]).toEqual([20, 20]);
   });
 
+  it('of two replicas (two pools) counting 20 failures of one key at once, the counts are 1 to 20 and the row holds 20', async () => {
+    const time = manualClock();
+    const [a, b] = await Promise.all([pgStore(time.clock), pgStore(time.clock)]);
+    const key = randomBytes(32).toString('base64url');
+    const until = time.clock().getTime() + 60_000;
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => (i % 2 === 0 ? a : b).countFailure(key, until)));
+    expect(answers.map((r) => r.failures).sort((x, y) => x - y)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    expect(await db.sql(`SELECT failures FROM jf_oidc_failures WHERE key = '${key}'`)).toBe('20');
+  });
+
   it('deletes every expired row when it sweeps, and keeps the live ones', async () => {
     const time = manualClock();
     const store = await pgStore(time.clock);
@@ -91,8 +101,13 @@ describe('the PostgreSQL OIDC store', () => {
     await store.saveRefresh(deadRefresh);
     await store.remember('assertion', `sweep-${randomBytes(4).toString('hex')}`, t + 1000);
     await store.saveSession({ id: randomBytes(8).toString('hex'), sid: 's', sub: 'alice', authTime: 0, expiresAt: t + 1000 });
+    const deadCounter = randomBytes(8).toString('hex');
+    const liveCounter = randomBytes(8).toString('hex');
+    await store.countFailure(deadCounter, t + 1000);
+    await store.countFailure(liveCounter, t + 120_000);
     time.advance(1000);
-    expect(await store.sweep()).toBeGreaterThanOrEqual(4);
+    expect(await store.sweep()).toBeGreaterThanOrEqual(5);
+    expect(await db.sql(`SELECT string_agg(key, ',') FROM jf_oidc_failures WHERE key IN ('${deadCounter}', '${liveCounter}')`)).toBe(liveCounter);
     expect(await db.sql(`SELECT count(*) FROM jf_oidc_codes WHERE id IN ('${dead.id}', '${live.id}')`)).toBe('1');
     expect(await db.sql(`SELECT count(*) FROM jf_oidc_refresh WHERE id = '${deadRefresh.id}'`)).toBe('0');
     expect(await db.sql(`SELECT count(*) FROM jf_oidc_marks WHERE expires_at <= '${new Date(t + 1000).toISOString()}'`)).toBe('0');
@@ -169,6 +184,22 @@ describe('the file OIDC store', () => {
     const text = await readFile(file, 'utf8');
     expect(text).not.toContain(dead.id);
     expect(text).toContain('assertion:x');
+  });
+
+  it('keeps at most maxFailureCounters failure counters, dropping the one whose last failure is oldest', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'oidc-store-'));
+    folders.push(dir);
+    const time = manualClock();
+    const store = createFileOidcStore({ dir, clock: time.clock, maxFailureCounters: 3 });
+    const until = time.clock().getTime() + 60_000;
+    for (const key of ['k1', 'k2', 'k3']) await store.countFailure(key, until);
+    // A new failure of k1 makes it the newest, so k2 is the oldest when k4 arrives.
+    await store.countFailure('k1', until);
+    await store.countFailure('k4', until);
+    expect(await store.getFailures('k2')).toBeUndefined();
+    expect((await store.getFailures('k1'))?.failures).toBe(2);
+    const reopened = createFileOidcStore({ dir, clock: time.clock, maxFailureCounters: 3 });
+    expect((await Promise.all(['k1', 'k2', 'k3', 'k4'].map((k) => reopened.getFailures(k)))).map((r) => r?.failures)).toEqual([2, undefined, 1, 1]);
   });
 });
 

@@ -27,6 +27,7 @@ export const LOGIN_FLAGS = {
   'session-lifetime': { type: 'string', default: '28800' },
   'session-idle': { type: 'string', default: '1800' },
   'session-max': { type: 'string', default: '10000' },
+  'login-refresh-ahead': { type: 'string', default: '30' },
 } as const;
 
 /** The help lines of the login mode. */
@@ -49,10 +50,13 @@ comes from the environment variable LOGIN_CLIENT_SECRET, never from the command 
   --session-cookie <name>       the session cookie's name               (default __Host-mesh-session, mesh-session on http)
   --session-lifetime <s>        absolute session lifetime in seconds                    (default 28800, a working day)
   --session-idle <s>            a session unused this long ends                         (default 1800)
-  --session-max <n>             sessions kept in memory at most, and as many logins    (default 10000)
+  --session-max <n>             sessions kept at most, and as many logins under way, in memory
+                                or in PostgreSQL; the least recently used go first      (default 10000)
+  --login-refresh-ahead <s>     refresh the access token this many seconds before it expires (default 30)
 Where sessions live comes from the environment too (a database URL may hold a password):
   SESSION_STORE                 memory (one process; a restart logs everyone out), or a postgres://
-                                URL that several gateway replicas share                 (default memory)
+                                URL that several gateway replicas share; they refresh a session
+                                one at a time, under a lease in the database            (default memory)
   SESSION_ENCRYPTION_KEY        32 random bytes, base64, sealing each stored session's tokens
                                 (AES-256-GCM)                                  (required with postgres://)
 `;
@@ -77,7 +81,7 @@ function sessionStore(env: LoginEnv, max: number, now: () => number, logger: Log
   } catch (err) {
     throw new UsageError(`SESSION_ENCRYPTION_KEY ${(err as Error).message}`);
   }
-  return createPostgresSessionStore({ url: where, key, now, logger });
+  return createPostgresSessionStore({ url: where, key, now, logger, maxEntries: max });
 }
 
 type LoginValues = { [K in keyof typeof LOGIN_FLAGS]?: (typeof LOGIN_FLAGS)[K] extends { multiple: true } ? string[] : string };
@@ -135,6 +139,7 @@ export function parseLogin(
   const max = Number(values['session-max'] ?? LOGIN_FLAGS['session-max'].default);
   if (!Number.isInteger(max) || max < 1) throw new UsageError(`--session-max must be a positive whole number, got "${values['session-max']}"`);
   const now = deps.now ?? Date.now;
+  const timeoutSeconds = 10;
   const callbackPath = path('login-callback-path', values['login-callback-path'] ?? '/callback');
   return createLogin({
     options: {
@@ -148,9 +153,13 @@ export function parseLogin(
       idTokenHeader: values['login-id-token-header'] && headerName('login-id-token-header', values['login-id-token-header']),
       accessTokenHeader: values['login-access-token-header'] && headerName('login-access-token-header', values['login-access-token-header']),
       claimHeaders,
-      // Refresh half a minute ahead: a token forwarded now still has time to be checked upstream
+      // Half a minute ahead by default: a token forwarded now still has time to be checked upstream
       // (Envoy's jwt_authn allows 60 s of skew on top).
-      refreshAheadMs: 30_000,
+      refreshAheadMs: seconds('login-refresh-ahead', values['login-refresh-ahead'] ?? LOGIN_FLAGS['login-refresh-ahead'].default, 0) * 1000,
+      // A lease outlasts the holder's call to the provider (aborted after timeoutSeconds), so it
+      // never runs out while that refresh may still reach the provider.
+      refreshLeaseMs: (timeoutSeconds + 5) * 1000,
+      refreshWaitMs: 5000,
     },
     oidc: createOidcClient({
       issuer,
@@ -159,7 +168,7 @@ export function parseLogin(
       redirectUri: `${publicUrl.origin}${callbackPath}`,
       scope: values['login-scope'] ?? LOGIN_FLAGS['login-scope'].default,
       clientAuth,
-      timeoutSeconds: 10,
+      timeoutSeconds,
     }),
     store: deps.store ?? sessionStore(env, max, now, deps.logger),
     now,

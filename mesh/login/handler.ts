@@ -5,7 +5,7 @@ import { decodeJwt } from 'jose';
 import type { Logger } from '../../lib/logger.js';
 import { parseCookies, serializeCookie, withoutCookies } from './cookie.js';
 import { isProviderRefusal, refusalCode, type IssuedTokens, type OidcClient } from './oidc.js';
-import type { LoginRecord, SessionRecord, SessionStore } from './store.js';
+import type { LoginRecord, RefreshLocks, SessionRecord, SessionStore } from './store.js';
 
 /**
  * The login at the gateway: a token handler (draft-ietf-oauth-browser-based-apps §6.1, "BFF").
@@ -41,6 +41,14 @@ export interface LoginOptions {
   claimHeaders: ClaimHeader[];
   /** Refresh this long before the access token expires (ms). */
   refreshAheadMs: number;
+  /**
+   * With a store shared by replicas: how long a refresh lease lasts (ms). Longer than a call to the
+   * provider may take, so a lease never runs out while its holder's refresh can still reach the
+   * provider. Default 15 000.
+   */
+  refreshLeaseMs?: number;
+  /** How long a request waits for another replica's refresh before it gives up (ms). Default 5000. */
+  refreshWaitMs?: number;
 }
 
 /** What the login did, for metrics: every value is from these fixed sets (bounded label cardinality). */
@@ -74,6 +82,8 @@ const UNKNOWN_LIFETIME_MS = 60_000;
 const TOUCH_EVERY_MS = 60_000;
 /** RFC 9110 §9.2.1: the methods that change nothing. */
 const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** How often a request waiting for another replica's refresh reads the session again (ms). */
+const LEASE_POLL_MS = 50;
 /** Our ids: 32 random bytes, base64url. */
 const ID_PATTERN = /^[A-Za-z0-9_-]{43}$/;
 
@@ -244,7 +254,13 @@ export function createLogin(deps: LoginDeps): LoginHook {
     redirect(res, 303, target, [clearCookie(options.cookieName)]);
   };
 
-  const doRefresh = async (key: string, session: SessionRecord): Promise<SessionRecord | 'ended' | 'unavailable'> => {
+  type Refreshed = SessionRecord | 'ended' | 'unavailable';
+  const due = (session: SessionRecord) => session.tokens.accessExpiresAt - options.refreshAheadMs <= deps.now();
+  /** Without new tokens: the ones held while they are good, never an expired one. */
+  const whileValid = (session: SessionRecord): Refreshed => (session.tokens.accessExpiresAt > deps.now() ? session : 'unavailable');
+
+  /** The refresh_token grant; a refusal (the grant is gone) deletes the session. */
+  const askProvider = async (key: string, session: SessionRecord): Promise<SessionRecord | 'ended' | 'failed'> => {
     const now = deps.now();
     let tokens: IssuedTokens;
     try {
@@ -258,9 +274,9 @@ export function createLogin(deps: LoginDeps): LoginHook {
       }
       logger.warn({ sub: session.sub, err: { message: err instanceof Error ? err.message : String(err) } }, 'refresh failed');
       emit({ event: 'refresh', outcome: 'unavailable' });
-      return session.tokens.accessExpiresAt > now ? session : 'unavailable';
+      return 'failed';
     }
-    const next: SessionRecord = {
+    return {
       ...session,
       tokens: {
         accessToken: tokens.accessToken,
@@ -271,22 +287,72 @@ export function createLogin(deps: LoginDeps): LoginHook {
       },
       idClaims: tokens.idClaims ?? session.idClaims,
     };
-    // A logout while the refresh ran must not be undone by writing the session back.
-    if ((await store.get(key))?.kind !== 'session') return 'ended';
-    await store.set(key, next);
-    logger.info({ sub: session.sub }, 'tokens refreshed');
+  };
+  const refreshedOk = (next: SessionRecord): SessionRecord => {
+    logger.info({ sub: next.sub }, 'tokens refreshed');
     emit({ event: 'refresh', outcome: 'ok' });
     return next;
   };
 
+  /** A store of this process alone: the in-process single flight (`fresh`) is the only lock needed. */
+  const refreshAlone = async (key: string, session: SessionRecord): Promise<Refreshed> => {
+    const next = await askProvider(key, session);
+    if (next === 'failed') return whileValid(session);
+    if (next === 'ended') return 'ended';
+    // A logout while the refresh ran must not be undone by writing the session back.
+    if ((await store.get(key))?.kind !== 'session') return 'ended';
+    await store.set(key, next);
+    return refreshedOk(next);
+  };
+
+  /**
+   * A store that replicas share: one refresh per session across all of them. The lease's holder
+   * asks the provider; the others read the session again until its new tokens are there, and use
+   * them. A request that waited `refreshWaitMs` in vain asks nobody (a second refresh with the same
+   * refresh token would make the provider revoke the family, RFC 9700 §4.14.2): it goes on with the
+   * token held while that is good, else answers 503.
+   */
+  const refreshShared = async (locks: RefreshLocks, key: string, session: SessionRecord): Promise<Refreshed> => {
+    const waits = Math.ceil((options.refreshWaitMs ?? 5000) / LEASE_POLL_MS);
+    for (let wait = 0; ; wait += 1) {
+      const claim = await locks.claim(key, options.refreshLeaseMs ?? 15_000);
+      if (!claim) return 'ended';
+      const current = claim.record;
+      if (current.tokens.accessToken !== session.tokens.accessToken || !due(current)) {
+        // Another replica refreshed meanwhile: its tokens, and no call to the provider.
+        if (claim.lease) await locks.release(key, claim.lease);
+        return current;
+      }
+      if (claim.lease) {
+        const next = await askProvider(key, current);
+        if (next === 'ended') return 'ended';
+        if (next === 'failed') {
+          await locks.release(key, claim.lease);
+          return whileValid(current);
+        }
+        if (await locks.commit(key, claim.lease, next)) return refreshedOk(next);
+        // A logout while the refresh ran wins; else the lease ran out and another replica claimed it.
+        if ((await store.get(key))?.kind !== 'session') return 'ended';
+        logger.warn({ sub: current.sub }, 'refresh lease ran out before the refresh was written; its tokens serve this request only');
+        return next;
+      }
+      if (wait >= waits) {
+        logger.warn({ sub: current.sub }, 'another replica holds the refresh lease; the session was not refreshed here');
+        return whileValid(current);
+      }
+      await new Promise((resolve) => setTimeout(resolve, LEASE_POLL_MS));
+    }
+  };
+
   /** The session with an access token good for now: refreshed ahead of expiry, one refresh at a time per session. */
-  const fresh = async (key: string, session: SessionRecord): Promise<SessionRecord | 'ended' | 'unavailable'> => {
+  const fresh = async (key: string, session: SessionRecord): Promise<Refreshed> => {
     const now = deps.now();
-    if (session.tokens.accessExpiresAt - options.refreshAheadMs > now) return session;
+    if (!due(session)) return session;
     if (!session.tokens.refreshToken) return session.tokens.accessExpiresAt > now ? session : 'ended';
     let running = inflight.get(key);
     if (!running) {
-      running = doRefresh(key, session).finally(() => inflight.delete(key));
+      const locks = store.refreshLocks;
+      running = (locks ? refreshShared(locks, key, session) : refreshAlone(key, session)).finally(() => inflight.delete(key));
       inflight.set(key, running);
     }
     return running;
@@ -346,7 +412,7 @@ export function createLogin(deps: LoginDeps): LoginHook {
     }
     const now = deps.now();
     if (now - session.lastSeenAt >= Math.min(TOUCH_EVERY_MS, options.sessionIdleMs / 2)) {
-      await store.set(key, { ...session, lastSeenAt: now, expiresAt: Math.min(session.createdAt + options.sessionLifetimeMs, now + options.sessionIdleMs) });
+      await store.touch(key, now, Math.min(session.createdAt + options.sessionLifetimeMs, now + options.sessionIdleMs));
     }
     return forwardHeaders(headers, session);
   };

@@ -3,8 +3,8 @@
  * and sessions (the tokens). The browser holds only a random id; the store is keyed by the
  * SHA-256 of that id, so a copy of the store yields no cookie that works.
  *
- * One interface, so replicas can share a store (the factory's PostgreSQL store implements the
- * same three calls); the memory store below serves one process.
+ * One interface, so replicas can share a store (store-postgres.ts implements it over one
+ * database); the memory store below serves one process.
  */
 
 /** The tokens of one session, as the provider's token endpoint issued them. */
@@ -48,6 +48,36 @@ export interface SessionStore {
   get(key: string): Promise<StoredRecord | undefined>;
   set(key: string, record: StoredRecord): Promise<void>;
   delete(key: string): Promise<void>;
+  /**
+   * Records that a session was used: its `lastSeenAt` and `expiresAt` only, never its tokens, and
+   * only while it exists, so a touch cannot undo a refresh or a logout another request made meanwhile.
+   */
+  touch(key: string, lastSeenAt: number, expiresAt: number): Promise<void>;
+  /** Present when several processes share the store: refreshes of one session take turns across all of them. */
+  refreshLocks?: RefreshLocks;
+}
+
+/** What `claim` found: the session as stored now, and the lease when this caller got it. */
+export interface RefreshClaim {
+  record: SessionRecord;
+  /** The lease's id; absent while another process holds a lease that has not run out. */
+  lease?: string;
+}
+
+/**
+ * Leases on a session's refresh, for a store that processes share. A refresh token may be used
+ * once (RFC 9700 §4.14.2: the provider revokes the whole family on reuse), so of the processes
+ * wanting to refresh one session only the holder of the lease asks the provider; the others
+ * wait for its result. A lease runs out by itself (`ms` after its claim), so a process that died
+ * holding one never wedges the session.
+ */
+export interface RefreshLocks {
+  /** Claims the lease on the session at `key` for `ms`; undefined when there is no such session. */
+  claim(key: string, ms: number): Promise<RefreshClaim | undefined>;
+  /** Writes the refreshed tokens and ends the lease, unless another claim replaced `lease` after it ran out or the session was deleted (a logout): then false. */
+  commit(key: string, lease: string, record: SessionRecord): Promise<boolean>;
+  /** Ends the lease without writing (the refresh failed). */
+  release(key: string, lease: string): Promise<void>;
 }
 
 export interface MemoryStoreOptions {
@@ -98,6 +128,13 @@ export function createMemorySessionStore(options: MemoryStoreOptions): SessionSt
     async delete(key) {
       maps.login.delete(key);
       maps.session.delete(key);
+    },
+    async touch(key, lastSeenAt, expiresAt) {
+      const record = maps.session.get(key);
+      if (!record || record.kind !== 'session') return;
+      // Like a write: the key moves to the end of the order, the least recently used goes first.
+      maps.session.delete(key);
+      maps.session.set(key, { ...record, lastSeenAt, expiresAt });
     },
     size: () => maps.login.size + maps.session.size,
   };

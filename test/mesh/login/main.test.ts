@@ -68,6 +68,7 @@ describe('mesh-gateway in login mode', () => {
       [{ 'login-claim-header': ['name'] }, /--login-claim-header expects claim=header/],
       [{ 'login-claim-header': ['name=x user'] }, /--login-claim-header must be a header name/],
       [{ 'session-idle': '5' }, /--session-idle must be a whole number of seconds, at least 60/],
+      [{ 'login-refresh-ahead': '2.5' }, /--login-refresh-ahead must be a whole number of seconds, at least 0/],
       [{ 'login-client-auth': 'private_key_jwt' }, /--login-client-auth must be client_secret_basic or client_secret_post/],
       [{ 'login-callback-path': 'callback' }, /--login-callback-path must be a path starting with \//],
     ];

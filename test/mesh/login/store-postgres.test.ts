@@ -10,9 +10,9 @@ import { silentLogger } from '../../../lib/logger.js';
 import { parseLogin } from '../../../mesh/login/args.js';
 import { createPostgresSessionStore, type PostgresSessionStore } from '../../../mesh/login/store-postgres.js';
 import type { SessionRecord } from '../../../mesh/login/store.js';
-import { cookieJar, hiddenField } from '../../factory/oidc/harness.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { freePort, startProcess, type Started } from '../../helpers/process.js';
+import { apiCall, loginThrough } from './gateway-login.js';
 
 let db: TestPostgres;
 let dir: string;
@@ -31,8 +31,8 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 }, 30_000);
 
-function store(now: () => number, key = KEY): PostgresSessionStore {
-  const s = createPostgresSessionStore({ url: db.url, key, now, logger: silentLogger(), connectTimeoutMs: 1000 });
+function store(now: () => number, key = KEY, maxEntries?: number): PostgresSessionStore {
+  const s = createPostgresSessionStore({ url: db.url, key, now, logger: silentLogger(), connectTimeoutMs: 1000, maxEntries });
   stores.push(s);
   return s;
 }
@@ -71,7 +71,7 @@ describe('the PostgreSQL session store of the gateway', () => {
   it('runs its migrations once when several gateways start together', async () => {
     const many = [store(Date.now), store(Date.now), store(Date.now)];
     await Promise.all(many.map((s) => s.get(keyOf())));
-    expect(await db.sql('SELECT string_agg(version::text, \',\') FROM mesh_gateway_migrations')).toBe('1');
+    expect(await db.sql('SELECT string_agg(version::text, \',\' ORDER BY version) FROM mesh_gateway_migrations')).toBe('1,2');
   });
 
   it('seals what it stores: a dump holds no token, and a row moved under another key or read with another encryption key does not open', async () => {
@@ -96,6 +96,75 @@ describe('the PostgreSQL session store of the gateway', () => {
     t = 100;
     expect(await a.sweep()).toBeGreaterThanOrEqual(1);
     expect(await db.sql(`SELECT count(*) FROM mesh_gateway_sessions WHERE key = '${dead}'`)).toBe('0');
+  });
+
+  it('keeps at most maxEntries of each kind: a flood of logins under way pushes out older logins, never a session; past the cap the least recently used session goes', async () => {
+    await db.sql('DELETE FROM mesh_gateway_sessions');
+    const a = store(() => 0, KEY, 3);
+    const b = store(() => 0, KEY, 3);
+    const sessions = [keyOf(), keyOf(), keyOf()];
+    for (const key of sessions) await a.set(key, session(10_000));
+    const logins = Array.from({ length: 40 }, keyOf);
+    // Two replicas taking the flood at once.
+    await Promise.all(logins.map((key, i) => (i % 2 ? a : b).set(key, { kind: 'login', state: 's', nonce: 'n', codeVerifier: 'v', returnTo: '/', expiresAt: 10_000 })));
+    expect(await db.sql("SELECT count(*) FROM mesh_gateway_sessions WHERE kind = 'login'")).toBe('3');
+    for (const key of sessions) expect(await b.get(key)).toMatchObject({ kind: 'session' });
+    // The first session was used since: the second, least recently used, goes for a new one.
+    await b.touch(sessions[0]!, 5, 10_000);
+    const newest = keyOf();
+    await a.set(newest, session(10_000));
+    expect(await a.get(sessions[1]!)).toBeUndefined();
+    for (const key of [sessions[0]!, sessions[2]!, newest]) expect(await a.get(key)).toMatchObject({ kind: 'session' });
+  });
+
+  it('a touch writes last use and expiry only: it keeps tokens another replica refreshed, and brings back no session a logout deleted', async () => {
+    const a = store(() => 0);
+    const b = store(() => 0);
+    const key = keyOf();
+    const record = session(10_000);
+    await a.set(key, record);
+    const lease = (await a.refreshLocks.claim(key, 1000))!.lease!;
+    const refreshed = { ...record, tokens: { ...record.tokens, accessToken: 'at-new', refreshToken: 'rt-new' } };
+    expect(await a.refreshLocks.commit(key, lease, refreshed)).toBe(true);
+    await b.touch(key, 7, 20_000);
+    expect(await a.get(key)).toEqual({ ...refreshed, lastSeenAt: 7, expiresAt: 20_000 });
+    await a.delete(key);
+    await b.touch(key, 8, 30_000);
+    expect(await b.get(key)).toBeUndefined();
+  });
+
+  it('a refresh lease: one claim of many wins, the others read the session; the commit writes the tokens and ends the lease; a lease runs out by itself', async () => {
+    let t = 1000;
+    const a = store(() => t);
+    const b = store(() => t);
+    const key = keyOf();
+    const record = session(100_000);
+    await a.set(key, record);
+    const claims = await Promise.all([a, b, a, b].map((s) => s.refreshLocks.claim(key, 15_000)));
+    expect(claims.filter((c) => c?.lease)).toHaveLength(1);
+    for (const c of claims) expect(c?.record).toEqual(record);
+    const won = claims.find((c) => c?.lease)!.lease!;
+    // Held: no other claim until it ends or runs out, to the millisecond.
+    t = 15_999;
+    expect((await b.refreshLocks.claim(key, 15_000))?.lease).toBeUndefined();
+    t = 16_000;
+    const late = (await b.refreshLocks.claim(key, 15_000))!.lease!;
+    expect(late).toBeDefined();
+    // The first holder's lease was taken over: its commit writes nothing.
+    expect(await a.refreshLocks.commit(key, won, { ...record, tokens: { ...record.tokens, accessToken: 'at-stale' } })).toBe(false);
+    expect((await a.get(key)) as SessionRecord).toMatchObject({ tokens: { accessToken: record.tokens.accessToken } });
+    await b.refreshLocks.release(key, late);
+    const again = (await a.refreshLocks.claim(key, 15_000))!;
+    expect(again.lease).toBeDefined();
+    const next = { ...record, tokens: { ...record.tokens, accessToken: 'at-2' } };
+    expect(await a.refreshLocks.commit(key, again.lease!, next)).toBe(true);
+    const held = (await b.refreshLocks.claim(key, 15_000))!;
+    expect(held).toMatchObject({ record: next, lease: expect.any(String) });
+    // A logout while a lease is held: the commit fails, nothing comes back, and there is no session to claim.
+    await a.delete(key);
+    expect(await b.refreshLocks.commit(key, held.lease!, next)).toBe(false);
+    expect(await a.get(key)).toBeUndefined();
+    expect(await a.refreshLocks.claim(key, 15_000)).toBeUndefined();
   });
 
   it('SESSION_STORE=postgres:// needs SESSION_ENCRYPTION_KEY, of 32 bytes', () => {
@@ -162,31 +231,12 @@ describe('two mesh-gateway processes over one database', () => {
     await new Promise((resolve) => backend?.close(resolve));
   });
 
-  /** The browser's part of a login through gateway `g`: answers the session cookie. */
-  async function loginThrough(g: Started): Promise<string> {
-    const start = await fetch(`http://127.0.0.1:${g.port}/`, { redirect: 'manual', headers: { accept: 'text/html' } });
-    expect(start.status).toBe(302);
-    let gatewayJar = cookieJar('', start.headers.getSetCookie());
-    const page = await fetch(start.headers.get('location')!);
-    const html = await page.text();
-    const factoryJar = cookieJar('', page.headers.getSetCookie());
-    const form = new URLSearchParams({ csrf: hiddenField(html, 'csrf'), request: hiddenField(html, 'request'), username: 'alice', password: 'alice-password' });
-    const done = await fetch(`${issuer}/login`, { method: 'POST', redirect: 'manual', headers: { cookie: factoryJar, 'content-type': 'application/x-www-form-urlencoded' }, body: form });
-    expect(done.status).toBe(303);
-    // The redirect_uri names the public origin; the callback is served by `g` behind it.
-    const callback = new URL(done.headers.get('location')!);
-    const back = await fetch(`http://127.0.0.1:${g.port}${callback.pathname}${callback.search}`, { redirect: 'manual', headers: { cookie: gatewayJar } });
-    expect(back.status).toBe(200);
-    gatewayJar = cookieJar(gatewayJar, back.headers.getSetCookie());
-    return /(?:^|; )mesh-session=([^;]+)/.exec(gatewayJar)![1]!;
-  }
-
-  const api = (g: Started, cookie: string) => fetch(`http://127.0.0.1:${g.port}/api/serviceb`, { headers: { accept: 'application/json', cookie: `mesh-session=${cookie}` } });
+  const api = (g: Started, cookie: string) => apiCall(g.port, cookie);
 
   it('a login through A is a session on B: the API call through B reaches the backend with alice\'s token; after a restart of both it still is', async () => {
     const [a, b] = await Promise.all([startProcess('mesh/gateway-main.ts', { args: gatewayArgs(0), env: gatewayEnv() }), startProcess('mesh/gateway-main.ts', { args: gatewayArgs(0), env: gatewayEnv() })]);
     processes.push(a, b);
-    const cookie = await loginThrough(a);
+    const cookie = await loginThrough(a.port, issuer);
     const through = await api(b, cookie);
     expect(through.status).toBe(200);
     expect(await through.json()).toEqual({ user: 'alice' });

@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { loadServiceConfig } from '../../app/config.js';
 import { loadFactoryConfig } from '../../jwt-factory/config.js';
 import { parseOidcConfig } from '../../jwt-factory/oidc/config.js';
 import { MAX_XFCC_BYTES, MAX_XFCC_ELEMENTS, parseXfcc, sidecarPeerUri, XfccError } from '../../jwt-factory/xfcc.js';
@@ -129,6 +130,15 @@ describe('TRUST_XFCC and XFCC_BY settings', () => {
     expect(() => loadFactoryConfig({ ...env, TRUST_XFCC: 'true', XFCC_BY: 'https://jwt-factory/' })).toThrow(/XFCC_BY.*SPIFFE id/);
     expect(() => loadFactoryConfig({ ...env, XFCC_BY: FACTORY_ID })).toThrow(/XFCC_BY.*only with TRUST_XFCC=true/);
     expect(() => loadFactoryConfig({ TRUST_XFCC: 'true', XFCC_BY: FACTORY_ID })).toThrow(/TRUST_XFCC.*needs OIDC_CONFIG/);
+  });
+});
+
+describe("servicea's OIDC_CLIENT_AUTH (its side of the exchange)", () => {
+  it('defaults to client_secret_basic; tls_client_auth takes no OIDC_CLIENT_SECRET', () => {
+    expect(loadServiceConfig('servicea', {}).oidcClient).toEqual({ id: 'servicea', secret: undefined, method: 'client_secret_basic' });
+    expect(loadServiceConfig('servicea', { OIDC_CLIENT_AUTH: 'tls_client_auth' }).oidcClient.method).toBe('tls_client_auth');
+    expect(() => loadServiceConfig('servicea', { OIDC_CLIENT_AUTH: 'tls_client_auth', OIDC_CLIENT_SECRET: 's' })).toThrow(/OIDC_CLIENT_SECRET.*not used with OIDC_CLIENT_AUTH=tls_client_auth/);
+    expect(() => loadServiceConfig('servicea', { OIDC_CLIENT_AUTH: 'private_key_jwt' })).toThrow(/OIDC_CLIENT_AUTH.*client_secret_basic or tls_client_auth/);
   });
 });
 

@@ -50,6 +50,9 @@ const schema = (name: ServiceName) =>
     OIDC_CLIENT_ID: z.string().min(1).default('servicea'),
     // No default: a secret never lives in a committed file; without it scenario 7 answers 409.
     OIDC_CLIENT_SECRET: z.string().min(1).optional(),
+    // tls_client_auth (RFC 8705): in a mesh the exchange is authenticated by servicea's mTLS identity,
+    // which the factory's sidecar reports (TRUST_XFCC on the factory); no secret at all.
+    OIDC_CLIENT_AUTH: z.enum(['client_secret_basic', 'tls_client_auth'], { message: 'must be client_secret_basic or tls_client_auth' }).default('client_secret_basic'),
     ...serverLimitSettings,
     // Scenarios 5 and 6 send the user's token to serviceb through its sidecar. In a cluster the
     // sidecar is transparent, so the default is SERVICEB_URL; the demo points it at mesh-gateway.
@@ -61,6 +64,9 @@ const schema = (name: ServiceName) =>
   .superRefine((e, ctx) => {
     if (e.FACTORY_ASSERTION_FILE !== undefined && e.FACTORY_CLIENT_SECRET !== undefined) {
       ctx.addIssue({ code: 'custom', path: ['FACTORY_ASSERTION_FILE'], message: 'give FACTORY_ASSERTION_FILE or FACTORY_CLIENT_SECRET, not both (an empty FACTORY_CLIENT_SECRET= unsets the .env one)' });
+    }
+    if (e.OIDC_CLIENT_AUTH === 'tls_client_auth' && e.OIDC_CLIENT_SECRET !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['OIDC_CLIENT_SECRET'], message: 'is not used with OIDC_CLIENT_AUTH=tls_client_auth (the mTLS identity is the credential): unset one' });
     }
     if (e.FACTORY_CLIENT_SECRET !== undefined && e.FACTORY_CLIENT_ID === undefined) {
       ctx.addIssue({ code: 'custom', path: ['FACTORY_CLIENT_ID'], message: 'is required with FACTORY_CLIENT_SECRET' });
@@ -97,8 +103,8 @@ export interface ServiceConfig {
   servicebMeshUrl: string;
   /** The `aud` of the id tokens serviceb accepts in scenario 6. */
   idTokenAudience: string;
-  /** servicea's OIDC client (scenario 7); `secret` undefined when not configured. */
-  oidcClient: { id: string; secret: string | undefined };
+  /** servicea's OIDC client (scenario 7); `secret` undefined when not configured or with tls_client_auth. */
+  oidcClient: { id: string; secret: string | undefined; method: 'client_secret_basic' | 'tls_client_auth' };
   /** Connection limits of its HTTP and HTTPS servers (HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS). */
   limits: ServerLimits;
 }
@@ -149,7 +155,7 @@ export function loadServiceConfig(serviceName: ServiceName, env: Env): Readonly<
     logLevel: e.LOG_LEVEL,
     servicebMeshUrl: base(e.SERVICEB_MESH_URL ?? e.SERVICEB_URL),
     idTokenAudience: e.ID_TOKEN_AUDIENCE,
-    oidcClient: Object.freeze({ id: e.OIDC_CLIENT_ID, secret: e.OIDC_CLIENT_SECRET }),
+    oidcClient: Object.freeze({ id: e.OIDC_CLIENT_ID, secret: e.OIDC_CLIENT_SECRET, method: e.OIDC_CLIENT_AUTH }),
     limits: serverLimits(e),
   });
 }

@@ -160,18 +160,21 @@ const exchangeSchema = z.object({ access_token: z.string().min(1) }).passthrough
 
 /**
  * RFC 8693 token exchange at the factory: the user's token becomes one for `audience`, with
- * servicea as the actor. Client credentials go form-urlencoded into Basic (RFC 6749 §2.3.1).
+ * servicea as the actor. Client credentials go form-urlencoded into Basic (RFC 6749 §2.3.1);
+ * with tls_client_auth only client_id is sent (RFC 8705 §2) and servicea's sidecar presents its
+ * certificate.
  */
 async function exchangeToken(deps: Pick<ScenarioDeps, 'config' | 'client'>, subjectToken: string, audience: Receiver): Promise<string> {
-  const { id, secret } = deps.config.oidcClient;
-  if (secret === undefined) throw new AppError('oidc_client_missing', 409, 'servicea has no OIDC_CLIENT_SECRET: scenario 7 exchanges tokens as an OIDC client');
-  const credentials = Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64');
+  const { id, secret, method } = deps.config.oidcClient;
+  if (method === 'client_secret_basic' && secret === undefined) throw new AppError('oidc_client_missing', 409, 'servicea has no OIDC_CLIENT_SECRET: scenario 7 exchanges tokens as an OIDC client');
+  const authorization: Record<string, string> = secret === undefined ? {} : { authorization: `Basic ${Buffer.from(`${encodeURIComponent(id)}:${encodeURIComponent(secret)}`).toString('base64')}` };
   const answer = await deps.client.request({
     dependency: 'jwt-factory',
     method: 'POST',
     url: `${deps.config.factoryUrl}/token`,
-    headers: { authorization: `Basic ${credentials}`, 'content-type': 'application/x-www-form-urlencoded' },
+    headers: { ...authorization, 'content-type': 'application/x-www-form-urlencoded' },
     body: new URLSearchParams({
+      ...(method === 'tls_client_auth' ? { client_id: id } : {}),
       grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
       subject_token: subjectToken,
       subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',

@@ -3,6 +3,7 @@ import { AppError, badRequest } from '../lib/errors.js';
 import { assertKeyId } from '../lib/keyid.js';
 import type { FactoryDeps } from './deps.js';
 import { ADMIN_SCOPE, bearerCaller, clientCaller, type Caller } from './oidc/caller.js';
+import { forwardedPeer } from './oidc/clientauth.js';
 import { allowedAudiences, ownedKeyIds } from './oidc/config.js';
 import type { ProviderContext } from './oidc/context.js';
 import { OAuthError } from './oidc/errors.js';
@@ -33,11 +34,19 @@ const bearerOf = (req: Request): string | undefined => {
 /** The body as an object (absent = `{}`); the claims parser refuses anything else later, with its own code. */
 const bodyOf = (req: Request): Record<string, unknown> => (req.body && typeof req.body === 'object' && !Array.isArray(req.body) ? (req.body as Record<string, unknown>) : {});
 
-/** Authenticates the caller: a bearer access token of this issuer, else the client's own method; 401s carry a challenge. */
+/**
+ * Authenticates the caller: a bearer access token of this issuer, else the client's own method
+ * (its mTLS identity for tls_client_auth); 401s carry a challenge.
+ */
 async function callerOf(ctx: ProviderContext, req: Request, res: Response, challenge: string): Promise<Caller> {
   try {
+    const forwardedClientCert = req.get('x-forwarded-client-cert');
     const token = bearerOf(req);
-    if (token !== undefined) return await bearerCaller(ctx, token);
+    if (token !== undefined) {
+      // A bearer does not need the certificate, but a header this factory does not trust is refused on every call.
+      forwardedPeer(ctx, forwardedClientCert);
+      return await bearerCaller(ctx, token);
+    }
     const body = bodyOf(req);
     const params: Record<string, string> = {};
     for (const field of CREDENTIAL_FIELDS) {
@@ -46,7 +55,7 @@ async function callerOf(ctx: ProviderContext, req: Request, res: Response, chall
       if (typeof value !== 'string') throw new OAuthError('invalid_request', `${field} must be a string`);
       params[field] = value;
     }
-    return await clientCaller(ctx, { authorization: req.get('authorization'), params });
+    return await clientCaller(ctx, { authorization: req.get('authorization'), params, forwardedClientCert });
   } catch (err) {
     if (err instanceof OAuthError && err.status === 401) res.set('WWW-Authenticate', challenge);
     throw err;
@@ -65,6 +74,7 @@ export function accessRouter(deps: FactoryDeps): Router | undefined {
   const requireAdmin = async (req: Request, res: Response) => {
     const challenge = `Bearer realm="jwt-factory", scope="${ADMIN_SCOPE}"`;
     if (req.get('authorization') === undefined) {
+      forwardedPeer(ctx, req.get('x-forwarded-client-cert'));
       res.set('WWW-Authenticate', challenge);
       throw new OAuthError('invalid_token', `This call needs an access token with scope ${ADMIN_SCOPE}`);
     }

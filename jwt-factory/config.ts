@@ -77,6 +77,13 @@ const schema = z
     OIDC_LOCKOUT_AFTER: setting.integer(5, 1, 1000),
     // Unset: open on a loopback HOST (the original sample's contract), client anywhere else.
     ISSUE_AUTH: z.enum(ISSUE_AUTH_MODES, { message: 'must be open or client' }).optional(),
+    // Behind an Istio sidecar only: the caller's mTLS identity from X-Forwarded-Client-Cert authenticates
+    // tls_client_auth clients (RFC 8705). Off, a request carrying the header is refused: without a sidecar
+    // that rewrites it, anyone can write it.
+    TRUST_XFCC: setting.bool(false),
+    // The factory's own SPIFFE id: Envoy writes it as By in the element it appends, so it tells that
+    // element (the last) from the ones a caller wrote before it.
+    XFCC_BY: z.string().regex(/^spiffe:\/\/[^\s,;="]+$/, 'must be a SPIFFE id such as spiffe://cluster.local/ns/jwt-suite/sa/jwt-factory').optional(),
     // 3 s: with a generation of its own on top, a creation answers within the servers' 5-10 s timeouts even on a busy machine.
     KEYGEN_MAX_WAIT_MS: setting.integer(3000, 0, 600_000),
     // HEADERS_TIMEOUT_MS, REQUEST_TIMEOUT_MS, MAX_CONNECTIONS: the same on every server (their defaults say why).
@@ -113,6 +120,15 @@ const schema = z
     }
     if (c.OIDC_CONFIG !== undefined && c.WORKERS > 1 && c.KEY_STORE === 'file') {
       ctx.addIssue({ code: 'custom', path: ['OIDC_CONFIG'], message: 'needs WORKERS=1 with the file KEY_STORE: the OIDC state file is owned by one process (a postgres:// KEY_STORE shares it between workers)' });
+    }
+    if (c.TRUST_XFCC && c.XFCC_BY === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['XFCC_BY'], message: "is required with TRUST_XFCC=true: the factory's own SPIFFE id, which its sidecar writes as By (spiffe://<trust domain>/ns/<namespace>/sa/<service account>)" });
+    }
+    if (!c.TRUST_XFCC && c.XFCC_BY !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['XFCC_BY'], message: 'is used only with TRUST_XFCC=true' });
+    }
+    if (c.TRUST_XFCC && c.OIDC_CONFIG === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['TRUST_XFCC'], message: 'needs OIDC_CONFIG: the identity authenticates its tls_client_auth clients' });
     }
     if (c.TOKEN_SIZE_WARN > c.TOKEN_SIZE_LIMIT) {
       ctx.addIssue({ code: 'custom', path: ['TOKEN_SIZE_WARN'], message: `must not exceed TOKEN_SIZE_LIMIT (${c.TOKEN_SIZE_LIMIT})` });

@@ -90,6 +90,7 @@ async function serve(config: FactoryConfig, logger: Logger, oidcConfig: OidcConf
         sessionTtl: config.OIDC_SESSION_TTL,
         lockoutAfter: config.OIDC_LOCKOUT_AFTER,
         clockTolerance: config.CLOCK_TOLERANCE,
+        xfccBy: config.TRUST_XFCC ? config.XFCC_BY : undefined,
       })
     : undefined;
   const handle = createApp({ config, keystore, logger, clock, oidc, ...(oidcStore ? { health: oidcStore.health } : {}) });

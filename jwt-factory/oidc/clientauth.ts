@@ -1,5 +1,6 @@
 import { decodeJwt, type JWK } from 'jose';
 import { epochSeconds, TokenError, verificationKeyFromJwk, verifyJwt, type VerificationKey } from '../../lib/jwt.js';
+import { sidecarPeerUri, XfccError } from '../xfcc.js';
 import type { Client } from './config.js';
 import type { ProviderContext } from './context.js';
 import { invalidClient, oauthError } from './errors.js';
@@ -9,18 +10,40 @@ import { secretMatches } from './secrets.js';
 
 /**
  * Client authentication at the token, introspection and revocation endpoints (RFC 6749 §2.3,
- * RFC 7523 §2.2 and §3, OIDC Core §9). A client uses exactly the method it registered; a wrong
- * secret, an unknown client or a bad assertion is 401 invalid_client.
+ * RFC 7523 §2.2 and §3, OIDC Core §9, RFC 8705 §2.1). A client uses exactly the method it
+ * registered; a wrong secret, an unknown client, a bad assertion or another certificate is 401
+ * invalid_client.
  */
 
 export const JWT_BEARER_ASSERTION = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 /** RFC 7523 §3 leaves the lifetime to the server: 5 minutes bounds how long a jti must be remembered. */
 const MAX_ASSERTION_LIFETIME = 300;
 
-/** What the HTTP layer hands over: the Authorization header and the form. */
+/** What the HTTP layer hands over: the Authorization header, the form, and X-Forwarded-Client-Cert. */
 export interface ClientCredentials {
   authorization: string | undefined;
   params: Params;
+  /** The X-Forwarded-Client-Cert header as received: the caller's mTLS identity when TRUST_XFCC=true. */
+  forwardedClientCert?: string | undefined;
+}
+
+/**
+ * The caller's certificate URI from X-Forwarded-Client-Cert, or undefined without the header.
+ * Without TRUST_XFCC the header is refused outright: with no sidecar rewriting it, the caller
+ * wrote it, and a forged identity must fail loudly rather than be ignored in one place and
+ * believed in another.
+ */
+export function forwardedPeer(ctx: ProviderContext, header: string | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (ctx.xfccBy === undefined) {
+    throw oauthError('invalid_request', 'X-Forwarded-Client-Cert is refused: this factory does not trust it (TRUST_XFCC is not true; only a factory behind its own Istio sidecar may set it)');
+  }
+  try {
+    return sidecarPeerUri(header, ctx.xfccBy);
+  } catch (err) {
+    if (err instanceof XfccError) throw err.reason === 'not_our_sidecar' ? invalidClient(err.message) : oauthError('invalid_request', err.message);
+    throw err;
+  }
 }
 
 /** RFC 6749 §2.3.1: id and secret are form-urlencoded before they are joined for Basic. */
@@ -97,6 +120,7 @@ async function verifyAssertion(ctx: ProviderContext, assertion: string, client: 
 /** Authenticates the client of a request at `endpoint`; answers the registered client or throws invalid_client / invalid_request. */
 export async function authenticateClient(ctx: ProviderContext, credentials: ClientCredentials, endpoint: string): Promise<Client> {
   const { params } = credentials;
+  const peerUri = forwardedPeer(ctx, credentials.forwardedClientCert);
   const basic = parseBasic(credentials.authorization);
   const assertion = params.client_assertion;
   const used = [basic && 'client_secret_basic', params.client_secret !== undefined && 'client_secret_post', assertion !== undefined && 'private_key_jwt'].filter(Boolean);
@@ -121,7 +145,9 @@ export async function authenticateClient(ctx: ProviderContext, credentials: Clie
   const client = ctx.config.clients.get(clientId);
   if (!client) throw invalidClient('Unknown client or bad credentials');
   const method = client.token_endpoint_auth_method;
-  const presented = used[0] ?? 'none';
+  // RFC 8705 §2: the certificate is the credential and client_id names the client; a sidecar
+  // reports a certificate on every mesh call, so it counts only for a tls_client_auth client.
+  const presented = used[0] ?? (method === 'tls_client_auth' ? 'tls_client_auth' : 'none');
   if (presented !== method) throw invalidClient(`This client authenticates with ${method}, not ${presented}`);
 
   switch (method) {
@@ -133,6 +159,11 @@ export async function authenticateClient(ctx: ProviderContext, credentials: Clie
     }
     case 'private_key_jwt':
       await verifyAssertion(ctx, assertion!, client, endpoint);
+      return client;
+    case 'tls_client_auth':
+      if (peerUri === undefined) throw invalidClient("This client authenticates with its mTLS identity (tls_client_auth): the request carries none (X-Forwarded-Client-Cert from the factory's sidecar)");
+      // RFC 8705 §2.1.2: the SAN URI matches exactly, as a string.
+      if (peerUri !== client.tls_client_auth_san_uri) throw invalidClient("The caller's certificate is not this client's (tls_client_auth_san_uri)");
       return client;
     case 'none':
       return client;

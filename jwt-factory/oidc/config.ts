@@ -29,7 +29,8 @@ export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 /** OIDC Dynamic Client Registration §2 `application_type`: web by default. */
 export const APPLICATION_TYPES = ['web', 'native'] as const;
 
-export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+/** `tls_client_auth` (RFC 8705 §2.1): the caller's mTLS identity, as the factory's sidecar reports it (TRUST_XFCC). */
+export const AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'tls_client_auth', 'none'] as const;
 export type AuthMethod = (typeof AUTH_METHODS)[number];
 
 /** The scopes this provider knows (OIDC Core §5.4 plus offline_access of §11). */
@@ -80,6 +81,12 @@ const clientSchema = z
     key_ids: z.array(z.string().regex(KEY_ID_PATTERN, 'must match ^[A-Za-z0-9._-]{1,64}$')).min(1).optional(),
     jwks: z.object({ keys: z.array(jwkSchema.refine(publicOnly, 'must be a public key (no private members)')).min(1) }).optional(),
     jwks_uri: absoluteUrl.optional(),
+    // RFC 8705 §2.1.2: the URI SAN the client's certificate must carry, its SPIFFE id in a mesh.
+    tls_client_auth_san_uri: z
+      .string()
+      .max(2048)
+      .refine((v) => URL.canParse(v) && !/[\s,;="]/.test(v), 'must be an absolute URI such as spiffe://cluster.local/ns/<namespace>/sa/<service account>')
+      .optional(),
     access_token_lifetime: lifetime(DEFAULT_LIFETIMES.access_token_lifetime),
     id_token_lifetime: lifetime(DEFAULT_LIFETIMES.id_token_lifetime),
     refresh_token_lifetime: lifetime(DEFAULT_LIFETIMES.refresh_token_lifetime),
@@ -92,6 +99,8 @@ const clientSchema = z
     if (secretMethod && c.client_secret === undefined && c.client_secret_hash === undefined) issue('client_secret', `is required for ${c.token_endpoint_auth_method}`);
     if (!secretMethod && (c.client_secret !== undefined || c.client_secret_hash !== undefined)) issue('client_secret', `is not used with ${c.token_endpoint_auth_method}`);
     if (c.token_endpoint_auth_method === 'private_key_jwt' && !c.jwks === !c.jwks_uri) issue('jwks', 'private_key_jwt needs exactly one of jwks or jwks_uri');
+    if (c.token_endpoint_auth_method === 'tls_client_auth' && c.tls_client_auth_san_uri === undefined) issue('tls_client_auth_san_uri', 'is required for tls_client_auth (RFC 8705 §2.1.2)');
+    if (c.token_endpoint_auth_method !== 'tls_client_auth' && c.tls_client_auth_san_uri !== undefined) issue('tls_client_auth_san_uri', `is not used with ${c.token_endpoint_auth_method}`);
     if (c.grant_types.includes('authorization_code') && c.redirect_uris.length === 0) issue('redirect_uris', 'must list at least one URI for authorization_code');
     if (c.application_type === 'native') {
       // RFC 8252 §7.2–§7.3 (OIDC Registration §2): a native app receives its code on a loopback

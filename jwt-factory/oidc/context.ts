@@ -52,4 +52,6 @@ export interface ProviderContext {
   readonly keystore: KeyStore;
   /** A trusted issuer's JWKS, cached; `fresh` asks for a reload (an unknown kid after the issuer rotated). */
   readonly trustedJwks: (issuer: TrustedIssuer, fresh: boolean) => Promise<JWK[]>;
+  /** The factory's SPIFFE id when TRUST_XFCC=true (X-Forwarded-Client-Cert is trusted); undefined: the header is refused. */
+  readonly xfccBy: string | undefined;
 }

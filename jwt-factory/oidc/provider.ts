@@ -25,6 +25,8 @@ export interface OidcProviderOptions {
   clockTolerance: number;
   /** Fetches a client's jwks_uri; default: a GET with a 5 s limit. */
   fetchJwks?: (url: string) => Promise<JWK[]>;
+  /** TRUST_XFCC=true: the factory's own SPIFFE id (XFCC_BY); unset, X-Forwarded-Client-Cert is refused. */
+  xfccBy?: string | undefined;
 }
 
 /** The provider: its context for the routes, and its discovery metadata. */
@@ -74,7 +76,10 @@ export async function createOidcProvider(options: OidcProviderOptions): Promise<
     },
     keystore: options.keystore,
     trustedJwks: createTrustedJwks({ fetchJwks, clock: options.clock }),
+    xfccBy: options.xfccBy,
   };
+  // tls_client_auth is offered only where it can succeed: behind a sidecar the factory trusts.
+  const methods = AUTH_METHODS.filter((m) => m !== 'tls_client_auth' || options.xfccBy !== undefined);
   const claims = ['sub', 'iss', 'aud', 'exp', 'iat', 'auth_time', 'nonce', 'azp', 'at_hash', 'sid', ...Object.values(SCOPE_CLAIMS).flat()];
   for (const user of options.config.users.values()) for (const name of Object.keys(user.claims)) if (!claims.includes(name)) claims.push(name);
   const metadata = Object.freeze({
@@ -89,11 +94,11 @@ export async function createOidcProvider(options: OidcProviderOptions): Promise<
     response_modes_supported: ['query', 'form_post'],
     grant_types_supported: [...GRANT_TYPES],
     code_challenge_methods_supported: ['S256'],
-    token_endpoint_auth_methods_supported: [...AUTH_METHODS],
+    token_endpoint_auth_methods_supported: methods,
     token_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
-    introspection_endpoint_auth_methods_supported: AUTH_METHODS.filter((m) => m !== 'none'),
+    introspection_endpoint_auth_methods_supported: methods.filter((m) => m !== 'none'),
     introspection_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
-    revocation_endpoint_auth_methods_supported: [...AUTH_METHODS],
+    revocation_endpoint_auth_methods_supported: methods,
     revocation_endpoint_auth_signing_alg_values_supported: [...ASSERTION_ALGS],
     id_token_signing_alg_values_supported: [options.alg],
     subject_types_supported: ['public'],

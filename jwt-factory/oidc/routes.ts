@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { parse as parseCookies } from 'cookie';
 import express, { Router, type ErrorRequestHandler, type Request, type Response } from 'express';
-import { authenticateClient } from './clientauth.js';
+import { authenticateClient, forwardedPeer } from './clientauth.js';
 import { authorize, endSession, issueCode, logoutTarget, requestFromForm, startSession, validateAuthorization, type AuthorizationRequest, type Redirect } from './authorize.js';
 import { OAuthError, oauthError } from './errors.js';
 import { JWT_BEARER_GRANT } from './config.js';
@@ -130,13 +130,15 @@ export function oidcRouter(provider: OidcProvider, options: OidcRouterOptions): 
   router.post('/token', form, async (req, res) => {
     const { params, multi } = formParams(req);
     const authorization = req.get('authorization');
+    const forwardedClientCert = req.get('x-forwarded-client-cert');
     // RFC 7523 §3.1: with the jwt-bearer grant, client authentication is optional; the assertion is the credential.
     if (params.grant_type === JWT_BEARER_GRANT && authorization === undefined && params.client_id === undefined && params.client_assertion === undefined) {
+      forwardedPeer(ctx, forwardedClientCert);
       res.locals.log = { grantType: params.grant_type };
       noStore(res).json(await assertionGrant(ctx, undefined, params, multi));
       return;
     }
-    const client = await authenticateClient(ctx, { authorization, params }, ctx.endpoints.token);
+    const client = await authenticateClient(ctx, { authorization, params, forwardedClientCert }, ctx.endpoints.token);
     const response = await tokenRequest(ctx, client, params, multi, { address: addressOf(req) });
     res.locals.log = { clientId: client.client_id, grantType: params.grant_type };
     noStore(res).json(response);
@@ -161,7 +163,7 @@ export function oidcRouter(provider: OidcProvider, options: OidcRouterOptions): 
 
   router.post('/introspect', form, async (req, res) => {
     const { params } = formParams(req);
-    const client = await authenticateClient(ctx, { authorization: req.get('authorization'), params }, ctx.endpoints.introspection);
+    const client = await authenticateClient(ctx, { authorization: req.get('authorization'), params, forwardedClientCert: req.get('x-forwarded-client-cert') }, ctx.endpoints.introspection);
     // RFC 7662 §2.1: only an authenticated client may introspect; a public one has no secret to prove it.
     if (client.token_endpoint_auth_method === 'none') throw oauthError('invalid_client', 'A public client may not introspect tokens');
     res.locals.log = { clientId: client.client_id };
@@ -170,7 +172,7 @@ export function oidcRouter(provider: OidcProvider, options: OidcRouterOptions): 
 
   router.post('/revoke', form, async (req, res) => {
     const { params } = formParams(req);
-    const client = await authenticateClient(ctx, { authorization: req.get('authorization'), params }, ctx.endpoints.revocation);
+    const client = await authenticateClient(ctx, { authorization: req.get('authorization'), params, forwardedClientCert: req.get('x-forwarded-client-cert') }, ctx.endpoints.revocation);
     await revoke(ctx, client, params);
     res.locals.log = { clientId: client.client_id };
     noStore(res).status(200).end();

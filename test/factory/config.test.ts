@@ -38,6 +38,7 @@ describe('loadFactoryConfig', () => {
       OIDC_SESSION_TTL: 28800,
       OIDC_LOCKOUT_AFTER: 5,
       ISSUE_AUTH: 'open',
+      TRUST_XFCC: false,
       KEY_STORE: 'file',
       KEY_STORE_POLL_INTERVAL: 5,
       METRICS_KEY_LABELS: 100,

@@ -22,11 +22,11 @@ const SERVICES: ServiceName[] = ['servicea', 'serviceb', 'servicec'];
 const effectiveEnv = (name: ServiceName) => settingsOf(named(base, 'Deployment', name), configMaps);
 
 /** The factory's OIDC_CONFIG as it reads it: the file of the ConfigMap mounted at that path. */
-function oidcConfigOf(factory: Deployment): OidcConfig {
-  const file = loadFactoryConfig(settingsOf(factory, configMaps)).OIDC_CONFIG!;
+function oidcConfigOf(factory: Deployment, maps: ConfigMap[] = configMaps): OidcConfig {
+  const file = loadFactoryConfig(settingsOf(factory, maps)).OIDC_CONFIG!;
   const c = factory.spec.template.spec.containers[0]!;
   const name = factory.spec.template.spec.volumes?.find((v) => v.name === mountFor(c, file)?.name)?.configMap?.name;
-  return parseOidcConfig(configMaps.find((m) => m.metadata.name === name)!.data[path.basename(file)]!, file);
+  return parseOidcConfig(maps.find((m) => m.metadata.name === name)!.data[path.basename(file)]!, file);
 }
 
 /**
@@ -184,7 +184,9 @@ describe('k8s cross-references: workloads, Services, ports, probes', () => {
     expect(trusted!.audience).toBe(token!.audience);
     expect(trusted!.subjects.get(`system:serviceaccount:${NAMESPACE}:${d.spec.template.spec.serviceAccountName}`)).toBe('servicea');
     const client = oidc.clients.get('servicea')!;
-    expect(client.token_endpoint_auth_method).toBe('none');
+    // The jwt-bearer grant needs no client authentication; the client's own method is its mesh identity.
+    expect(client.grant_types).toContain('urn:ietf:params:oauth:grant-type:jwt-bearer');
+    expect(client.token_endpoint_auth_method).toBe('tls_client_auth');
     // servicea asks its access token for the factory itself (aud = ISSUER) and keeps it past the
     // projected token's life, so the next exchange finds a token the kubelet has already replaced.
     const factory = loadFactoryConfig(settingsOf(named(base, 'Deployment', 'jwt-factory'), configMaps));
@@ -218,7 +220,13 @@ describe('k8s cross-references: workloads, Services, ports, probes', () => {
 
   it('no client secret of a service is stored anywhere in the manifests: the OIDC clients need none, and no Secret is generated', () => {
     const oidc = oidcConfigOf(named<Deployment>(base, 'Deployment', 'jwt-factory'));
-    for (const client of oidc.clients.values()) expect([client.client_id, client.secret]).toEqual([client.client_id, undefined]);
+    const workloadNames = new Set(deployments.map((d) => d.metadata.name));
+    for (const client of oidc.clients.values()) {
+      // A workload's client has no secret at all; a user's client (cli) and the users only a scrypt hash.
+      if (workloadNames.has(client.client_id)) expect([client.client_id, client.secret]).toEqual([client.client_id, undefined]);
+      else expect([client.client_id, client.secret?.kind]).toEqual([client.client_id, 'scrypt']);
+    }
+    for (const user of oidc.users.values()) expect([user.username, user.secret.kind]).toEqual([user.username, 'scrypt']);
     expect(ofKind(base, 'Secret')).toEqual([]);
     expect(JSON.stringify(base)).not.toMatch(/servicea-secret|FACTORY_CLIENT_SECRET/);
   });
@@ -305,6 +313,34 @@ describe('k8s cross-references: Istio rules', () => {
   const aps = ofKind<IstioPolicy>(overlay, 'AuthorizationPolicy');
   const overlayDeployments = [...ofKind<Deployment>(overlay, 'Deployment'), ...ofKind<Deployment>(overlay, 'StatefulSet')];
   const serviceAccounts = new Set(ofKind(overlay, 'ServiceAccount').map((s) => peerPrincipal(NAMESPACE, s.metadata.name)));
+
+  it("servicea's token exchange authenticates with its mesh identity: the factory trusts XFCC in the mesh only, from its own sidecar", () => {
+    const overlayConfigMaps = ofKind<ConfigMap>(overlay, 'ConfigMap');
+    const inMesh = loadFactoryConfig(settingsOf(named(overlay, 'Deployment', 'jwt-factory'), overlayConfigMaps));
+    const factoryAccount = named<Deployment>(overlay, 'Deployment', 'jwt-factory').spec.template.spec.serviceAccountName!;
+    expect([inMesh.TRUST_XFCC, inMesh.XFCC_BY]).toEqual([true, `spiffe://${peerPrincipal(NAMESPACE, factoryAccount)}`]);
+    // Without the mesh nothing rewrites the header: the base refuses it.
+    expect(factory.TRUST_XFCC).toBe(false);
+    // The merge changes the factory's settings only: the rest of the overlay equals the base.
+    expect({ ...inMesh, TRUST_XFCC: false, XFCC_BY: undefined }).toEqual({ ...factory, XFCC_BY: undefined });
+    const serviceaAccount = named<Deployment>(overlay, 'Deployment', 'servicea').spec.template.spec.serviceAccountName!;
+    const client = oidcConfigOf(named<Deployment>(overlay, 'Deployment', 'jwt-factory'), overlayConfigMaps).clients.get('servicea')!;
+    expect(client.tls_client_auth_san_uri).toBe(`spiffe://${peerPrincipal(NAMESPACE, serviceaAccount)}`);
+    expect(client.grant_types).toContain('urn:ietf:params:oauth:grant-type:token-exchange');
+    const servicea = loadServiceConfig('servicea', settingsOf(named(overlay, 'Deployment', 'servicea'), overlayConfigMaps));
+    expect(servicea.oidcClient).toEqual({ id: 'servicea', secret: undefined, method: 'tls_client_auth' });
+    // The sidecar must reach servicea's exchange: the rules let servicea's identity POST /token.
+    const token = named<IstioPolicy>(overlay, 'AuthorizationPolicy', 'jwt-factory-token-servicea');
+    expect(token.spec.rules).toEqual([{ from: [{ source: { principals: [peerPrincipal(NAMESPACE, serviceaAccount)] } }], to: [{ operation: { methods: ['POST'], paths: ['/token'] } }] }]);
+  });
+
+  it("scenario 6's id token is for cli, the password-grant client of the ConfigMap, whose audience serviceb checks", () => {
+    const oidc = oidcConfigOf(named<Deployment>(base, 'Deployment', 'jwt-factory'));
+    const serviceb = loadServiceConfig('serviceb', effectiveEnv('serviceb'));
+    expect(oidc.clients.get(serviceb.idTokenAudience)?.grant_types).toContain('password');
+    expect(oidc.users.size).toBeGreaterThan(0);
+    expect(ras.find((r) => r.spec.selector.matchLabels.app === 'serviceb')!.spec.jwtRules[0].audiences).toContain(serviceb.idTokenAudience);
+  });
 
   it('mTLS is STRICT for the whole namespace', () => {
     const pas = ofKind<IstioPolicy>(overlay, 'PeerAuthentication');

@@ -7,7 +7,7 @@ import { parseAllDocuments } from 'yaml';
 /**
  * A kustomize build for the features our kustomizations use, so that `npm test` proves the base
  * and the overlay build without a kustomize binary: `resources` (files and directories),
- * `namespace`, `configMapGenerator` (env files and files, with kustomize's name-suffix hash and
+ * `namespace`, `configMapGenerator` (env files and files, `behavior: merge` in an overlay, with kustomize's name-suffix hash and
  * the name references rewritten), `images`, and inline strategic-merge `patches` on maps. Anything else
  * in a kustomization is refused, so the checker cannot silently skip a feature. When a real
  * kustomize (v4 or newer) is on the machine, the tests compare both builds object by object.
@@ -140,10 +140,23 @@ export function kustomizeBuild(dir: string): K8sObject[] {
 
   const renamed = new Map<string, string>();
   for (const gen of (k.configMapGenerator as Array<Record<string, any>>) ?? []) {
-    for (const field of Object.keys(gen)) if (!['name', 'envs', 'files'].includes(field)) throw new Error(`${file}: configMapGenerator.${field} is not supported by this checker`);
+    for (const field of Object.keys(gen)) if (!['name', 'envs', 'files', 'behavior'].includes(field)) throw new Error(`${file}: configMapGenerator.${field} is not supported by this checker`);
+    if (gen.behavior !== undefined && gen.behavior !== 'create' && gen.behavior !== 'merge') throw new Error(`${file}: configMapGenerator.behavior ${gen.behavior} is not supported by this checker`);
     const data = Object.assign({}, ...((gen.envs as string[] | undefined) ?? []).map((e) => readEnvFile(path.resolve(dir, e)))) as Record<string, string>;
     // `files`: one key per file, its base name, the content verbatim.
     for (const f of (gen.files as string[] | undefined) ?? []) data[path.basename(f)] = readFileSync(path.resolve(dir, f), 'utf8');
+    if (gen.behavior === 'merge') {
+      // An overlay's merge: the base's generated map gets these keys (they win), then a new hash,
+      // and every reference to the base's hashed name follows (kustomize's generator merge).
+      const baseMap = objects.find((o) => o.kind === 'ConfigMap' && new RegExp(`^${gen.name}-[a-z0-9]{10}$`).test(o.metadata.name));
+      if (!baseMap) throw new Error(`${file}: configMapGenerator ${gen.name} merges into no generated ConfigMap of the resources`);
+      const merged = { ...(baseMap.data as Record<string, string>), ...data };
+      const hashed = `${gen.name}-${configMapHash(merged)}`;
+      renamed.set(baseMap.metadata.name, hashed);
+      baseMap.metadata.name = hashed;
+      baseMap.data = merged;
+      continue;
+    }
     const hashed = `${gen.name}-${configMapHash(data)}`;
     renamed.set(gen.name, hashed);
     objects.push({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: hashed }, data });

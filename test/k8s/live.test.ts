@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createServer as createHttpServer, request as httpRequest, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { mkdtemp, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
@@ -26,15 +27,20 @@ import { settingsOf, type ConfigMap, type Deployment, type IstioPolicy } from '.
  * .env file, the image carries none), on a real PostgreSQL as the StatefulSet's stand-in, with the
  * Secrets `npm run k8s-secrets` makes written out as the kubelet mounts them, and a stand-in
  * Kubernetes API server whose /openid/v1/jwks (TLS with its own CA, bearer token required) signs
- * servicea's projected service-account token. Then the tests call the routes the probes and the
- * Istio rules name, and check the rules against real tokens.
+ * servicea's projected service-account token. The factory runs with the overlay's settings (the
+ * mesh's TRUST_XFCC), and servicea reaches it through a stand-in of the factory's sidecar that
+ * appends servicea's identity to X-Forwarded-Client-Cert as Istio's inbound listener does. Then the
+ * tests call the routes the probes and the Istio rules name, run scenarios 6 and 7 as a user would,
+ * and check the rules against real tokens.
  */
 
 const base = kustomizeBuild(BASE);
 const overlay = kustomizeBuild(OVERLAY);
 const configMaps = ofKind<ConfigMap>(base, 'ConfigMap');
-const factoryDeployment = named<Deployment>(base, 'Deployment', 'jwt-factory');
-const factorySettings = settingsOf(factoryDeployment, configMaps);
+const factoryDeployment = named<Deployment>(overlay, 'Deployment', 'jwt-factory');
+/** In the mesh (k8s/istio), as scenario 7 needs: the base's settings with the overlay's TRUST_XFCC and XFCC_BY merged in. */
+const factorySettings = settingsOf(factoryDeployment, ofKind<ConfigMap>(overlay, 'ConfigMap'));
+const SERVICEA_SPIFFE_ID = `spiffe://cluster.local/ns/jwt-suite/sa/${named<Deployment>(base, 'Deployment', 'servicea').spec.template.spec.serviceAccountName}`;
 const raOf = (svc: string) => named<IstioPolicy>(overlay, 'RequestAuthentication', `${svc}-jwt`).spec.jwtRules[0];
 /** The projected token volume servicea mounts, and the audience its tokens carry. */
 const saTokenSource = named<Deployment>(base, 'Deployment', 'servicea').spec.template.spec.volumes!.find((v) => v.projected)!.projected!.sources[0]!.serviceAccountToken!;
@@ -47,6 +53,8 @@ let apiServer: HttpsServer;
 let factory: Started;
 let replica: Started;
 let factoryUrl: string;
+let sidecar: HttpServer;
+let sidecarUrl: string;
 let replicaUrl: string;
 let secretsDir: string;
 let env: Record<string, string>;
@@ -70,7 +78,7 @@ async function startService(name: (typeof SERVICE_NAMES)[number]): Promise<Start
     PORT: '0',
     ...(settings.HTTPS_PORT ? { HTTPS_PORT: '0' } : {}),
     // servicea asks replica A, the receivers verify at replica B: one key database behind both.
-    FACTORY_URL: name === 'servicea' ? factoryUrl : replicaUrl,
+    FACTORY_URL: name === 'servicea' ? sidecarUrl : replicaUrl,
     CERTS_DIR: certsDir,
     SERVICE_KEYS_DIR: path.join(tmp, `${name}-self`),
     ...(settings.FACTORY_ASSERTION_FILE ? { FACTORY_ASSERTION_FILE: path.join(tmp, 'servicea-token') } : {}),
@@ -82,6 +90,25 @@ async function startService(name: (typeof SERVICE_NAMES)[number]): Promise<Start
   const dotenv = parseDotenv(readFileSync(path.join(ROOT, 'app', `.${name}.env`)));
   const absent = Object.fromEntries(Object.keys(dotenv).filter((k) => !(k in settings)).map((k) => [k, '']));
   return startProcess('app/main.ts', { args: [name], env: { ...absent, ...settings, ...local }, timeoutMs: 60_000 });
+}
+
+/**
+ * The factory's sidecar as seen by the factory, for servicea's calls: Istio's inbound listener
+ * (APPEND_FORWARD, Subject, URI and DNS) appends one element for the mTLS peer after whatever
+ * the caller sent, its By the factory's own SPIFFE id. The test plays it over plain HTTP.
+ */
+function serviceaSidecar(upstreamPort: number): HttpServer {
+  return createHttpServer((req, res) => {
+    const element = `By=${factorySettings.XFCC_BY};Hash=0000;Subject="";URI=${SERVICEA_SPIFFE_ID}`;
+    const previous = req.headers['x-forwarded-client-cert'];
+    const headers = { ...req.headers, 'x-forwarded-client-cert': previous ? `${previous},${element}` : element };
+    const upstream = httpRequest({ host: '127.0.0.1', port: upstreamPort, method: req.method, path: req.url, headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on('error', () => res.writeHead(502).end());
+    req.pipe(upstream);
+  });
 }
 
 async function call(url: string, init: RequestInit = {}): Promise<Response> {
@@ -97,6 +124,17 @@ async function serviceaBearer(): Promise<string> {
   });
   expect(res.status).toBe(200);
   return ((await res.json()) as { access_token: string }).access_token;
+}
+
+/** The password grant with the ConfigMap's cli client, as a user does through a port-forward (its demo secret, README). */
+async function passwordGrant(username: string, password: string): Promise<{ access_token: string; id_token: string }> {
+  const res = await call(`${factoryUrl}/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from('cli:cli-secret').toString('base64')}` },
+    body: new URLSearchParams({ grant_type: 'password', username, password, scope: 'openid profile' }),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as { access_token: string; id_token: string };
 }
 
 /** POST /issueToken/<keyId> as servicea (bearer), answering the raw response. */
@@ -180,6 +218,9 @@ beforeAll(async () => {
   replica = replicas[1]!;
   factoryUrl = `http://127.0.0.1:${factory.port}`;
   replicaUrl = `http://127.0.0.1:${replica.port}`;
+  sidecar = serviceaSidecar(factory.port);
+  await new Promise<void>((resolve) => sidecar.listen(0, '127.0.0.1', resolve));
+  sidecarUrl = `http://127.0.0.1:${(sidecar.address() as { port: number }).port}`;
   await writeTokenFile(path.join(tmp, 'servicea-token'), await saToken());
   bearer = await serviceaBearer();
   [services.serviceb, services.servicec] = await Promise.all([startService('serviceb'), startService('servicec')]);
@@ -189,6 +230,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all([factory, replica, ...Object.values(services)].filter(Boolean).map((p) => p!.stop()));
   if (apiServer) await new Promise((resolve) => apiServer.close(resolve));
+  if (sidecar) await new Promise((resolve) => sidecar.close(resolve));
   await pg?.remove();
   if (tmp) await rm(tmp, { recursive: true, force: true });
 });
@@ -200,6 +242,46 @@ describe('the cluster path against the real processes', () => {
     expect(res.status, JSON.stringify(body)).toBe(200);
     for (const svc of ['serviceb', 'servicec']) expect(body[svc]).toMatchObject({ status: 200, valid: true, claims: { iss: factorySettings.ISSUER, sub: 'servicea', aud: svc } });
     expect(services.servicea!.output()).toMatch(/exchanged the service-account token for a factory access token/);
+  });
+
+  it("scenario 6 runs as shipped: the ConfigMap's cli client and admin's hashed password give an id token, servicea presents it, serviceb accepts it", async () => {
+    const idToken = (await passwordGrant('admin', 'admin')).id_token;
+    expect(decodeJwt(idToken)).toMatchObject({ sub: 'admin', aud: 'cli', iss: factorySettings.ISSUER });
+    const res = await call(`http://127.0.0.1:${services.servicea!.port}/scenario6`, { headers: { authorization: `Bearer ${idToken}` } });
+    const body = (await res.json()) as Record<string, { status: number; valid: boolean; claims: Record<string, unknown> }>;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.serviceb).toMatchObject({ status: 200, valid: true, claims: { sub: 'admin', aud: 'cli' } });
+  });
+
+  it("scenario 7 runs as shipped: servicea exchanges alice's token authenticated by its mesh identity (tls_client_auth via the sidecar's XFCC), servicec accepts the delegated token", async () => {
+    const accessToken = (await passwordGrant('alice', 'alice-password')).access_token;
+    const res = await call(`http://127.0.0.1:${services.servicea!.port}/scenario7`, { headers: { authorization: `Bearer ${accessToken}` } });
+    const body = (await res.json()) as Record<string, { status: number; valid: boolean; claims: Record<string, unknown> }>;
+    expect(res.status, JSON.stringify(body)).toBe(200);
+    expect(body.servicec).toMatchObject({ status: 200, valid: true, claims: { sub: 'alice', aud: 'servicec', act: { sub: 'servicea' } } });
+  });
+
+  it("servicea's exchange is refused without its sidecar's word, or with another workload's identity, and the projected-token path is unchanged", async () => {
+    const accessToken = (await passwordGrant('alice', 'alice-password')).access_token;
+    const exchange = (headers: Record<string, string>) =>
+      call(`${factoryUrl}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+        body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange', client_id: 'servicea', subject_token: accessToken, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token', audience: 'servicec' }),
+      });
+    const bare = await exchange({});
+    expect([bare.status, ((await bare.json()) as { error: string }).error]).toEqual([401, 'invalid_client']);
+    const serviceb = await exchange({ 'x-forwarded-client-cert': `By=${factorySettings.XFCC_BY};URI=spiffe://cluster.local/ns/jwt-suite/sa/serviceb` });
+    expect([serviceb.status, ((await serviceb.json()) as { error: string }).error]).toEqual([401, 'invalid_client']);
+    const otherSidecar = await exchange({ 'x-forwarded-client-cert': `By=spiffe://cluster.local/ns/other/sa/gateway;URI=${SERVICEA_SPIFFE_ID}` });
+    expect([otherSidecar.status, ((await otherSidecar.json()) as { error: string }).error]).toEqual([401, 'invalid_client']);
+    // The projected token still buys servicea's factory access token, through its sidecar too.
+    const viaSidecar = await call(`${sidecarUrl}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: await saToken(), audience: factorySettings.ISSUER! }),
+    });
+    expect(viaSidecar.status).toBe(200);
   });
 
   it('refuses anonymous issuance, a sub override and another keyId, in client mode', async () => {

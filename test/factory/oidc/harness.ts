@@ -77,6 +77,7 @@ export async function makeOidcFactory(options: { yaml?: string; env?: Record<str
     sessionTtl: config.OIDC_SESSION_TTL,
     lockoutAfter: config.OIDC_LOCKOUT_AFTER,
     clockTolerance: config.CLOCK_TOLERANCE,
+    xfccBy: config.TRUST_XFCC ? config.XFCC_BY : undefined,
   });
   const app = createApp({ config, keystore, logger, clock: time.clock, oidc });
   return { app, dir, time, keystore, store, oidc, cleanup: () => rm(dir, { recursive: true, force: true }) };

@@ -15,6 +15,9 @@ import { tokensRouter } from './routes/tokens.js';
 
 export type { FactoryDeps } from './deps.js';
 
+/** A path segment that is `.` or `..`, plain or percent-encoded (`%2e`, `%2E%2e`, ...). */
+const DOT_SEGMENT = /(?:^|\/)(?:\.|%2e){1,2}(?:\/|$)/i;
+
 /**
  * The factory's routers after the token routes, in mounting order. Another feature mounts its
  * own router next to these in createApp (e.g. `app.use('/mesh', ...)`), never inside them.
@@ -35,7 +38,7 @@ export function createApp(given: FactoryDeps): Express {
   app.use(requestLogger(deps.logger));
   // A keyId names a file: refuse dot segments before any route sees them (curl normally folds them).
   app.use((req, _res, next) => {
-    if (req.path.split('/').some((segment) => segment === '.' || segment === '..' || /^%2e(%2e)?$/i.test(segment))) {
+    if (DOT_SEGMENT.test(req.path)) {
       throw badRequest('Path segments "." and ".." are not allowed', 'invalid_path');
     }
     next();

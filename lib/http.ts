@@ -1,4 +1,4 @@
-import express, { type ErrorRequestHandler, type Request, type RequestHandler } from 'express';
+import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { AppError, isAppError } from './errors.js';
 import { errorFields, type Logger } from './logger.js';
 
@@ -180,6 +180,21 @@ function fromParserError(err: { type?: string; status?: number; statusCode?: num
   if (typeof status === 'number' && status >= 400 && status < 500) return new AppError('bad_request', status, 'The request is malformed');
   return undefined;
 }
+
+/**
+ * An answer written straight to node's response, without express's `res.send` (its Content-Type
+ * rewriting, its ETag hash of every body, its freshness check): for the POST answers a mesh asks
+ * for on every call, which no cache keeps. Headers set before (by middleware) are kept.
+ */
+export function sendBody(res: Response, status: number, contentType: 'application/json' | 'text/plain', body: string): void {
+  res.statusCode = status;
+  res.setHeader('Content-Type', `${contentType}; charset=utf-8`);
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.end(body);
+}
+
+/** sendBody with a JSON value. */
+export const sendJson = (res: Response, status: number, value: unknown): void => sendBody(res, status, 'application/json', JSON.stringify(value));
 
 /** 404 JSON answer for any route nobody serves. */
 export const notFoundHandler: RequestHandler = (req, res) => {

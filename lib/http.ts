@@ -1,6 +1,6 @@
 import express, { type ErrorRequestHandler, type Request, type RequestHandler, type Response } from 'express';
 import { AppError, isAppError } from './errors.js';
-import { errorFields, type Logger } from './logger.js';
+import { createLineWriter, errorFields, type Logger } from './logger.js';
 
 /** Body of every error answer: `{ error: { code, message, ...details } }`. */
 export interface ErrorBody {
@@ -239,6 +239,7 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
  * status, duration. Handlers add `res.locals.log` fields such as keyId, kid, jti.
  */
 export function requestLogger(logger: Logger): RequestHandler {
+  const write = createLineWriter(logger);
   return (req, res, next) => {
     const start = process.hrtime.bigint();
     // At trace, a line as the request arrives (header names only: values may carry tokens or cookies).
@@ -246,8 +247,7 @@ export function requestLogger(logger: Logger): RequestHandler {
     res.on('finish', () => {
       const durationMs = Number(process.hrtime.bigint() - start) / 1e6;
       const fields = { method: req.method, path: req.path, status: res.statusCode, durationMs: Math.round(durationMs * 100) / 100, ...(res.locals.log ?? {}) };
-      if (res.statusCode >= 500) logger.error(fields, 'request');
-      else logger.info(fields, 'request');
+      write(res.statusCode >= 500 ? 'error' : 'info', fields, 'request');
     });
     next();
   };

@@ -4,7 +4,8 @@ import request from 'supertest';
 import { describe, expect, it } from 'vitest';
 import { AppError } from '../../lib/errors.js';
 import { errorMiddleware, requestLogger } from '../../lib/http.js';
-import { createLogger } from '../../lib/logger.js';
+import fc from 'fast-check';
+import { createLineWriter, createLogger, type LineFields } from '../../lib/logger.js';
 
 /** An app whose routes fail in each way, logging at `level` into an array of parsed lines. */
 function appAt(level: string) {
@@ -101,5 +102,53 @@ describe('redaction', () => {
     expect(JSON.stringify(lines)).not.toMatch(/tok-|sec-|key-\d/);
     // The caller's objects are not changed by the censoring.
     expect(nested.body.token).toBe('tok-3');
+  });
+});
+
+describe('the request line writer', () => {
+  /** The same fields through pino and through createLineWriter, the raw text of each line, the time masked. */
+  function bothLines(level: string, fields: Record<string, unknown>, at: 'info' | 'error' = 'info') {
+    const raw: string[] = [];
+    const logger = createLogger({ level, name: 'jwt-factory' }, { write: (line: string) => void raw.push(line) });
+    const child = logger.child({ worker: 2 });
+    const write = createLineWriter(child);
+    child[at](fields, 'request');
+    const fromPino = raw.splice(0);
+    write(at, fields as LineFields, 'request');
+    const mask = (lines: string[]) => lines.map((line) => line.replace(/"time":"[^"]+"/, '"time":"T"'));
+    return { fromPino: mask(fromPino), fromWriter: mask(raw) };
+  }
+
+  it.each<[string, Record<string, unknown>]>([
+    ['a verification', { method: 'POST', path: '/verify/servicea', status: 200, durationMs: 1.23, keyId: 'servicea', kid: 'k1', jti: 'a-b-c' }],
+    ['quotes, backslashes, controls, separators, non-ASCII', { method: 'GET', path: '/a"b\\c\u0001\u2028é𝄞', status: 404, durationMs: 0 }],
+    ['booleans and an undefined field', { method: 'POST', path: '/x', status: 403, durationMs: 2, valid: false, skipped: undefined }],
+    ['a number JSON cannot spell (pino writes null)', { method: 'POST', path: '/x', status: 200, durationMs: Number.NaN }],
+    ['a token (pino redacts it)', { method: 'POST', path: '/x', status: 200, token: 'eyJ.secret.sig' }],
+    ['a secret one field down (pino redacts it)', { method: 'POST', path: '/x', status: 200, client: { id: 'a', secret: 's3cret' } }],
+    ['an Authorization value (pino redacts it)', { method: 'POST', path: '/x', status: 200, authorization: 'Basic eA==' }],
+  ])('%s: the same bytes as pino', (_name, fields) => {
+    const { fromPino, fromWriter } = bothLines('info', fields);
+    expect(fromPino).toHaveLength(1);
+    expect(fromWriter).toEqual(fromPino);
+    expect(fromWriter.join('')).not.toMatch(/eyJ\.secret|s3cret|Basic eA/);
+  });
+
+  it('any flat fields of strings, numbers and booleans give the bytes pino gives (fast-check)', () => {
+    const value = fc.oneof(fc.string({ unit: 'grapheme' }), fc.string(), fc.double(), fc.integer(), fc.boolean());
+    fc.assert(
+      fc.property(fc.dictionary(fc.string({ minLength: 1, maxLength: 12 }).filter((k) => !['msg', 'level', 'time'].includes(k)), value, { maxKeys: 8 }), (fields) => {
+        const { fromPino, fromWriter } = bothLines('info', fields);
+        expect(fromWriter).toEqual(fromPino);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps the level threshold: nothing below it, error lines at error', () => {
+    expect(bothLines('warn', { status: 200 })).toEqual({ fromPino: [], fromWriter: [] });
+    const { fromPino, fromWriter } = bothLines('warn', { status: 503 }, 'error');
+    expect(fromWriter).toEqual(fromPino);
+    expect(JSON.parse(fromWriter[0]!)).toMatchObject({ level: 50, worker: 2, status: 503, msg: 'request' });
   });
 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { parseBenchArgs, UsageError, USAGE } from './bench/args.js';
 import { LaunchError } from './bench/launch.js';
 import { writeResults } from './bench/report.js';
-import { runBench } from './bench/rows.js';
+import { runBench, schedulingPriority } from './bench/rows.js';
 
 /**
  * `npm run bench`: the factory beside its floors and its peers, measured in one run on this machine.
@@ -25,10 +25,11 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const progress = (line: string) => process.stderr.write(`${line}\n`);
+  const priority = schedulingPriority(options.nice);
   const tmpDir = await mkdtemp(path.join(os.tmpdir(), 'jwt-bench-'));
   const started = new Date();
   try {
-    const { text, ...data } = await runBench(options, tmpDir, progress);
+    const { text, ...data } = await runBench(options, tmpDir, progress, priority);
     const file = await writeResults(options.outDir, { startedAt: started.toISOString(), finishedAt: new Date().toISOString(), ...data }, started);
     process.stdout.write(`\n${text}\n\nresults: ${file}\n`);
     return 0;

@@ -16,11 +16,38 @@ import type { ThrowawayPostgres } from '../postgres.js';
 /** The run's context, printed above the table and stored in the JSON. */
 export function machineContext() {
   const cpus = os.cpus();
-  return { cpus: cpus.length, cpuModel: cpus[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.release()}` };
+  return { cpus: cpus.length, cpuModel: cpus[0]?.model ?? 'unknown', node: process.version, platform: `${os.platform()} ${os.release()}`, loadAverage: os.loadavg()[0]! };
 }
 
+/** The nice value the run got: what was asked, or the one it kept when raising was not allowed. */
+export interface Priority {
+  asked: number;
+  nice: number;
+}
+
+/**
+ * Asks for `nice` for the bench's own process before it starts any other: the servers and the
+ * load generator inherit it at spawn, so on a shared machine the neighbours' work waits and falls
+ * less on the figures. Raising (a negative value) needs root or CAP_SYS_NICE; without, the run
+ * goes on at the priority it had, and the report says so.
+ */
+export function schedulingPriority(asked: number): Priority {
+  if (asked === 0) return { asked, nice: os.getPriority() };
+  try {
+    os.setPriority(asked);
+  } catch {
+    /* not allowed: reported below */
+  }
+  return { asked, nice: os.getPriority() };
+}
+
+const priorityLine = (p: Priority) =>
+  p.nice === p.asked || p.asked === 0
+    ? `priority: nice ${p.nice}, for the bench and every process it starts`
+    : `priority: nice ${p.nice} (nice ${p.asked} was not allowed: run as root or with CAP_SYS_NICE for figures the machine's other work moves less)`;
+
 export interface BenchRun {
-  machine: ReturnType<typeof machineContext>;
+  machine: ReturnType<typeof machineContext> & { loadAverageAtStart: number; priority: Priority };
   settings: Omit<BenchOptions, 'help' | 'outDir'>;
   rows: RowResult[];
   verdicts: Verdict[];
@@ -40,7 +67,8 @@ interface Contender {
  * The whole bench: the bare floor in a process of its own, then every HTTP contender (floors,
  * the factory, its peers) started together and loaded in alternating rounds, then the scenarios.
  */
-export async function runBench(options: BenchOptions, tmpDir: string, progress: (line: string) => void): Promise<BenchRun> {
+export async function runBench(options: BenchOptions, tmpDir: string, progress: (line: string) => void, priority: Priority = { asked: 0, nice: os.getPriority() }): Promise<BenchRun> {
+  const loadAverageAtStart = os.loadavg()[0]!;
   const settings: LoadSettings = { connections: options.connections, durationS: options.durationS, warmupS: options.warmupS };
   const want = (g: BenchOptions['groups'][number]) => options.groups.includes(g);
   const { alg } = options;
@@ -140,9 +168,10 @@ export async function runBench(options: BenchOptions, tmpDir: string, progress: 
 
   const sorted = [...rows].sort((a, b) => GROUPS.indexOf(a.group) - GROUPS.indexOf(b.group) || opRank(a) - opRank(b));
   const verdicts = evaluateGoals(sorted);
-  const machine = machineContext();
+  const machine = { ...machineContext(), loadAverageAtStart, priority };
   const context = [
-    `jwt-factory benchmark: ${machine.cpus} x ${machine.cpuModel}, Node ${machine.node}`,
+    `jwt-factory benchmark: ${machine.cpus} x ${machine.cpuModel}, Node ${machine.node}; load average ${machine.loadAverageAtStart.toFixed(1)} at the start, ${machine.loadAverage.toFixed(1)} at the end`,
+    priorityLine(priority),
     `load: autocannon, ${options.connections} connections; ${options.rounds} round(s) of ${options.warmupS} s warm-up + ${options.durationS} s per row, alternating order; CPU = the server process's user + system time from /proc`,
     `factory: LOG_LEVEL=${options.logLevel}, WORKERS=${options.workers ?? 'factory default'}`,
   ];

@@ -114,7 +114,10 @@ export function createFailureLimiter(options: { store: OidcStore; threshold: num
       const until = Math.max(0, ...records.map((record, i) => lockedUntil(record, thresholdOf(keys[i]!))));
       if (until > now) return { outcome: 'locked', retryAfter: Math.ceil((until - now) / 1000) };
       if (await check()) {
-        await Promise.all((attemptOptions.clears ?? []).map((key) => counters.clearFailures(storedKey(key))));
+        // Only a key that has failures is cleared: an ordinary success (every client_credentials
+        // call) must not write to the store.
+        const clean = new Set(keys.filter((_key, i) => records[i] === undefined));
+        await Promise.all((attemptOptions.clears ?? []).filter((key) => !clean.has(key)).map((key) => counters.clearFailures(storedKey(key))));
         return { outcome: 'ok' };
       }
       await Promise.all(keys.map((key) => counters.countFailure(storedKey(key), clock().getTime() + FORGET_AFTER_MS)));

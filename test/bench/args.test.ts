@@ -55,7 +55,7 @@ describe('the bench scheduling priority', () => {
     // In a child process, so the test run's own priority is left alone.
     const script = `import { schedulingPriority } from './scripts/bench/rows.ts'; console.log(JSON.stringify([schedulingPriority(5), schedulingPriority(-1)]))`;
     const out = execFileSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8' });
-    const [lowered, raised] = JSON.parse(out.trim().split('\n').pop()!) as Array<{ asked: number; nice: number }>;
+    const [lowered, raised] = JSON.parse(out.trim().split("\n").pop()!) as [{ asked: number; nice: number }, { asked: number; nice: number }];
     expect(lowered).toEqual({ asked: 5, nice: 5 });
     // From 5 to -1 needs root or CAP_SYS_NICE: either it was granted, or the run kept 5.
     expect(raised.asked).toBe(-1);

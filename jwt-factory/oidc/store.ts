@@ -221,6 +221,9 @@ export function createFileOidcStore(options: { dir: string; clock: Clock; maxFai
         return { ...record };
       }, true),
     getFailures: (key) => run((s) => live(s.failures[key]), false),
-    clearFailures: (key) => run((s) => void delete s.failures[key], true),
+    // Nothing to forget, nothing to write: a success with no failures before it leaves the file alone.
+    clearFailures: async (key) => {
+      if (await run((s) => key in s.failures, false)) await run((s) => void delete s.failures[key], true);
+    },
   };
 }

@@ -4,7 +4,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { ResponseBodyError } from 'openid-client';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -16,7 +15,7 @@ import type { SessionStore } from '../../../mesh/login/store.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { freePort, startProcess, type Started } from '../../helpers/process.js';
 import { apiCall, loginThrough } from './gateway-login.js';
-import { send, serverPool } from './send.js';
+import { bearerUpstream, send, serverPool } from './send.js';
 
 /**
  * Gateway replicas sharing one PostgreSQL session store refresh each session once, however many
@@ -303,19 +302,8 @@ describe('two mesh-gateway processes and the factory over one session store', ()
       }),
       proxyPort,
     );
-    const jwks = createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`));
     const backend = await servers.serve(
-      http.createServer(async (req, res) => {
-        req.resume();
-        try {
-          const { payload } = await jwtVerify(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', jwks, { issuer, audience: 'serviceb' });
-          res.writeHead(200, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ user: payload.sub }));
-        } catch {
-          res.writeHead(401, { 'content-type': 'application/json' });
-          res.end('{"error":"token_invalid"}');
-        }
-      }),
+      http.createServer(bearerUpstream(issuer)),
     );
     const args = ['--policies', dir, '--upstream', `http://127.0.0.1:${backend}`, '--port', '0', '--login-issuer', issuer, '--login-client-id', 'gw', '--public-url', publicUrl, '--login-refresh-ahead', String(REFRESH_AHEAD_S)];
     const env = { LOGIN_CLIENT_SECRET: SECRET, SESSION_STORE: db.url, SESSION_ENCRYPTION_KEY: KEY.toString('base64') };

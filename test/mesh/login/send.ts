@@ -1,5 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 
 /** One plain HTTP request (no agent, no redirects followed), answered as status, headers and text. */
 export function send(url: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
@@ -30,5 +31,24 @@ export function serverPool(): { serve(server: http.Server, port?: number): Promi
         await new Promise((resolve) => s.close(resolve));
       }
     },
+  };
+}
+
+/**
+ * An upstream that admits only a valid bearer token of `issuer` for `serviceb` (keys from the
+ * issuer's JWKS) and answers `{ user: sub }`, else 401 `token_invalid`: what the gateway's calls reach.
+ */
+export function bearerUpstream(issuer: string): http.RequestListener {
+  const jwks = createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`));
+  return async (req, res) => {
+    req.resume();
+    try {
+      const { payload } = await jwtVerify(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', jwks, { issuer, audience: 'serviceb' });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ user: payload.sub }));
+    } catch {
+      res.writeHead(401, { 'content-type': 'application/json' });
+      res.end('{"error":"token_invalid"}');
+    }
   };
 }

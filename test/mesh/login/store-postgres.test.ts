@@ -4,7 +4,6 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { createRemoteJWKSet, jwtVerify } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../../lib/logger.js';
 import { parseLogin } from '../../../mesh/login/args.js';
@@ -13,6 +12,7 @@ import type { SessionRecord } from '../../../mesh/login/store.js';
 import { startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { freePort, startProcess, type Started } from '../../helpers/process.js';
 import { apiCall, loginThrough } from './gateway-login.js';
+import { bearerUpstream } from './send.js';
 
 let db: TestPostgres;
 let dir: string;
@@ -211,18 +211,7 @@ describe('two mesh-gateway processes over one database', () => {
       env: { PORT: String(factoryPort), HOST: '127.0.0.1', KEYS_DIR: path.join(dir, 'keys'), OIDC_CONFIG: path.join(dir, 'oidc.yaml'), OIDC_ALG: 'ES256', ISSUER: issuer, PUBLIC_URL: issuer },
     });
     processes.push(factory);
-    const jwks = createRemoteJWKSet(new URL(`${issuer}/.well-known/jwks.json`));
-    backend = http.createServer(async (req, res) => {
-      req.resume();
-      try {
-        const { payload } = await jwtVerify(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '', jwks, { issuer, audience: 'serviceb' });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ user: payload.sub }));
-      } catch {
-        res.writeHead(401, { 'content-type': 'application/json' });
-        res.end('{"error":"token_invalid"}');
-      }
-    });
+    backend = http.createServer(bearerUpstream(issuer));
     await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
     backendPort = (backend.address() as AddressInfo).port;
   }, 90_000);
